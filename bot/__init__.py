@@ -1,0 +1,1 @@
+"""canary-bot's Slack front: commands, buttons, the threaded status card and console mode."""

@@ -1,0 +1,7 @@
+"""Shared fixtures. Each real part has its own fixture module under tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.cluster",
+    "tests.fixtures.prometheus",
+    "tests.fixtures.slack",
+]

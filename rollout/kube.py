@@ -1,0 +1,350 @@
+"""The one module that talks to the Kubernetes API (through the official client).
+
+Objects travel as plain JSON dicts: the engine reads a few fields and sends small patches,
+so deserialising into the client's generated models would only cost time and memory.
+Blocking client calls run in worker threads so the event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from rollout.models import GROUP, PLURAL, VERSION
+
+JsonObject = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; ``status`` is the HTTP status (0 when unreachable)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{reason} ({status}): {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def temporary(self) -> bool:
+        """Worth retrying on the next tick (server or network trouble, conflicts)."""
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+class NotFound(KubeError):
+    """The object does not exist."""
+
+
+class Conflict(KubeError):
+    """Optimistic concurrency lost (resourceVersion changed) or the object exists."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind of object lives in the REST API."""
+
+    group: str
+    version: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None, sub: str = "") -> str:
+        """The REST path of a collection, an object, or an object's subresource."""
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if namespace is not None:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{name}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+SERVICES = Resource("", "v1", "services")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
+EVENTS = Resource("", "v1", "events")
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+NAMESPACES = Resource("", "v1", "namespaces")
+RELEASES = Resource(GROUP, VERSION, PLURAL)
+
+
+class RequestCounter:
+    """Counts API requests by verb and resource (exported on /metrics and in benchmarks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[tuple[str, str], int] = {}
+        self.errors: dict[tuple[str, int], int] = {}
+
+    def add(self, method: str, plural: str) -> None:
+        """Record one request."""
+        with self._lock:
+            self.counts[(method, plural)] = self.counts.get((method, plural), 0) + 1
+
+    def error(self, plural: str, status: int) -> None:
+        """Record one failed request."""
+        with self._lock:
+            self.errors[(plural, status)] = self.errors.get((plural, status), 0) + 1
+
+    @property
+    def total(self) -> int:
+        """All requests so far."""
+        with self._lock:
+            return sum(self.counts.values())
+
+
+class Kube:
+    """A small JSON-in, JSON-out gateway to the API server."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._api = api_client
+        self.requests = RequestCounter()
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        """Connect in-cluster when running in a Pod, else through a kubeconfig file."""
+        if kubeconfig is None and context is None:
+            try:
+                kubernetes.config.load_incluster_config()
+                return cls(kubernetes.client.ApiClient())
+            except kubernetes.config.ConfigException:
+                pass
+        client = kubernetes.config.new_client_from_config(config_file=kubeconfig, context=context)
+        return cls(client)
+
+    @property
+    def server(self) -> str:
+        """The API server URL (no credentials)."""
+        return str(self._api.configuration.host)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._api.close()
+
+    # -- raw REST -------------------------------------------------------------------------
+
+    def request_sync(
+        self,
+        method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"],
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+        timeout: float = 30.0,
+    ) -> JsonObject:
+        """One API request; raises ``NotFound``, ``Conflict`` or ``KubeError``."""
+        plural = path.rstrip("/").split("/")[-1]
+        self.requests.add(method, plural)
+        try:
+            response = self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=timeout,
+            )
+        except ApiException as exc:
+            self.requests.error(plural, exc.status or 0)
+            raise _translate(exc) from None
+        except Exception as exc:  # urllib3/network errors: the server is unreachable
+            self.requests.error(plural, 0)
+            raise KubeError(
+                0, "Unavailable", f"API server unreachable: {type(exc).__name__}"
+            ) from None
+        data = response.data
+        return json.loads(data) if data else {}
+
+    async def request(
+        self,
+        method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"],
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> JsonObject:
+        """``request_sync`` in a worker thread."""
+        return await asyncio.to_thread(
+            self.request_sync, method, path, body, content_type=content_type, query=query
+        )
+
+    # -- typed helpers --------------------------------------------------------------------
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> JsonObject | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self.request("GET", resource.path(namespace, name))
+        except NotFound:
+            return None
+
+    async def list_objects(
+        self, resource: Resource, namespace: str | None = None, label_selector: str = ""
+    ) -> list[JsonObject]:
+        """All objects of a kind (in one namespace, or cluster-wide)."""
+        query = [("labelSelector", label_selector)] if label_selector else None
+        result = await self.request("GET", resource.path(namespace), query=query)
+        items: list[JsonObject] = result.get("items", [])
+        return items
+
+    async def create(self, resource: Resource, namespace: str, body: JsonObject) -> JsonObject:
+        """Create an object; raises ``Conflict`` if it exists."""
+        return await self.request("POST", resource.path(namespace), body)
+
+    async def replace(
+        self, resource: Resource, namespace: str, name: str, body: JsonObject, sub: str = ""
+    ) -> JsonObject:
+        """PUT with the body's resourceVersion: fails with ``Conflict`` if it changed."""
+        return await self.request("PUT", resource.path(namespace, name, sub), body)
+
+    async def merge_patch(
+        self, resource: Resource, namespace: str, name: str, patch: JsonObject, sub: str = ""
+    ) -> JsonObject:
+        """JSON merge patch (RFC 7386)."""
+        return await self.request(
+            "PATCH", resource.path(namespace, name, sub), patch, content_type=MERGE_PATCH
+        )
+
+    async def json_patch(
+        self, resource: Resource, namespace: str, name: str, ops: list[JsonObject], sub: str = ""
+    ) -> JsonObject:
+        """JSON patch (RFC 6902); a ``test`` op makes it conditional."""
+        return await self.request(
+            "PATCH", resource.path(namespace, name, sub), ops, content_type=JSON_PATCH
+        )
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
+        """Delete in the background; False when it was already gone."""
+        try:
+            await self.request(
+                "DELETE",
+                resource.path(namespace, name),
+                {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
+        except NotFound:
+            return False
+        return True
+
+    async def record_event(
+        self,
+        involved: JsonObject,
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        component: str = "canary-bot",
+    ) -> None:
+        """A Kubernetes Event on ``involved`` so ``kubectl describe`` tells the story."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", ""),
+                "kind": involved.get("kind", ""),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": component,
+        }
+        await self.create(EVENTS, meta["namespace"], body)
+
+    def watch_sync(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        resource_version: str,
+        timeout_seconds: int = 300,
+    ) -> Iterator[JsonObject]:
+        """Stream watch events (``{"type", "object"}``) from ``resource_version``.
+
+        Blocking; run it in a thread. Ends when the server closes the stream; raises
+        ``KubeError`` with status 410 when the version is too old (relist then).
+        """
+        path = resource.path(namespace)
+        self.requests.add("WATCH", resource.plural)
+        try:
+            response = self._api.call_api(
+                path,
+                "GET",
+                query_params=[
+                    ("watch", "true"),
+                    ("resourceVersion", resource_version),
+                    ("allowWatchBookmarks", "true"),
+                    ("timeoutSeconds", str(timeout_seconds)),
+                ],
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=(10, timeout_seconds + 10),
+            )
+        except ApiException as exc:
+            raise _translate(exc) from None
+        except Exception as exc:
+            raise KubeError(
+                0, "Unavailable", f"API server unreachable: {type(exc).__name__}"
+            ) from None
+        buffer = b""
+        try:
+            for chunk in response.stream(amt=None, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    event: JsonObject = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object", {})
+                        raise KubeError(
+                            int(status.get("code", 500)),
+                            str(status.get("reason", "Error")),
+                            str(status.get("message", "watch error")),
+                        )
+                    yield event
+        finally:
+            response.release_conn()
+
+
+def _translate(exc: ApiException) -> KubeError:
+    status = int(exc.status or 0)
+    reason = str(exc.reason or "")
+    message = reason
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+        message = str(body.get("message", reason))
+        reason = str(body.get("reason", reason))
+    except (ValueError, TypeError):
+        pass
+    if status == 404:
+        return NotFound(status, reason, message)
+    if status == 409:
+        return Conflict(status, reason, message)
+    return KubeError(status, reason, message)

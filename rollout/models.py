@@ -1,0 +1,538 @@
+"""The CanaryRelease resource as typed, validated models.
+
+The ``spec.analysis`` block keeps Flagger's field names, meanings and defaults so that a
+user of the Flagger tutorial can paste their ``analysis:`` block unchanged. Everything is
+validated here, at the boundary; inside the engine the types are trusted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GROUP = "canarybot.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "CanaryRelease"
+PLURAL = "canaryreleases"
+SHORT_NAME = "crel"
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+
+# An OCI image reference: [registry[:port]/]path[:tag][@digest]. Kept strict enough to
+# catch typos (spaces, uppercase repository names, empty tags) before anything changes.
+_IMAGE = re.compile(
+    r"^(?:(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go-style duration such as ``10s``, ``1m``, ``1m30s`` or ``500ms`` to seconds."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(
+            f"{text!r} is not a duration; use a number with a unit, e.g. 30s, 1m, 2m30s"
+        )
+    hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way the CLI and Slack show them: ``1m30s``, ``45s``, ``2h``."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return "".join(parts) or "0s"
+
+
+def is_valid_image(ref: str) -> bool:
+    """Whether ``ref`` is a well-formed container image reference."""
+    return len(ref) <= 255 and _IMAGE.match(ref) is not None
+
+
+def is_dns_label(name: str) -> bool:
+    """Whether ``name`` is a valid Kubernetes DNS-1123 label (namespace, Service name)."""
+    return _DNS_LABEL.match(name) is not None
+
+
+def is_dns_subdomain(name: str) -> bool:
+    """Whether ``name`` is a valid Kubernetes object name (DNS-1123 subdomain)."""
+    return len(name) <= 253 and _DNS_SUBDOMAIN.match(name) is not None
+
+
+class _Model(BaseModel):
+    """Base: camelCase on the wire (as in Kubernetes), snake_case in Python, frozen."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class ThresholdRange(_Model):
+    """Accepted range of a metric's value; either bound may be omitted."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"thresholdRange.min {self.min} is above thresholdRange.max {self.max}"
+            )
+        return self
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies within the range (bounds inclusive)."""
+        if self.min is not None and value < self.min:
+            return False
+        return not (self.max is not None and value > self.max)
+
+    def describe(self) -> str:
+        """Human form, e.g. ``>= 99`` or ``<= 500`` or ``99..100``."""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g}..{self.max:g}"
+        if self.min is not None:
+            return f">= {self.min:g}"
+        if self.max is not None:
+            return f"<= {self.max:g}"
+        return "any"
+
+
+class TemplateRef(_Model):
+    """Reference to a named metric template from the config file (Flagger's templateRef)."""
+
+    name: str
+    namespace: str | None = None
+
+
+class Metric(_Model):
+    """One analysis check. Built-ins: ``request-success-rate``, ``request-duration``."""
+
+    name: str = Field(min_length=1, max_length=63)
+    interval: str = "1m"
+    threshold_range: ThresholdRange = Field(default_factory=ThresholdRange, alias="thresholdRange")
+    template_ref: TemplateRef | None = Field(default=None, alias="templateRef")
+    template_variables: dict[str, str] = Field(default_factory=dict, alias="templateVariables")
+    query: str | None = None
+    # Comparison mode: the canary may not be worse than the stable side by more than this
+    # (percentage points for success rate, percent for duration). None = absolute only.
+    compare_to_stable: float | None = Field(default=None, alias="compareToStable", ge=0)
+    # Fast-fail: a value beyond this floor/ceiling rolls back at once, without threshold.
+    fail_fast: ThresholdRange | None = Field(default=None, alias="failFast")
+
+    _check_interval = field_validator("interval")(_check_duration)
+
+    @property
+    def interval_seconds(self) -> float:
+        """The rate window in seconds."""
+        return parse_duration(self.interval)
+
+
+WebhookType = Literal[
+    "confirm-rollout",
+    "pre-rollout",
+    "rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+    "post-rollout",
+    "rollback",
+    "event",
+]
+
+
+class Webhook(_Model):
+    """A Flagger-style webhook; the payload and status semantics match Flagger's."""
+
+    name: str = Field(min_length=1, max_length=63)
+    type: WebhookType = "rollout"
+    url: str
+    timeout: str = "10s"
+    retries: int = Field(default=0, ge=0, le=10)
+    mute_alert: bool = Field(default=False, alias="muteAlert")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    _check_timeout = field_validator("timeout")(_check_duration)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url {value!r} must start with http:// or https://")
+        return value
+
+    @property
+    def timeout_seconds(self) -> float:
+        """The request timeout in seconds."""
+        return parse_duration(self.timeout)
+
+
+class StringMatch(_Model):
+    """Header/cookie matcher, as in Flagger's ``match`` rules."""
+
+    exact: str | None = None
+    regex: str | None = None
+
+
+class MatchRule(_Model):
+    """A/B routing rule: requests with this header or cookie go to the canary."""
+
+    headers: dict[str, StringMatch] = Field(default_factory=dict)
+
+
+class Analysis(_Model):
+    """Flagger's ``analysis`` block: same field names, meanings and defaults.
+
+    Flagger fields canary-bot does not act on (mirroring, session affinity, alerts) are
+    accepted and ignored so that a block pasted from a Flagger Canary validates.
+    """
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    interval: str = "60s"
+    threshold: int = Field(default=5, ge=1, le=1000)
+    max_weight: int = Field(default=50, alias="maxWeight")
+    step_weight: int = Field(default=10, alias="stepWeight")
+    step_weights: list[int] = Field(default_factory=list, alias="stepWeights")
+    step_weight_promotion: int | None = Field(default=None, alias="stepWeightPromotion")
+    iterations: int | None = Field(default=None, ge=1)
+    match: list[MatchRule] = Field(default_factory=list)
+    metrics: list[Metric] = Field(default_factory=list)
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+    _check_interval = field_validator("interval")(_check_duration)
+
+    @field_validator("max_weight")
+    @classmethod
+    def _max_weight_range(cls, value: int) -> int:
+        if not 1 <= value <= 100:
+            raise ValueError(f"maxWeight must be between 1 and 100, got {value}")
+        return value
+
+    @field_validator("step_weight")
+    @classmethod
+    def _step_weight_range(cls, value: int) -> int:
+        if not 1 <= value <= 100:
+            raise ValueError(f"stepWeight must be between 1 and 100, got {value}")
+        return value
+
+    @field_validator("step_weights")
+    @classmethod
+    def _step_weights_increasing(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= w <= 100 for w in value):
+            raise ValueError("every stepWeights entry must be between 1 and 100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError(f"stepWeights must increase strictly, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _match_needs_iterations(self) -> Analysis:
+        if self.match and self.iterations is None:
+            raise ValueError("analysis.match (A/B testing) needs analysis.iterations")
+        names = [m.name for m in self.metrics]
+        if len(names) != len(set(names)):
+            raise ValueError("metric names in analysis.metrics must be unique")
+        hooks = [w.name for w in self.webhooks]
+        if len(hooks) != len(set(hooks)):
+            raise ValueError("webhook names in analysis.webhooks must be unique")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        """Seconds between analysis runs."""
+        return parse_duration(self.interval)
+
+    def weights(self) -> list[int]:
+        """The canary weights in order, never above ``maxWeight``."""
+        if self.step_weights:
+            steps = [w for w in self.step_weights if w <= self.max_weight]
+            return steps or [self.max_weight]
+        steps = list(range(self.step_weight, self.max_weight + 1, self.step_weight))
+        if not steps or steps[-1] != self.max_weight:
+            steps.append(self.max_weight)
+        return steps
+
+    def webhooks_of(self, kind: WebhookType) -> list[Webhook]:
+        """The webhooks of one type, in declaration order."""
+        return [w for w in self.webhooks if w.type == kind]
+
+
+class ObjectRef(_Model):
+    """Reference to an object in the CanaryRelease's namespace."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _object_name(cls, value: str) -> str:
+        if not is_dns_subdomain(value):
+            raise ValueError(f"{value!r} is not a valid Kubernetes object name")
+        return value
+
+
+class ServicePort(_Model):
+    """The port the canary Service exposes and the container port it targets."""
+
+    port: int = Field(default=80, ge=1, le=65535)
+    target_port: int | str | None = Field(default=None, alias="targetPort")
+    name: str = "http"
+
+
+class Requester(_Model):
+    """Who asked for the release (Slack user, or kubectl for GitOps)."""
+
+    user: str = ""
+    user_name: str = Field(default="", alias="userName")
+    channel: str = ""
+    source: Literal["slack", "kubectl", "console"] = "kubectl"
+
+
+ControlAction = Literal["abort", "promote", "pause", "resume", "approve"]
+
+
+class ControlRequest(_Model):
+    """A person's request to steer a running release; applied exactly once by id."""
+
+    id: str = Field(min_length=1, max_length=64)
+    action: ControlAction
+    user: str = ""
+    user_name: str = Field(default="", alias="userName")
+    reason: str = Field(default="", max_length=500)
+    at: datetime | None = None
+
+
+class CanaryReleaseSpec(_Model):
+    """What the user asked for."""
+
+    target_ref: ObjectRef = Field(alias="targetRef")
+    ingress_ref: ObjectRef = Field(alias="ingressRef")
+    images: dict[str, str] = Field(min_length=1)
+    service: ServicePort = Field(default_factory=ServicePort)
+    analysis: Analysis = Field(default_factory=Analysis)
+    progress_deadline_seconds: int = Field(default=600, ge=10, alias="progressDeadlineSeconds")
+    approval: Literal["auto", "manual"] = "auto"
+    skip_analysis: bool = Field(default=False, alias="skipAnalysis")
+    cluster: str = ""
+    requested_by: Requester = Field(default_factory=Requester, alias="requestedBy")
+    control_requests: list[ControlRequest] = Field(default_factory=list, alias="controlRequests")
+
+    @field_validator("images")
+    @classmethod
+    def _valid_images(cls, value: dict[str, str]) -> dict[str, str]:
+        for container, ref in value.items():
+            if not container:
+                raise ValueError("images: container name is empty")
+            if not is_valid_image(ref):
+                raise ValueError(
+                    f"images.{container}: {ref!r} is not a valid image reference "
+                    "(expected e.g. stefanprodan/podinfo:6.0.3)"
+                )
+        return value
+
+
+class Phase(StrEnum):
+    """Flagger's phase names, plus Paused."""
+
+    INITIALIZING = "Initializing"
+    INITIALIZED = "Initialized"
+    WAITING = "Waiting"
+    PROGRESSING = "Progressing"
+    WAITING_PROMOTION = "WaitingPromotion"
+    PROMOTING = "Promoting"
+    FINALISING = "Finalising"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    PAUSED = "Paused"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the release has ended."""
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class MetricStatus(_Model):
+    """The last measurement of one metric."""
+
+    name: str
+    value: float | None = None
+    stable_value: float | None = Field(default=None, alias="stableValue")
+    threshold: str = ""
+    ok: bool = False
+    message: str = ""
+    measured_at: datetime | None = Field(default=None, alias="measuredAt")
+
+
+class AuditEntry(_Model):
+    """One control request and what came of it."""
+
+    id: str
+    action: str
+    user: str = ""
+    user_name: str = Field(default="", alias="userName")
+    at: datetime
+    result: Literal["applied", "ignored", "refused"]
+    message: str = ""
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: datetime | None = Field(default=None, alias="lastTransitionTime")
+
+
+EventType = Literal[
+    "Started",
+    "Initialized",
+    "Waiting",
+    "StepAdvanced",
+    "Halted",
+    "WaitingApproval",
+    "Paused",
+    "Resumed",
+    "Approved",
+    "Promoting",
+    "Promoted",
+    "RolledBack",
+    "Refused",
+    "Control",
+]
+
+
+class RolloutEvent(_Model):
+    """A significant event, kept in ``status.events`` (an outbox) until delivered.
+
+    ``seq`` increases by one per event of a release, so a notifier delivers each exactly
+    once by remembering the last ``seq`` it delivered.
+    """
+
+    seq: int
+    type: EventType
+    message: str
+    severity: Literal["info", "warning", "error"] = "info"
+    at: datetime
+    weight: int = 0
+    phase: Phase | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class NotificationState(_Model):
+    """Where a notifier reports a release (e.g. the Slack thread) and what it delivered."""
+
+    channel: str = ""
+    thread_ts: str = Field(default="", alias="threadTs")
+    delivered_seq: int = Field(default=0, alias="deliveredSeq")
+    alerted: bool = False
+
+
+class CanaryReleaseStatus(_Model):
+    """What the engine observed and did. Written only by the leader."""
+
+    phase: Phase = Phase.INITIALIZING
+    canary_weight: int = Field(default=0, alias="canaryWeight")
+    failed_checks: int = Field(default=0, alias="failedChecks")
+    iterations: int = 0
+    step: int = 0
+    message: str = ""
+    reason: str = ""
+    observed_generation: int = Field(default=0, alias="observedGeneration")
+    stable_images: dict[str, str] = Field(default_factory=dict, alias="stableImages")
+    started_at: datetime | None = Field(default=None, alias="startedAt")
+    phase_since: datetime | None = Field(default=None, alias="phaseSince")
+    last_step_at: datetime | None = Field(default=None, alias="lastStepAt")
+    last_analysis_at: datetime | None = Field(default=None, alias="lastAnalysisAt")
+    finished_at: datetime | None = Field(default=None, alias="finishedAt")
+    paused_from: Phase | None = Field(default=None, alias="pausedFrom")
+    approved: bool = False
+    metrics: list[MetricStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
+    events: list[RolloutEvent] = Field(default_factory=list)
+    event_seq: int = Field(default=0, alias="eventSeq")
+    history: list[WeightPoint] = Field(default_factory=list)
+    notification: NotificationState = Field(default_factory=NotificationState)
+
+
+class WeightPoint(_Model):
+    """One analysis sample for the end-of-rollout chart (bounded list in status)."""
+
+    at: datetime
+    weight: int
+    values: dict[str, float | None] = Field(default_factory=dict)
+    stable_values: dict[str, float | None] = Field(default_factory=dict, alias="stableValues")
+    ok: bool = True
+
+
+CanaryReleaseStatus.model_rebuild()
+
+
+class ObjectMeta(_Model):
+    """The part of Kubernetes metadata the engine uses."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    name: str
+    namespace: str
+    uid: str = ""
+    resource_version: str = Field(default="", alias="resourceVersion")
+    generation: int = 0
+    creation_timestamp: datetime | None = Field(default=None, alias="creationTimestamp")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    deletion_timestamp: datetime | None = Field(default=None, alias="deletionTimestamp")
+
+
+class CanaryRelease(_Model):
+    """A CanaryRelease object: metadata, spec and status."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    metadata: ObjectMeta
+    spec: CanaryReleaseSpec
+    status: CanaryReleaseStatus = Field(default_factory=CanaryReleaseStatus)
+
+    @property
+    def key(self) -> str:
+        """``name.namespace``, the way Flagger names a canary in its messages."""
+        return f"{self.metadata.name}.{self.metadata.namespace}"
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> CanaryRelease:
+        """Validate a raw Kubernetes object (as returned by the API server)."""
+        return cls.model_validate(obj)
+
+    def to_status_object(self) -> dict[str, Any]:
+        """The status as the API server stores it (camelCase, no empty optionals)."""
+        return self.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def new_object(
+    name: str, namespace: str, spec: CanaryReleaseSpec, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A CanaryRelease manifest ready to create."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }

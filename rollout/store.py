@@ -1,0 +1,172 @@
+"""Reading and writing CanaryRelease objects: the one door for both the engine and bot/.
+
+Every write that depends on what was read carries the object's resourceVersion, so two
+writers never silently overwrite each other (optimistic concurrency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import ValidationError
+
+from rollout.kube import RELEASES, Conflict, JsonObject, Kube, NotFound
+from rollout.models import (
+    CanaryRelease,
+    CanaryReleaseSpec,
+    CanaryReleaseStatus,
+    ControlRequest,
+    NotificationState,
+    new_object,
+)
+
+# The audit and control-request lists are bounded so an object never grows without end.
+MAX_CONTROL_REQUESTS = 50
+
+
+class ReleaseExists(Exception):
+    """A CanaryRelease of that name already exists."""
+
+
+class ReleaseNotFound(Exception):
+    """No CanaryRelease of that name."""
+
+
+class InvalidRelease(Exception):
+    """The stored object does not validate (e.g. created by hand with a bad spec)."""
+
+    def __init__(self, raw: JsonObject, error: ValidationError) -> None:
+        super().__init__(describe_validation_error(error))
+        self.raw = raw
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line per problem: ``spec.analysis.maxWeight: must be ...``."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+def parse_release(raw: JsonObject) -> CanaryRelease:
+    """Validate a raw object; raises ``InvalidRelease`` with a readable message."""
+    try:
+        return CanaryRelease.from_object(raw)
+    except ValidationError as exc:
+        raise InvalidRelease(raw, exc) from None
+
+
+class ReleaseStore:
+    """CanaryRelease CRUD over the Kubernetes API."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def create(
+        self,
+        namespace: str,
+        name: str,
+        spec: CanaryReleaseSpec,
+        labels: dict[str, str] | None = None,
+    ) -> CanaryRelease:
+        """Create a release; raises ``ReleaseExists`` when the name is taken."""
+        try:
+            raw = await self.kube.create(
+                RELEASES, namespace, new_object(name, namespace, spec, labels)
+            )
+        except Conflict:
+            raise ReleaseExists(
+                f"a CanaryRelease named {name} already exists in {namespace}"
+            ) from None
+        return parse_release(raw)
+
+    async def get_raw(self, namespace: str, name: str) -> JsonObject | None:
+        """The stored object as the API server returns it."""
+        return await self.kube.get(RELEASES, namespace, name)
+
+    async def get(self, namespace: str, name: str) -> CanaryRelease | None:
+        """The release, or None."""
+        raw = await self.get_raw(namespace, name)
+        return parse_release(raw) if raw is not None else None
+
+    async def list_objects(self, namespace: str | None = None) -> list[CanaryRelease]:
+        """All valid releases (in a namespace or everywhere), oldest first."""
+        releases = []
+        for raw in await self.kube.list_objects(RELEASES, namespace):
+            try:
+                releases.append(parse_release(raw))
+            except InvalidRelease:
+                continue
+        return sorted(releases, key=lambda r: (r.metadata.creation_timestamp or 0, r.key))
+
+    async def delete(self, namespace: str, name: str) -> bool:
+        """Delete a release (its canary objects go with it through ownerReferences)."""
+        return await self.kube.delete(RELEASES, namespace, name)
+
+    async def request_control(
+        self, namespace: str, name: str, request: ControlRequest, attempts: int = 5
+    ) -> CanaryRelease:
+        """Append a control request, once per request id (Slack retries are harmless)."""
+        for attempt in range(attempts):
+            raw = await self.get_raw(namespace, name)
+            if raw is None:
+                raise ReleaseNotFound(f"no CanaryRelease named {name} in {namespace}")
+            spec: dict[str, Any] = raw.setdefault("spec", {})
+            requests: list[JsonObject] = list(spec.get("controlRequests") or [])
+            if any(r.get("id") == request.id for r in requests):
+                return parse_release(raw)
+            requests.append(request.model_dump(mode="json", by_alias=True, exclude_none=True))
+            spec["controlRequests"] = requests[-MAX_CONTROL_REQUESTS:]
+            try:
+                return parse_release(await self.kube.replace(RELEASES, namespace, name, raw))
+            except Conflict:
+                await asyncio.sleep(0.05 * (attempt + 1))
+            except NotFound:
+                raise ReleaseNotFound(f"no CanaryRelease named {name} in {namespace}") from None
+        raise Conflict(409, "Conflict", f"{name}.{namespace} kept changing; try again")
+
+    async def write_status(
+        self, release: CanaryRelease, status: CanaryReleaseStatus
+    ) -> CanaryRelease:
+        """Replace the status if the object is unchanged since it was read."""
+        body = {
+            "apiVersion": "canarybot.io/v1alpha1",
+            "kind": "CanaryRelease",
+            "metadata": {
+                "name": release.metadata.name,
+                "namespace": release.metadata.namespace,
+                "resourceVersion": release.metadata.resource_version,
+            },
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        raw = await self.kube.replace(
+            RELEASES, release.metadata.namespace, release.metadata.name, body, sub="status"
+        )
+        return parse_release(raw)
+
+    async def write_raw_status(self, raw: JsonObject, status: CanaryReleaseStatus) -> JsonObject:
+        """Status of an object whose spec does not validate (to report why)."""
+        meta = raw["metadata"]
+        body = {
+            "apiVersion": raw["apiVersion"],
+            "kind": raw["kind"],
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        return await self.kube.replace(
+            RELEASES, meta["namespace"], meta["name"], body, sub="status"
+        )
+
+    async def write_notification(
+        self, release: CanaryRelease, state: NotificationState
+    ) -> CanaryRelease:
+        """Record where the thread lives and what was delivered (same concurrency rule)."""
+        status = release.status.model_copy(update={"notification": state})
+        return await self.write_status(release, status)

@@ -25,6 +25,7 @@ JsonObject = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 
 class KubeError(Exception):
@@ -219,6 +220,14 @@ class Kube:
         """JSON merge patch (RFC 7386)."""
         return await self.request(
             "PATCH", resource.path(namespace, name, sub), patch, content_type=MERGE_PATCH
+        )
+
+    async def strategic_patch(
+        self, resource: Resource, namespace: str, name: str, patch: JsonObject
+    ) -> JsonObject:
+        """Strategic merge patch: lists such as containers merge by name (built-in kinds)."""
+        return await self.request(
+            "PATCH", resource.path(namespace, name), patch, content_type=STRATEGIC_PATCH
         )
 
     async def json_patch(

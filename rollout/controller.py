@@ -1,0 +1,283 @@
+"""The rollout scheduler: when to call ``advance``, and only on the leader.
+
+- An apscheduler interval job per active CanaryRelease ticks at its analysis interval.
+- A watch on CanaryReleases triggers an immediate ``advance`` whenever a spec changes
+  (a new release, a control request from Slack), so an abort reaches the Ingress at once
+  rather than at the next interval.
+- On becoming leader it lists every release and resumes each where its status says.
+- ``advance`` never runs twice at once for one release; triggers that arrive meanwhile
+  are coalesced into one more run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from rollout.analysis import MetricProvider, PrometheusProvider
+from rollout.engine import Clock, Engine, utc_now
+from rollout.kube import RELEASES, JsonObject, Kube, KubeError
+from rollout.leader import LeaderElector
+from rollout.models import Phase, parse_duration
+from rollout.notify import Notifier
+from rollout.webhooks import WebhookRunner
+
+log = logging.getLogger("canary_bot.controller")
+
+FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine runs (from the environment and the config file)."""
+
+    prometheus_url: str = "http://127.0.0.1:9090"
+    metric_templates: Mapping[str, str] = field(default_factory=dict)
+    namespace: str | None = None
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "canary-bot-leader"
+    lease_seconds: int = 15
+    renew_seconds: float = 5.0
+    # upper bound between two ticks of one release, so readiness and promotion are seen
+    # promptly even with a long analysis interval
+    max_tick_seconds: float = 10.0
+    cluster: str = ""
+
+
+class Controller:
+    """Leader election + watch + scheduler around one ``Engine``."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        notifier: Notifier,
+        settings: EngineSettings,
+        identity: str,
+        *,
+        metrics: MetricProvider | None = None,
+        webhooks: WebhookRunner | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.identity = identity
+        provider = metrics or PrometheusProvider(settings.prometheus_url, settings.metric_templates)
+        self.engine = Engine(
+            kube,
+            provider,
+            notifier=notifier,
+            webhooks=webhooks,
+            clock=clock,
+            cluster=settings.cluster,
+        )
+        self._scheduler: AsyncIOScheduler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._again: set[str] = set()
+        self._generations: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
+        self.leading = asyncio.Event()
+        self.errors = 0
+        self._elector: LeaderElector | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Campaign for leadership (or lead at once when election is off)."""
+        self._loop = asyncio.get_running_loop()
+        if self.settings.leader_election:
+            self._elector = LeaderElector(
+                self.kube,
+                self.settings.lease_namespace,
+                self.settings.lease_name,
+                self.identity,
+                lease_seconds=self.settings.lease_seconds,
+                renew_seconds=self.settings.renew_seconds,
+                on_started=self._start_leading,
+                on_stopped=self._stop_leading,
+            )
+            self._elector.start()
+        else:
+            await self._start_leading()
+
+    async def stop(self) -> None:
+        """Stop acting, wait for runs in flight, hand the Lease back."""
+        if self._elector is not None:
+            await self._elector.stop()
+        else:
+            await self._stop_leading()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process currently runs rollouts."""
+        return self.leading.is_set()
+
+    async def _start_leading(self) -> None:
+        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self._scheduler.start()
+        self.leading.set()
+        resource_version = await self._resync()
+        self._watch_stop.clear()
+        self._watch_thread = threading.Thread(
+            target=self._watch, args=(resource_version,), name="canaryrelease-watch", daemon=True
+        )
+        self._watch_thread.start()
+
+    async def _stop_leading(self) -> None:
+        self.leading.clear()
+        self._watch_stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self._generations.clear()
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    async def _resync(self) -> str:
+        """List every release, (re)schedule the active ones, run each once now."""
+        result = await self.kube.request("GET", RELEASES.path(self.settings.namespace))
+        for obj in result.get("items", []):
+            self._observe(obj, force=True)
+        return str(result.get("metadata", {}).get("resourceVersion", ""))
+
+    def _observe(self, obj: JsonObject, force: bool = False) -> None:
+        """React to a release as listed or watched."""
+        meta = obj.get("metadata", {})
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        phase = (obj.get("status") or {}).get("phase", "")
+        generation = int(meta.get("generation", 0))
+        spec_changed = self._generations.get(key) != generation
+        self._generations[key] = generation
+        if phase in FINAL:
+            self._unschedule(key)
+            if spec_changed or force:
+                self.trigger(meta["namespace"], meta["name"])  # audit late requests, clean up
+            return
+        self._schedule(key, obj)
+        if spec_changed or force:
+            self.trigger(meta["namespace"], meta["name"])
+
+    def _schedule(self, key: str, obj: JsonObject) -> None:
+        if self._scheduler is None:
+            return
+        interval = self.settings.max_tick_seconds
+        try:
+            analysis = obj.get("spec", {}).get("analysis", {}) or {}
+            interval = min(parse_duration(str(analysis.get("interval", "60s"))), interval)
+        except ValueError:
+            pass
+        interval = max(interval, 0.5)
+        job = self._scheduler.get_job(key)
+        trigger_interval = getattr(job.trigger, "interval", None) if job is not None else None
+        if trigger_interval is not None and trigger_interval.total_seconds() == interval:
+            return
+        namespace, name = key.split("/", 1)
+        self._scheduler.add_job(
+            self.trigger,
+            "interval",
+            seconds=interval,
+            args=[namespace, name],
+            id=key,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+
+    def _unschedule(self, key: str) -> None:
+        if self._scheduler is not None and self._scheduler.get_job(key) is not None:
+            self._scheduler.remove_job(key)
+
+    def trigger(self, namespace: str, name: str) -> None:
+        """Run ``advance`` for a release soon (coalesced if one is running)."""
+        if not self.is_leader:
+            return
+        key = f"{namespace}/{name}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            self._again.add(key)
+            return
+        task = asyncio.get_running_loop().create_task(self._run(namespace, name, lock))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, namespace: str, name: str, lock: asyncio.Lock) -> None:
+        key = f"{namespace}/{name}"
+        async with lock:
+            while self.is_leader:
+                self._again.discard(key)
+                try:
+                    release = await self.engine.advance(namespace, name)
+                    if release is None or release.status.phase.is_final:
+                        self._unschedule(key)
+                except KubeError as exc:
+                    self.errors += 1
+                    log.warning("advance %s: %s (retrying next tick)", key, exc)
+                except Exception:
+                    self.errors += 1
+                    log.exception("advance %s failed (retrying next tick)", key)
+                if key not in self._again:
+                    break
+
+    async def advance(self, namespace: str, name: str) -> None:
+        """Run one ``advance`` now, serialised with scheduled runs (for tools and tests)."""
+        lock = self._locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
+        async with lock:
+            await self.engine.advance(namespace, name)
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def _watch(self, resource_version: str) -> None:
+        """Blocking watch loop (thread): hand every event to the event loop."""
+        loop = self._loop
+        assert loop is not None
+        version = resource_version
+        while not self._watch_stop.is_set():
+            try:
+                for event in self.kube.watch_sync(
+                    RELEASES, self.settings.namespace, version, timeout_seconds=30
+                ):
+                    if self._watch_stop.is_set():
+                        return
+                    obj = event.get("object", {})
+                    version = obj.get("metadata", {}).get("resourceVersion", version)
+                    if event.get("type") == "BOOKMARK":
+                        continue
+                    if event.get("type") == "DELETED":
+                        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+                        loop.call_soon_threadsafe(self._unschedule, key)
+                        continue
+                    loop.call_soon_threadsafe(self._observe, obj)
+            except KubeError as exc:
+                if self._watch_stop.is_set():
+                    return
+                if exc.status == 410:
+                    version = self._relist(loop)
+                else:
+                    log.warning("watch interrupted: %s", exc)
+                    self._watch_stop.wait(1.0)
+                    version = self._relist(loop)
+            except Exception:
+                if self._watch_stop.is_set():
+                    return
+                log.exception("watch failed; relisting")
+                self._watch_stop.wait(1.0)
+                version = self._relist(loop)
+
+    def _relist(self, loop: asyncio.AbstractEventLoop) -> str:
+        future = asyncio.run_coroutine_threadsafe(self._resync(), loop)
+        try:
+            return future.result(timeout=60)
+        except Exception:
+            return ""

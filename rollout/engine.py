@@ -1,0 +1,323 @@
+"""``advance``: load a CanaryRelease, observe, decide, act, write status, report.
+
+Idempotent by construction: everything is re-read on every call, the decision is a pure
+function of the stored status and those observations, every action converges (create
+if missing, patch to a value), and the status is written last with the resourceVersion
+that was read. A crash at any line followed by another call reaches the same outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rollout.analysis import MetricProvider, MetricResult, QueryContext, run_checks
+from rollout.decide import (
+    Action,
+    Checks,
+    CheckStage,
+    DeleteCanary,
+    EnsureCanary,
+    HookCheck,
+    MetricCheck,
+    NotifyHooks,
+    PromoteTarget,
+    RevertTarget,
+    SetWeight,
+    Workloads,
+    decide,
+    plan_checks,
+)
+from rollout.kube import Conflict, JsonObject, Kube, KubeError
+from rollout.models import CanaryRelease, CanaryReleaseStatus, Phase, Webhook, WebhookType
+from rollout.notify import Notifier, undelivered
+from rollout.preflight import check_start
+from rollout.router import NginxRouter, Router
+from rollout.store import InvalidRelease, ReleaseStore, parse_release
+from rollout.webhooks import WebhookResult, WebhookRunner, payload
+from rollout.workloads import Workloads as CanaryWorkloads
+from rollout.workloads import container_images, readiness
+
+log = logging.getLogger("canary_bot.engine")
+
+Clock = Callable[[], datetime]
+
+# A notifier gets this long per call; Slack trouble must never stall a rollout.
+NOTIFY_TIMEOUT = 10.0
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC, to the millisecond (what status timestamps keep)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass
+class AdvanceStats:
+    """What one ``advance`` did (for metrics and benchmarks)."""
+
+    seconds: float = 0.0
+    actions: int = 0
+    wrote_status: bool = False
+    phase: str = ""
+
+
+class Engine:
+    """Runs ``advance`` for one release at a time; the scheduler decides when."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        metrics: MetricProvider,
+        *,
+        notifier: Notifier,
+        webhooks: WebhookRunner | None = None,
+        router: Router | None = None,
+        clock: Clock = utc_now,
+        cluster: str = "",
+    ) -> None:
+        self.kube = kube
+        self.store = ReleaseStore(kube)
+        self.metrics = metrics
+        self.webhooks = webhooks or WebhookRunner()
+        self.router: Router = router or NginxRouter(kube)
+        self.workloads = CanaryWorkloads(kube)
+        self.notifier = notifier
+        self.clock = clock
+        self.cluster = cluster
+        self.on_advanced: Callable[[CanaryRelease, AdvanceStats], None] | None = None
+
+    async def advance(self, namespace: str, name: str) -> CanaryRelease | None:
+        """One step of the state machine for ``namespace/name``; None if it is gone."""
+        started = time.perf_counter()
+        raw = await self.store.get_raw(namespace, name)
+        if raw is None:
+            return None
+        try:
+            release = parse_release(raw)
+        except InvalidRelease as exc:
+            await self._refuse_invalid(raw, str(exc))
+            return None
+        if release.metadata.deletion_timestamp is not None:
+            return release
+        now = self.clock()
+        observed = await self._observe(release)
+        stage = plan_checks(release, observed, now)
+        checks = await self._run_checks(release, stage, observed)
+        decision = decide(release, observed, checks, now)
+        target = await self.workloads.target(release) if _needs_target(decision.actions) else None
+        for action in decision.actions:
+            await self._act(release, action, target)
+        stats = AdvanceStats(actions=len(decision.actions), phase=decision.status.phase.value)
+        if decision.status != release.status:
+            release = await self.store.write_status(release, decision.status)
+            stats.wrote_status = True
+            for event in decision.new_events:
+                await self._kube_event(release, event.type, event.message, event.severity != "info")
+            await self._deliver(release)
+        elif undelivered(release):
+            await self._deliver(release)
+        stats.seconds = time.perf_counter() - started
+        if self.on_advanced is not None:
+            self.on_advanced(release, stats)
+        return release
+
+    # -- observe ----------------------------------------------------------------------------
+
+    async def _observe(self, release: CanaryRelease) -> Workloads:
+        target, canary, weight = await asyncio.gather(
+            self.workloads.target(release),
+            self.workloads.canary(release),
+            self.router.get_weight(release),
+        )
+        problems: tuple[str, ...] = ()
+        if release.status.phase == Phase.INITIALIZING:
+            problems = tuple(
+                await check_start(
+                    self.kube, release.metadata.namespace, release.metadata.name, release.spec
+                )
+            )
+        target_state = readiness(target)
+        canary_state = readiness(canary)
+        return Workloads(
+            target_exists=target is not None,
+            target_images=container_images(target),
+            target_ready=target_state.ready,
+            target_message=target_state.message,
+            canary_exists=canary is not None,
+            canary_ready=canary_state.ready,
+            canary_message=canary_state.message,
+            router_weight=weight,
+            problems=problems,
+        )
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _context(self, release: CanaryRelease) -> QueryContext:
+        return QueryContext(
+            namespace=release.metadata.namespace,
+            target=release.spec.target_ref.name,
+            ingress=release.spec.ingress_ref.name,
+            service=release.spec.target_ref.name,
+            port=release.spec.service.port,
+            release=release.metadata.name,
+        )
+
+    async def _hooks(self, release: CanaryRelease, kind: WebhookType) -> tuple[HookCheck, ...]:
+        hooks: list[Webhook] = release.spec.analysis.webhooks_of(kind)
+        if not hooks:
+            return ()
+        body = payload(
+            release.spec.target_ref.name,
+            release.metadata.namespace,
+            release.status.phase,
+            release.metadata.resource_version,
+            {},
+        )
+        results: list[WebhookResult] = await self.webhooks.call_all(hooks, body)
+        return tuple(HookCheck(r.name, r.type, r.ok, r.message) for r in results)
+
+    async def _run_checks(
+        self, release: CanaryRelease, stage: CheckStage, observed: Workloads
+    ) -> Checks:
+        if stage == CheckStage.PRE_ROLLOUT:
+            rollout_gates = await self._hooks(release, "confirm-rollout")
+            if any(not g.ok for g in rollout_gates):
+                return Checks(stage=stage, gates=rollout_gates)
+            pre = await self._hooks(release, "pre-rollout")
+            return Checks(stage=stage, gates=rollout_gates, hooks=pre)
+        if stage == CheckStage.ANALYSIS:
+            results, hooks = await asyncio.gather(
+                run_checks(self.metrics, self._context(release), release.spec.analysis.metrics),
+                self._hooks(release, "rollout"),
+            )
+            gates: tuple[HookCheck, ...] = ()
+            at_max = release.status.canary_weight >= release.spec.analysis.max_weight
+            if not at_max and all(r.ok for r in results) and all(h.ok for h in hooks):
+                gates = await self._hooks(release, "confirm-traffic-increase")
+            return Checks(
+                stage=stage,
+                metrics=tuple(_metric_check(r, release) for r in results),
+                hooks=hooks,
+                gates=gates,
+            )
+        if stage == CheckStage.CONFIRM_PROMOTION:
+            return Checks(stage=stage, gates=await self._hooks(release, "confirm-promotion"))
+        return Checks()
+
+    # -- act --------------------------------------------------------------------------------
+
+    async def _act(self, release: CanaryRelease, action: Action, target: JsonObject | None) -> None:
+        if isinstance(action, SetWeight):
+            if action.weight == 0 and await self.router.get_weight(release) is None:
+                return
+            await self.router.reconcile(release, action.weight)
+        elif isinstance(action, EnsureCanary):
+            if target is None:
+                raise KubeError(
+                    404, "NotFound", f"Deployment {release.spec.target_ref.name} not found"
+                )
+            await self.workloads.ensure_canary(release, target)
+            if await self.router.get_weight(release) is None:
+                await self.router.reconcile(release, 0)
+        elif isinstance(action, PromoteTarget | RevertTarget):
+            if container_images(target) != {**container_images(target), **action.images}:
+                await self.workloads.set_target_images(release, action.images)
+        elif isinstance(action, DeleteCanary):
+            await self.router.finalize(release)
+            await self.workloads.delete_canary(release)
+        elif isinstance(action, NotifyHooks):
+            hooks = release.spec.analysis.webhooks_of(action.type)
+            if action.type != "event" and hooks:
+                body = payload(
+                    release.spec.target_ref.name,
+                    release.metadata.namespace,
+                    release.status.phase,
+                    release.metadata.resource_version,
+                    {},
+                )
+                results = await self.webhooks.call_all(hooks, body)
+                for result in results:
+                    if not result.ok:
+                        log.warning("webhook %s failed: %s", result.name, result.message)
+
+    # -- report -----------------------------------------------------------------------------
+
+    async def _kube_event(
+        self, release: CanaryRelease, reason: str, message: str, warning: bool
+    ) -> None:
+        involved = {
+            "apiVersion": "canarybot.io/v1alpha1",
+            "kind": "CanaryRelease",
+            "metadata": {
+                "name": release.metadata.name,
+                "namespace": release.metadata.namespace,
+                "uid": release.metadata.uid,
+                "resourceVersion": release.metadata.resource_version,
+            },
+        }
+        try:
+            await self.kube.record_event(involved, reason, message, warning=warning)
+        except KubeError as exc:  # an Event is a courtesy; never fail a step for it
+            log.warning("could not record event on %s: %s", release.key, exc)
+
+    async def _deliver(self, release: CanaryRelease) -> CanaryRelease:
+        """Hand undelivered events to the notifier; remember what it confirmed."""
+        events = undelivered(release)
+        try:
+            state = await asyncio.wait_for(self.notifier.publish(release, events), NOTIFY_TIMEOUT)
+        except Exception as exc:  # Slack down or slow: the events stay in the outbox
+            log.warning("notifier failed for %s: %s", release.key, type(exc).__name__)
+            return release
+        if state == release.status.notification:
+            return release
+        try:
+            return await self.store.write_notification(release, state)
+        except Conflict:
+            # Someone changed the object; the next advance re-offers only what is left.
+            return release
+
+    async def _refuse_invalid(self, raw: JsonObject, reason: str) -> None:
+        """A spec that does not validate: say why in status and an Event, change nothing."""
+        current = raw.get("status", {}) or {}
+        if current.get("phase") == Phase.FAILED.value:
+            return
+        now = self.clock()
+        status = CanaryReleaseStatus(
+            phase=Phase.FAILED,
+            message=f"invalid spec: {reason}",
+            reason="InvalidSpec",
+            finished_at=now,
+            phase_since=now,
+        )
+        try:
+            await self.store.write_raw_status(raw, status)
+            await self.kube.record_event(
+                raw, "InvalidSpec", f"Refused: invalid spec: {reason}", warning=True
+            )
+        except KubeError as exc:
+            log.warning("could not report invalid spec: %s", exc)
+
+
+def _needs_target(actions: tuple[Action, ...]) -> bool:
+    return any(isinstance(a, EnsureCanary | PromoteTarget | RevertTarget) for a in actions)
+
+
+def _metric_check(result: MetricResult, release: CanaryRelease) -> MetricCheck:
+    threshold = ""
+    for metric in release.spec.analysis.metrics:
+        if metric.name == result.name:
+            threshold = metric.threshold_range.describe()
+    return MetricCheck(
+        name=result.name,
+        value=result.value,
+        stable_value=result.stable_value,
+        ok=result.ok,
+        fail_fast=result.fail_fast,
+        message=result.message,
+        threshold=threshold,
+    )

@@ -1,0 +1,524 @@
+"""Metric checks: measure a release's analysis metrics in Prometheus and judge them.
+
+This is the only module that imports ``prometheus_api_client``. Its calls block, so each
+query runs in a worker thread (``asyncio.to_thread``) and the event loop stays free.
+
+Built-in metrics read the series ingress-nginx exports for the MAIN Ingress (the canary
+Ingress's traffic is reported under the main Ingress's name, with the ``canary`` label set
+to the canary upstream):
+
+- ``request-success-rate``: non-5xx request rate / all request rate x 100, in percent.
+- ``request-duration``: the real 99th percentile of the request duration histogram, in
+  milliseconds (Flagger's nginx query is a mean; a percentile is what its docs promise).
+
+The canary side is ``canary`` neither empty nor ``-`` (ingress-nginx versions differ in
+which of the two marks stable traffic), the stable side is either of them.
+
+Judgement, in order: no value (empty result, NaN, Inf) fails with Flagger's "no values
+found" wording; a value outside ``thresholdRange`` fails; with ``compareToStable`` a
+canary worse than the stable side by more than the tolerance fails too. ``failFast`` marks
+a value so far off that the engine should roll back at once instead of counting checks.
+A Prometheus that cannot be queried fails the check with the reason, never the URL.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from rollout.models import Metric
+
+log = logging.getLogger("canary_bot.analysis")
+
+REQUEST_SUCCESS_RATE = "request-success-rate"
+REQUEST_DURATION = "request-duration"
+BUILTIN_METRICS = (REQUEST_SUCCESS_RATE, REQUEST_DURATION)
+
+# ingress-nginx marks stable-side requests with an empty canary label (older versions
+# used "-"); a Prometheus regex matcher is anchored, so "|-" means exactly "" or "-".
+_CANARY_SIDE = 'canary!~"|-"'
+_STABLE_SIDE = 'canary=~"|-"'
+
+_SUCCESS_RATE_QUERY = (
+    'sum(rate(nginx_ingress_controller_requests{{{selector},status!~"5.."}}[{window}]))'
+    " / "
+    "sum(rate(nginx_ingress_controller_requests{{{selector}}}[{window}]))"
+    " * 100"
+)
+_DURATION_QUERY = (
+    "histogram_quantile(0.99, sum by (le) ("
+    "rate(nginx_ingress_controller_request_duration_seconds_bucket{{{selector}}}[{window}])"
+    ")) * 1000"
+)
+
+_LOAD_TEST_HINT = (
+    "add a load-test webhook (type rollout, e.g. flagger-loadtester running hey against "
+    "the ingress host) so the canary gets requests"
+)
+_NGINX_HINT = "; check that Prometheus scrapes the ingress-nginx controller's metrics"
+_CUSTOM_HINT = "; check that the query returns data for this release"
+
+# Errors from Prometheus are user-visible; keep them to one readable line.
+_MAX_ERROR_CHARS = 300
+
+
+class QueryTemplateError(ValueError):
+    """A query template uses a variable that is not defined, or is malformed."""
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """Where a release's traffic shows up: the names the queries are built from."""
+
+    namespace: str
+    target: str
+    ingress: str
+    service: str
+    port: int
+    release: str
+
+    @property
+    def canary(self) -> str:
+        """The canary upstream as ingress-nginx names it (the ``canary`` label's value)."""
+        return f"{self.namespace}-{self.target}-canary-{self.port}"
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One measured metric and the verdict on it.
+
+    ``value`` is the canary side's value (None when there was none), ``stable_value`` the
+    stable side's in comparison mode. ``message`` is written for a person, e.g.
+    ``request-success-rate 48.12% (threshold >= 99)``.
+    """
+
+    name: str
+    value: float | None
+    stable_value: float | None
+    ok: bool
+    fail_fast: bool
+    message: str
+    query: str
+
+
+class MetricProvider(Protocol):
+    """Measures one analysis metric of a release."""
+
+    async def measure(self, ctx: QueryContext, metric: Metric) -> MetricResult:
+        """Query and judge ``metric``; never raises for a failed query (ok=False)."""
+        ...
+
+
+# -- query rendering ---------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)?)\s*\}\}")
+
+
+def render_query(template: str, variables: Mapping[str, str]) -> str:
+    """Fill Flagger-style ``{{ name }}`` placeholders in a PromQL template.
+
+    ``variables`` maps placeholder names to values; user variables are keyed
+    ``variables.<name>`` (written ``{{ variables.<name> }}`` in the template, as in
+    Flagger). Raises ``QueryTemplateError`` naming every unknown placeholder, or an
+    opening ``{{`` that is not a placeholder, so a typo fails loudly instead of sending
+    a broken query.
+    """
+    unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(variables))
+    if unknown:
+        known = ", ".join(sorted(variables)) or "none"
+        names = ", ".join(f"{{{{ {name} }}}}" for name in unknown)
+        raise QueryTemplateError(f"unknown template variable {names}; known: {known}")
+    rendered = _PLACEHOLDER.sub(lambda m: variables[m.group(1)], template)
+    leftover = _PLACEHOLDER.sub("", template)
+    if "{{" in leftover:
+        start = leftover.find("{{")
+        raise QueryTemplateError(
+            f"malformed template placeholder near {leftover[start : start + 40]!r}; "
+            "write {{ name }} with a variable name"
+        )
+    return rendered
+
+
+def query_variables(ctx: QueryContext, metric: Metric) -> dict[str, str]:
+    """The variables a custom query of ``metric`` can use, Flagger's names plus ``canary``."""
+    variables = {
+        "name": ctx.release,
+        "namespace": ctx.namespace,
+        "target": ctx.target,
+        "ingress": ctx.ingress,
+        "service": ctx.service,
+        "interval": metric.interval,
+        "canary": ctx.canary,
+    }
+    variables.update({f"variables.{k}": v for k, v in metric.template_variables.items()})
+    return variables
+
+
+def builtin_query(ctx: QueryContext, name: str, interval: str, *, stable: bool = False) -> str:
+    """The PromQL of a built-in metric for the canary side (or the stable side)."""
+    selector = (
+        f'namespace="{ctx.namespace}",ingress="{ctx.ingress}",'
+        f"{_STABLE_SIDE if stable else _CANARY_SIDE}"
+    )
+    if name == REQUEST_SUCCESS_RATE:
+        return _SUCCESS_RATE_QUERY.format(selector=selector, window=interval)
+    if name == REQUEST_DURATION:
+        return _DURATION_QUERY.format(selector=selector, window=interval)
+    raise ValueError(f"{name!r} is not a built-in metric; built-ins: {', '.join(BUILTIN_METRICS)}")
+
+
+# -- judgement (pure) --------------------------------------------------------------------
+
+
+def _format_value(name: str, value: float) -> str:
+    if name == REQUEST_SUCCESS_RATE:
+        return f"{value:.2f}%"
+    if name == REQUEST_DURATION:
+        return f"{value:.0f}ms" if abs(value) >= 10 else f"{value:.1f}ms"
+    return f"{value:.4g}"
+
+
+def _comparison_failure(name: str, value: float, stable: float, tolerance: float) -> str | None:
+    """Why the canary is worse than stable beyond ``tolerance``, or None when it is not."""
+    if name == REQUEST_SUCCESS_RATE:
+        drop = stable - value
+        if drop > tolerance:
+            return f"{drop:.2f} points below stable, tolerance {tolerance:g}"
+        return None
+    if name == REQUEST_DURATION:
+        if stable <= 0:
+            return None
+        rise = (value - stable) / stable * 100
+        if rise > tolerance:
+            return f"{rise:.0f}% slower than stable, tolerance {tolerance:g}%"
+        return None
+    return None
+
+
+def no_value_message(ctx: QueryContext, metric: Metric) -> str:
+    """Flagger's wording for a metric without data, with a hint on what to do."""
+    builtin = _is_builtin(metric)
+    return (
+        f"no values found for {'nginx' if builtin else 'custom'} metric {metric.name} "
+        f"probably {ctx.target}.{ctx.namespace} is not receiving traffic: {_LOAD_TEST_HINT}"
+        f"{_NGINX_HINT if builtin else _CUSTOM_HINT}"
+    )
+
+
+def judge(
+    ctx: QueryContext,
+    metric: Metric,
+    value: float | None,
+    stable_value: float | None,
+    query: str,
+) -> MetricResult:
+    """Turn measured values into a verdict and a message a person can act on."""
+    if value is None:
+        return MetricResult(
+            metric.name, None, stable_value, False, False, no_value_message(ctx, metric), query
+        )
+    threshold = metric.threshold_range
+    shown = f"{metric.name} {_format_value(metric.name, value)}"
+    if stable_value is not None:
+        shown += f" vs stable {_format_value(metric.name, stable_value)}"
+    # The threshold is always shown; only reasons beyond it are spelled out.
+    problems: list[str] = []
+    ok = threshold.contains(value)
+    notes: list[str] = []
+    if metric.compare_to_stable is not None:
+        if not _is_builtin(metric):
+            notes.append("compareToStable applies to built-in metrics only")
+        elif stable_value is None:
+            notes.append("stable side has no data, compared with the threshold only")
+        else:
+            worse = _comparison_failure(metric.name, value, stable_value, metric.compare_to_stable)
+            if worse:
+                problems.append(worse)
+    fail_fast = metric.fail_fast is not None and not metric.fail_fast.contains(value)
+    if metric.fail_fast is not None and fail_fast:
+        problems.append(f"beyond fail-fast range {metric.fail_fast.describe()}")
+    detail = "; ".join([f"threshold {threshold.describe()}", *problems, *notes])
+    return MetricResult(
+        name=metric.name,
+        value=value,
+        stable_value=stable_value,
+        ok=ok and not problems,
+        fail_fast=fail_fast,
+        message=f"{shown} ({detail})",
+        query=query,
+    )
+
+
+def _is_builtin(metric: Metric) -> bool:
+    return metric.query is None and metric.template_ref is None and metric.name in BUILTIN_METRICS
+
+
+# -- Prometheus --------------------------------------------------------------------------
+
+
+class PrometheusUnavailable(Exception):
+    """Prometheus could not answer a query; the message is safe to show to people."""
+
+
+class UnusableResult(ValueError):
+    """Prometheus answered, but not with one number (e.g. several series)."""
+
+
+def _sample_value(result: Any) -> float | None:
+    """The one number in an instant query's result; None for no data, NaN or Inf."""
+    if not result:
+        return None
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        raw = result[1]  # a scalar: [timestamp, "value"]
+    elif isinstance(result, list) and isinstance(result[0], dict):
+        if len(result) > 1:
+            raise UnusableResult(
+                f"the query returned {len(result)} series; it must return one "
+                "(aggregate it, e.g. with sum(...))"
+            )
+        raw = result[0].get("value", [None, None])[1]
+    else:
+        raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _describe_api_error(exc: PrometheusApiClientException) -> str:
+    """Prometheus's own error text (``bad_data: parse error …``) without the raw bytes.
+
+    The client reports ``HTTP Status Code 400 (b'<body>')``: the body is a bytes repr.
+    """
+    match = re.match(r"HTTP Status Code (\d+) \((b'.*'|b\".*\")\)$", str(exc), re.DOTALL)
+    if not match:
+        return str(exc)[:_MAX_ERROR_CHARS]
+    status, body = match.group(1), match.group(2)
+    try:
+        raw = ast.literal_eval(body)
+        payload = json.loads(raw)
+        detail = f"{payload.get('errorType', 'error')}: {payload.get('error', '')}"
+    except (ValueError, SyntaxError, AttributeError, TypeError):
+        detail = body[2:-1]
+    return f"HTTP {status}, {detail}"[:_MAX_ERROR_CHARS]
+
+
+class PrometheusProvider:
+    """``MetricProvider`` over a Prometheus server's HTTP API.
+
+    ``url`` may carry basic-auth credentials (``https://user:pass@prom``); they are moved
+    to the request's auth and never appear in a message. ``templates`` maps a metric's
+    ``templateRef.name`` to a PromQL template. ``timeout`` bounds one query in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        templates: Mapping[str, str] | None = None,
+        timeout: float = 10,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        auth: tuple[str, str] | None = None
+        if parts.username is not None:
+            auth = (parts.username, parts.password or "")
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            parts = parts._replace(netloc=netloc)
+        self._url = urlunsplit(parts).rstrip("/")
+        self._templates = dict(templates or {})
+        self._timeout = timeout
+        # The client's default retries back off for seconds on 5xx; one quick retry covers
+        # a blip without stalling the analysis tick.
+        # raise_on_status=False hands the last 5xx answer back, so its error text is shown.
+        retry = Retry(
+            total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False
+        )
+        self._client = PrometheusConnect(
+            url=self._url, headers=dict(headers or {}) or None, retry=retry, auth=auth
+        )
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, without credentials."""
+        return self._url
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._client.close()
+
+    def query_sync(self, promql: str) -> float | None:
+        """Run an instant query (blocking); None when it has no finite value.
+
+        Raises ``PrometheusUnavailable`` with a readable reason when Prometheus could not
+        be queried, ``UnusableResult`` when the answer is not a single number.
+        """
+        try:
+            result = self._client.custom_query(promql, timeout=self._timeout)
+        except PrometheusApiClientException as exc:
+            raise PrometheusUnavailable(_describe_api_error(exc)) from None
+        except requests.Timeout:
+            raise PrometheusUnavailable(f"no answer within {self._timeout:g}s") from None
+        except requests.ConnectionError as exc:
+            raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
+        except requests.RequestException as exc:
+            raise PrometheusUnavailable(type(exc).__name__) from None
+        except ValueError:  # the answer was not JSON: not a Prometheus API
+            raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
+        return _sample_value(result)
+
+    async def query(self, promql: str) -> float | None:
+        """``query_sync`` in a worker thread."""
+        return await asyncio.to_thread(self.query_sync, promql)
+
+    def render(self, ctx: QueryContext, metric: Metric) -> str:
+        """The canary-side PromQL of ``metric``: inline query, template, or built-in."""
+        if metric.query is not None:
+            return render_query(metric.query, query_variables(ctx, metric))
+        if metric.template_ref is not None:
+            template = self._templates.get(metric.template_ref.name)
+            if template is None:
+                known = ", ".join(sorted(self._templates)) or "none configured"
+                raise QueryTemplateError(
+                    f"metric template {metric.template_ref.name!r} is not defined "
+                    f"(known templates: {known})"
+                )
+            return render_query(template, query_variables(ctx, metric))
+        return builtin_query(ctx, metric.name, metric.interval)
+
+    async def measure(self, ctx: QueryContext, metric: Metric) -> MetricResult:
+        """Query the canary side (and the stable side in comparison mode) and judge."""
+        try:
+            query = self.render(ctx, metric)
+        except ValueError as exc:
+            return MetricResult(
+                metric.name,
+                None,
+                None,
+                False,
+                False,
+                f"{metric.name} cannot be measured: {exc}",
+                "",
+            )
+        compare = metric.compare_to_stable is not None and _is_builtin(metric)
+        try:
+            if compare:
+                stable_query = builtin_query(ctx, metric.name, metric.interval, stable=True)
+                value, stable_value = await asyncio.gather(
+                    self.query(query), self.query(stable_query)
+                )
+            else:
+                value, stable_value = await self.query(query), None
+        except PrometheusUnavailable as exc:
+            log.warning(
+                "metric query failed",
+                extra={
+                    "namespace": ctx.namespace,
+                    "release": ctx.release,
+                    "metric": metric.name,
+                    "error": str(exc),
+                },
+            )
+            return MetricResult(
+                metric.name,
+                None,
+                None,
+                False,
+                False,
+                f"{metric.name}: Prometheus could not be queried: {exc}",
+                query,
+            )
+        except UnusableResult as exc:
+            return MetricResult(
+                metric.name, None, None, False, False, f"{metric.name}: {exc}", query
+            )
+        return judge(ctx, metric, value, stable_value, query)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a connection error, without hosts, URLs or credentials."""
+    seen: BaseException = exc
+    while True:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason or seen)
+    for known in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "No route to host",
+        "Temporary failure in name resolution",
+        "certificate verify failed",
+        "Connection reset",
+    ):
+        if known.lower() in text.lower():
+            return known.lower()
+    return type(reason or seen).__name__
+
+
+# -- running a release's checks ----------------------------------------------------------
+
+
+async def run_checks(
+    provider: MetricProvider, ctx: QueryContext, metrics: Sequence[Metric]
+) -> list[MetricResult]:
+    """Measure every metric concurrently; results come back in the metrics' order.
+
+    A provider that raises does not take the others down: its metric fails with the
+    error in the message.
+    """
+
+    async def one(metric: Metric) -> MetricResult:
+        try:
+            return await provider.measure(ctx, metric)
+        except Exception as exc:  # a misbehaving provider must not abort the analysis
+            log.exception("metric provider failed", extra={"metric": metric.name})
+            return MetricResult(
+                metric.name,
+                None,
+                None,
+                False,
+                False,
+                f"{metric.name} could not be measured: {type(exc).__name__}: {exc}"[:500],
+                "",
+            )
+
+    return list(await asyncio.gather(*(one(m) for m in metrics)))
+
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "REQUEST_DURATION",
+    "REQUEST_SUCCESS_RATE",
+    "MetricProvider",
+    "MetricResult",
+    "PrometheusProvider",
+    "PrometheusUnavailable",
+    "QueryContext",
+    "QueryTemplateError",
+    "UnusableResult",
+    "builtin_query",
+    "judge",
+    "no_value_message",
+    "query_variables",
+    "render_query",
+    "run_checks",
+]

@@ -1,0 +1,898 @@
+"""An ingress-nginx data-plane simulator.
+
+A :class:`TrafficSimulator` stands in for the ingress controller in front of one
+Ingress. Every tick it reads the canary Ingress (``<ingress>-canary``) from the
+Kubernetes API, produces a steady stream of synthetic requests split between the
+stable and the canary upstream exactly as the canary annotations say, applies the
+error rate and latency configured for each side, and exports what ingress-nginx would
+export for those requests:
+
+* ``nginx_ingress_controller_requests`` (counter)
+* ``nginx_ingress_controller_request_duration_seconds`` (histogram, default buckets)
+* ``nginx_ingress_controller_response_duration_seconds`` (histogram; Flagger's
+  request-duration check reads its ``_sum`` and ``_count``)
+
+with ingress-nginx's label set. Series are labelled with the *main* Ingress name for
+both sides; the ``canary`` label holds the canary upstream name on the canary side and
+is empty on the stable side, which is what the Flagger queries filter on.
+
+Counts are deterministic: request, canary-share and error fractions are carried over
+from tick to tick instead of being drawn at random, so a 50 % error rate yields 50 % of
+the requests as 5xx, give or take one request.
+
+Settings can be changed at runtime through the Python API or the HTTP control
+endpoint (``GET``/``POST /control``) served next to ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Literal, Self
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "CanaryRouting",
+    "ControlError",
+    "SideSettings",
+    "TrafficSimulator",
+    "main",
+]
+
+#: ingress-nginx's default duration buckets (the Go client's DefBuckets), in seconds.
+DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
+REQUESTS = "nginx_ingress_controller_requests"
+REQUEST_DURATION = "nginx_ingress_controller_request_duration_seconds"
+RESPONSE_DURATION = "nginx_ingress_controller_response_duration_seconds"
+LABEL_NAMES: tuple[str, ...] = (
+    "canary",
+    "controller_class",
+    "controller_namespace",
+    "controller_pod",
+    "ingress",
+    "method",
+    "namespace",
+    "path",
+    "service",
+    "status",
+)
+
+Side = Literal["stable", "canary"]
+SIDES: tuple[Side, Side] = ("stable", "canary")
+# Latency jitter walks the golden-ratio sequence: evenly spread, deterministic values.
+_GOLDEN = (math.sqrt(5) - 1) / 2
+_MAX_RPS = 10_000.0
+_MAX_LATENCY_MS = 600_000.0
+
+
+class ControlError(ValueError):
+    """A settings update was rejected; the message says which field and why."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SideSettings:
+    """Behaviour of one upstream (stable or canary).
+
+    ``error_rate`` is the fraction (0..1) of requests answered with ``error_status``;
+    each request takes ``latency_ms`` ± ``jitter_ms`` (evenly spread, never below 0).
+    """
+
+    error_rate: float = 0.0
+    latency_ms: float = 20.0
+    jitter_ms: float = 5.0
+    error_status: int = 500
+
+    def updated(self, changes: Mapping[str, Any], where: str) -> SideSettings:
+        """A copy with ``changes`` applied; raises ControlError on bad input."""
+        if not isinstance(changes, Mapping):
+            raise ControlError(f"{where} must be an object, got {type(changes).__name__}")
+        values: dict[str, Any] = {}
+        for key, raw in changes.items():
+            path = f"{where}.{key}"
+            if key == "error_rate":
+                values[key] = _number(raw, path, 0.0, 1.0, hint=" (a fraction: 0.5 = 50 %)")
+            elif key in ("latency_ms", "jitter_ms"):
+                values[key] = _number(raw, path, 0.0, _MAX_LATENCY_MS)
+            elif key == "error_status":
+                if isinstance(raw, bool) or not isinstance(raw, int) or not 500 <= raw <= 599:
+                    raise ControlError(f"{path} must be an integer 5xx status, got {raw!r}")
+                values[key] = raw
+            else:
+                allowed = ", ".join(f.name for f in fields(SideSettings))
+                raise ControlError(f"unknown field {path!r}; allowed: {allowed}")
+        return replace(self, **values)
+
+
+def _number(raw: Any, path: str, low: float, high: float, hint: str = "") -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ControlError(f"{path} must be a number, got {raw!r}")
+    value = float(raw)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ControlError(f"{path} must be between {low:g} and {high:g}{hint}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class CanaryRouting:
+    """The canary configuration ingress-nginx derives from the canary Ingress.
+
+    ``enabled`` is False when there is no canary Ingress or its ``canary`` annotation
+    is not ``"true"``; then every request goes to the stable upstream.
+    """
+
+    enabled: bool = False
+    weight: float = 0.0
+    weight_total: float = 100.0
+    header: str | None = None
+    header_value: str | None = None
+    header_pattern: str | None = None
+    cookie: str | None = None
+    backend_service: str | None = None
+    backend_port: str | None = None
+
+    @classmethod
+    def weighted(cls, weight: float, total: float = 100.0) -> CanaryRouting:
+        """Plain weight-based routing, as Flagger sets it during an analysis."""
+        return cls(enabled=True, weight=weight, weight_total=total)
+
+    @classmethod
+    def from_ingress(cls, ingress: Any) -> CanaryRouting:
+        """Read a ``V1Ingress`` (or None for a missing Ingress) like ingress-nginx does."""
+        if ingress is None:
+            return cls()
+        annotations: dict[str, str] = dict(ingress.metadata.annotations or {})
+        service, port = _first_backend(ingress)
+        return cls.from_annotations(annotations, backend_service=service, backend_port=port)
+
+    @classmethod
+    def from_annotations(
+        cls,
+        annotations: Mapping[str, str],
+        *,
+        backend_service: str | None = None,
+        backend_port: str | None = None,
+    ) -> CanaryRouting:
+        """Interpret ``nginx.ingress.kubernetes.io/canary*`` annotations."""
+
+        def get(name: str) -> str | None:
+            value = annotations.get(ANNOTATION_PREFIX + name)
+            return value if value else None
+
+        if (get("canary") or "").strip().lower() != "true":
+            return cls(backend_service=backend_service, backend_port=backend_port)
+        # ingress-nginx ignores a malformed number and falls back to the default.
+        weight = _int_or(get("canary-weight"), 0)
+        total = _int_or(get("canary-weight-total"), 100)
+        if total <= 0:
+            total = 100
+        return cls(
+            enabled=True,
+            weight=float(max(weight, 0)),
+            weight_total=float(total),
+            header=get("canary-by-header"),
+            header_value=get("canary-by-header-value"),
+            header_pattern=get("canary-by-header-pattern"),
+            cookie=get("canary-by-cookie"),
+            backend_service=backend_service,
+            backend_port=backend_port,
+        )
+
+    @property
+    def weight_share(self) -> float:
+        """Fraction of weight-routed requests sent to the canary."""
+        if not self.enabled or self.weight_total <= 0:
+            return 0.0
+        return min(max(self.weight / self.weight_total, 0.0), 1.0)
+
+    def canary_share(self, header_share: float = 0.0, cookie_share: float = 0.0) -> float:
+        """Fraction of all requests routed to the canary.
+
+        ``header_share`` of the requests carry the canary header (with the configured
+        value, or ``always``) and ``cookie_share`` carry the canary cookie set to
+        ``always``. The header is looked at first, then the cookie, then the weight;
+        shares only count when the matching annotation is present.
+        """
+        if not self.enabled:
+            return 0.0
+        remaining = 1.0
+        share = 0.0
+        if self.header:
+            share += remaining * header_share
+            remaining *= 1.0 - header_share
+        if self.cookie:
+            share += remaining * cookie_share
+            remaining *= 1.0 - cookie_share
+        return share + remaining * self.weight_share
+
+
+def _int_or(raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return default
+
+
+def _first_backend(ingress: Any) -> tuple[str | None, str | None]:
+    spec = ingress.spec
+    backend = None
+    for rule in (spec.rules or []) if spec is not None else []:
+        paths = rule.http.paths if rule.http is not None else []
+        if paths:
+            backend = paths[0].backend
+            break
+    if backend is None and spec is not None:
+        backend = spec.default_backend
+    if backend is None or backend.service is None:
+        return None, None
+    port = backend.service.port
+    port_text = None
+    if port is not None:
+        port_text = str(port.number) if port.number is not None else port.name
+    name: str | None = backend.service.name
+    return name, port_text
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class _Series:
+    count: int = 0
+    duration_sum: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(DEFAULT_BUCKETS) + 1))
+
+
+def _le(bound: float) -> str:
+    # Go's client writes bucket bounds like 0.005, 1, 2.5 (no trailing ".0").
+    return format(bound, "g")
+
+
+class _IngressCollector(Collector):
+    """Exports the simulator's series in ingress-nginx's shape."""
+
+    def __init__(self, sim: TrafficSimulator) -> None:
+        self._sim = sim
+
+    def collect(self) -> Iterable[Metric]:
+        series = self._sim._series_snapshot()
+        requests = Metric(REQUESTS, "Client requests served, by status (simulated)", "counter")
+        request_duration = HistogramMetricFamily(
+            REQUEST_DURATION,
+            "Time to serve a request, in seconds (simulated)",
+            labels=LABEL_NAMES,
+        )
+        response_duration = HistogramMetricFamily(
+            RESPONSE_DURATION,
+            "Time the upstream took to answer, in seconds (simulated)",
+            labels=LABEL_NAMES,
+        )
+        for labels, state in sorted(series.items()):
+            label_dict = dict(zip(LABEL_NAMES, labels, strict=True))
+            requests.add_sample(REQUESTS, label_dict, float(state.count))
+            cumulative: list[tuple[str, float]] = []
+            running = 0
+            for bound, count in zip(DEFAULT_BUCKETS, state.buckets, strict=False):
+                running += count
+                cumulative.append((_le(bound), float(running)))
+            cumulative.append(("+Inf", float(state.count)))
+            # The simulator has no nginx overhead: upstream time is the request time.
+            request_duration.add_metric(list(labels), cumulative, state.duration_sum)
+            response_duration.add_metric(list(labels), cumulative, state.duration_sum)
+        return [requests, request_duration, response_duration]
+
+
+# --------------------------------------------------------------------------- simulator
+
+WeightSource = Callable[[], "float | CanaryRouting"]
+
+
+class TrafficSimulator:
+    """Simulated ingress-nginx traffic for one namespace/Ingress/Service.
+
+    By default the canary routing is read from the Kubernetes API server (give
+    ``kubeconfig`` or ``api_client``; with neither, the default kubeconfig is loaded).
+    Pass ``weight`` (a callable returning the canary weight in percent, or a
+    :class:`CanaryRouting`) to run without an API server.
+
+    ``start()`` runs the tick loop in a background thread and serves ``/metrics`` and
+    ``/control`` on ``127.0.0.1:<free port>``; ``stop()`` ends both.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        ingress: str,
+        service: str,
+        port: int | str = 80,
+        *,
+        kubeconfig: str | Path | None = None,
+        api_client: Any = None,
+        weight: WeightSource | None = None,
+        canary_ingress: str | None = None,
+        rps: float = 10.0,
+        tick: float = 0.25,
+        stable: SideSettings | Mapping[str, Any] | None = None,
+        canary: SideSettings | Mapping[str, Any] | None = None,
+        header_share: float = 0.0,
+        cookie_share: float = 0.0,
+        method: str = "GET",
+        path: str = "/",
+        controller_class: str = "k8s.io/ingress-nginx",
+        controller_namespace: str = "ingress-nginx",
+        controller_pod: str = "ingress-nginx-controller-sandbox",
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        request_timeout: float = 2.0,
+    ) -> None:
+        if tick <= 0:
+            raise ValueError(f"tick must be positive, got {tick!r}")
+        self.namespace = namespace
+        self.ingress = ingress
+        self.service = service
+        self.port = str(port)
+        self.canary_ingress = canary_ingress or f"{ingress}-canary"
+        self.tick_seconds = float(tick)
+        self.method = method
+        self.path = path
+        self.controller_class = controller_class
+        self.controller_namespace = controller_namespace
+        self.controller_pod = controller_pod
+        self._listen = (listen_host, listen_port)
+        self._request_timeout = request_timeout
+
+        self._weight_fn = weight
+        self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
+        self._api_client = api_client
+        self._own_api_client = False
+        self._networking: Any = None
+
+        self._lock = threading.RLock()
+        self._rps = 0.0
+        self._sides: dict[Side, SideSettings] = {"stable": SideSettings(), "canary": SideSettings()}
+        self._header_share = 0.0
+        self._cookie_share = 0.0
+        self._routing = CanaryRouting()
+        self._last_error: str | None = None
+        self._api_errors = 0
+        self._ticks = 0
+        self._routing_changes = 0
+        # Fractional carry-overs that make the counts deterministic.
+        self._request_carry = 0.0
+        self._canary_carry = 0.0
+        self._error_carry: dict[Side, float] = {"stable": 0.0, "canary": 0.0}
+        self._sequence: dict[Side, int] = {"stable": 0, "canary": 0}
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._totals: dict[Side, dict[str, int]] = {"stable": {}, "canary": {}}
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_IngressCollector(self))
+
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self._last_tick_at: float | None = None
+
+        # Constructor settings go through the same validation as runtime updates.
+        update: dict[str, Any] = {
+            "rps": rps,
+            "header_share": header_share,
+            "cookie_share": cookie_share,
+        }
+        if isinstance(stable, SideSettings):
+            self._sides["stable"] = stable
+        elif stable is not None:
+            update["stable"] = dict(stable)
+        if isinstance(canary, SideSettings):
+            self._sides["canary"] = canary
+        elif canary is not None:
+            update["canary"] = dict(canary)
+        self.apply_control(update)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def source(self) -> Literal["kubernetes", "callable"]:
+        """Where the canary routing comes from."""
+        return "callable" if self._weight_fn is not None else "kubernetes"
+
+    @property
+    def routing(self) -> CanaryRouting:
+        """The canary routing observed at the last tick."""
+        with self._lock:
+            return self._routing
+
+    @property
+    def current_weight(self) -> float:
+        """Percentage of requests currently routed to the canary (0-100)."""
+        with self._lock:
+            return 100.0 * self._routing.canary_share(self._header_share, self._cookie_share)
+
+    @property
+    def rps(self) -> float:
+        """Requests per second generated in total."""
+        with self._lock:
+            return self._rps
+
+    @property
+    def ticks(self) -> int:
+        """Number of ticks run so far."""
+        with self._lock:
+            return self._ticks
+
+    @property
+    def last_error(self) -> str | None:
+        """The last error reading the canary Ingress (None after a successful read)."""
+        with self._lock:
+            return self._last_error
+
+    def side(self, side: Side) -> SideSettings:
+        """The current settings of ``side``."""
+        with self._lock:
+            return self._sides[side]
+
+    @property
+    def canary_upstream(self) -> str:
+        """The canary upstream name, the ``canary`` label value on canary series."""
+        with self._lock:
+            routing = self._routing
+        service = routing.backend_service or f"{self.service}-canary"
+        port = routing.backend_port or self.port
+        return f"{self.namespace}-{service}-{port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL of the metrics/control server (only while started)."""
+        return f"http://{self.address}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the metrics/control server (only while started)."""
+        if self._server is None:
+            raise RuntimeError("the simulator is not started")
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    # -------------------------------------------------------------------- settings
+
+    def set_rps(self, rps: float) -> None:
+        """Change the total request rate (0 stops traffic)."""
+        self.apply_control({"rps": rps})
+
+    def set_side(
+        self,
+        side: Side,
+        *,
+        error_rate: float | None = None,
+        latency_ms: float | None = None,
+        jitter_ms: float | None = None,
+        error_status: int | None = None,
+    ) -> None:
+        """Change the behaviour of ``side``; unspecified fields keep their value."""
+        if side not in SIDES:
+            raise ControlError(f"side must be 'stable' or 'canary', got {side!r}")
+        changes = {
+            key: value
+            for key, value in (
+                ("error_rate", error_rate),
+                ("latency_ms", latency_ms),
+                ("jitter_ms", jitter_ms),
+                ("error_status", error_status),
+            )
+            if value is not None
+        }
+        self.apply_control({side: changes})
+
+    def set_header_share(self, share: float) -> None:
+        """Fraction of requests carrying the canary header (when the Ingress uses one)."""
+        self.apply_control({"header_share": share})
+
+    def set_cookie_share(self, share: float) -> None:
+        """Fraction of requests carrying the canary cookie set to ``always``."""
+        self.apply_control({"cookie_share": share})
+
+    def apply_control(self, update: Any) -> dict[str, Any]:
+        """Apply a partial update shaped like the ``POST /control`` body.
+
+        All fields are validated before any is applied. Returns the new state.
+        Raises ControlError on invalid input.
+        """
+        if not isinstance(update, Mapping):
+            raise ControlError(f"the body must be a JSON object, got {type(update).__name__}")
+        with self._lock:
+            rps = self._rps
+            shares = {"header_share": self._header_share, "cookie_share": self._cookie_share}
+            sides = dict(self._sides)
+            for key, raw in update.items():
+                if key == "rps":
+                    rps = _number(raw, "rps", 0.0, _MAX_RPS)
+                elif key in shares:
+                    shares[key] = _number(raw, key, 0.0, 1.0)
+                elif key in SIDES:
+                    sides[key] = sides[key].updated(raw, key)
+                else:
+                    raise ControlError(
+                        f"unknown field {key!r}; allowed: rps, stable, canary, "
+                        "header_share, cookie_share"
+                    )
+            self._rps = rps
+            self._header_share = shares["header_share"]
+            self._cookie_share = shares["cookie_share"]
+            self._sides = sides
+        return self.state()
+
+    def state(self) -> dict[str, Any]:
+        """Settings, observed routing and totals, as served by ``GET /control``."""
+        with self._lock:
+            return {
+                "namespace": self.namespace,
+                "ingress": self.ingress,
+                "canary_ingress": self.canary_ingress,
+                "service": self.service,
+                "port": self.port,
+                "source": self.source,
+                "rps": self._rps,
+                "tick_seconds": self.tick_seconds,
+                "stable": asdict(self._sides["stable"]),
+                "canary": asdict(self._sides["canary"]),
+                "header_share": self._header_share,
+                "cookie_share": self._cookie_share,
+                "routing": asdict(self._routing),
+                "weight": self.current_weight,
+                "canary_upstream": self.canary_upstream,
+                "ticks": self._ticks,
+                "requests": {side: dict(counts) for side, counts in self._totals.items()},
+                "last_error": self._last_error,
+                "api_errors": self._api_errors,
+            }
+
+    def totals(self) -> dict[Side, dict[str, int]]:
+        """Requests generated so far per side and status code."""
+        with self._lock:
+            return {"stable": dict(self._totals["stable"]), "canary": dict(self._totals["canary"])}
+
+    # ---------------------------------------------------------------- simulation
+
+    def refresh_routing(self) -> CanaryRouting:
+        """Read the routing from its source now; on error keep the last known one.
+
+        ingress-nginx also keeps serving its last configuration when the API server
+        cannot be reached, so errors are recorded in ``last_error`` rather than raised.
+        """
+        try:
+            routing = self._fetch_routing()
+        except Exception as exc:
+            with self._lock:
+                self._api_errors += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                return self._routing
+        with self._lock:
+            if routing != self._routing:
+                self._routing_changes += 1
+            self._routing = routing
+            self._last_error = None
+            return routing
+
+    def _fetch_routing(self) -> CanaryRouting:
+        if self._weight_fn is not None:
+            value = self._weight_fn()
+            if isinstance(value, CanaryRouting):
+                return value
+            return CanaryRouting.weighted(float(value))
+        from kubernetes.client.exceptions import ApiException
+
+        api = self._networking_api()
+        try:
+            ingress = api.read_namespaced_ingress(
+                self.canary_ingress, self.namespace, _request_timeout=self._request_timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return CanaryRouting()
+            raise
+        return CanaryRouting.from_ingress(ingress)
+
+    def _networking_api(self) -> Any:
+        if self._networking is None:
+            from kubernetes import client, config
+
+            if self._api_client is None:
+                if self._kubeconfig is not None:
+                    self._api_client = config.new_client_from_config(
+                        config_file=str(self._kubeconfig)
+                    )
+                else:
+                    self._api_client = config.new_client_from_config()
+                self._own_api_client = True
+            self._networking = client.NetworkingV1Api(self._api_client)
+        return self._networking
+
+    def tick(self) -> None:
+        """One simulation step: read the routing, then serve the requests due since
+        the previous tick."""
+        self.refresh_routing()
+        now = time.monotonic()
+        with self._lock:
+            elapsed = 0.0 if self._last_tick_at is None else now - self._last_tick_at
+            self._last_tick_at = now
+            self._ticks += 1
+            self._serve(elapsed)
+
+    def step(self, seconds: float) -> None:
+        """Serve ``seconds`` worth of requests with the current routing and settings.
+
+        Deterministic and synchronous; lets unit tests drive the simulator without
+        threads or clocks.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self._lock:
+            self._serve(seconds)
+
+    def _serve(self, seconds: float) -> None:
+        self._request_carry += self._rps * seconds
+        total = int(self._request_carry)
+        self._request_carry -= total
+        if total == 0:
+            return
+        share = self._routing.canary_share(self._header_share, self._cookie_share)
+        self._canary_carry += total * share
+        to_canary = min(int(self._canary_carry), total)
+        self._canary_carry -= to_canary
+        self._serve_side("stable", total - to_canary)
+        self._serve_side("canary", to_canary)
+
+    def _serve_side(self, side: Side, count: int) -> None:
+        if count <= 0:
+            return
+        settings = self._sides[side]
+        self._error_carry[side] += count * settings.error_rate
+        errors = min(int(self._error_carry[side]), count)
+        self._error_carry[side] -= errors
+        canary_label = self.canary_upstream if side == "canary" else ""
+        for status, n in ((str(settings.error_status), errors), ("200", count - errors)):
+            if n == 0:
+                continue
+            labels = self._labels(status, canary_label)
+            series = self._series.get(labels)
+            if series is None:
+                series = self._series[labels] = _Series()
+            for _ in range(n):
+                seconds = self._next_latency(side, settings)
+                series.count += 1
+                series.duration_sum += seconds
+                series.buckets[bisect.bisect_left(DEFAULT_BUCKETS, seconds)] += 1
+            totals = self._totals[side]
+            totals[status] = totals.get(status, 0) + n
+
+    def _next_latency(self, side: Side, settings: SideSettings) -> float:
+        self._sequence[side] += 1
+        spread = (self._sequence[side] * _GOLDEN) % 1.0  # evenly covers [0, 1)
+        millis = settings.latency_ms + settings.jitter_ms * (2.0 * spread - 1.0)
+        return max(millis, 0.0) / 1000.0
+
+    def _labels(self, status: str, canary: str) -> tuple[str, ...]:
+        values = {
+            "canary": canary,
+            "controller_class": self.controller_class,
+            "controller_namespace": self.controller_namespace,
+            "controller_pod": self.controller_pod,
+            "ingress": self.ingress,
+            "method": self.method,
+            "namespace": self.namespace,
+            "path": self.path,
+            "service": self.service,
+            "status": status,
+        }
+        return tuple(values[name] for name in LABEL_NAMES)
+
+    def _series_snapshot(self) -> dict[tuple[str, ...], _Series]:
+        with self._lock:
+            return {
+                labels: _Series(s.count, s.duration_sum, list(s.buckets))
+                for labels, s in self._series.items()
+            }
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus text exposition of this simulator's registry."""
+        text = generate_latest(self.registry).decode()
+        # prometheus_client always names counter families "<name>_total", but
+        # ingress-nginx's request counter has no such suffix; restore its real header.
+        text = text.replace(f"# HELP {REQUESTS}_total ", f"# HELP {REQUESTS} ").replace(
+            f"# TYPE {REQUESTS}_total counter", f"# TYPE {REQUESTS} counter"
+        )
+        return text.encode()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        """Serve ``/metrics`` and ``/control`` and start the tick loop."""
+        if self._thread is not None:
+            raise RuntimeError("the simulator is already started")
+        self._server = ThreadingHTTPServer(self._listen, _make_handler(self))
+        self._server.daemon_threads = True
+        self._server_thread = threading.Thread(
+            target=self._server.serve_forever, name=f"traffic-http-{self.ingress}", daemon=True
+        )
+        self._server_thread.start()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"traffic-{self.namespace}-{self.ingress}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.tick()
+            next_at += self.tick_seconds
+            delay = next_at - time.monotonic()
+            if delay < 0:  # a slow API read: catch up on the next tick, do not spin
+                next_at = time.monotonic()
+                delay = 0.0
+            self._stop.wait(delay)
+
+    def stop(self) -> None:
+        """Stop the tick loop and the HTTP server; idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=5)
+            self._server_thread = None
+        if self._own_api_client and self._api_client is not None:
+            self._api_client.close()
+            self._api_client = None
+            self._networking = None
+            self._own_api_client = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def wait_for_weight(self, weight: float, timeout: float = 10.0) -> None:
+        """Wait until the simulator routes ``weight`` percent to the canary."""
+        deadline = time.monotonic() + timeout
+        while abs(self.current_weight - weight) > 1e-9:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"canary weight is {self.current_weight:g}, expected {weight:g} "
+                    f"after {timeout:g}s (last error: {self.last_error})"
+                )
+            time.sleep(self.tick_seconds / 2)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _make_handler(sim: TrafficSimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, payload: Any) -> None:
+            self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
+
+        def do_GET(self) -> None:
+            route = self.path.split("?", 1)[0]
+            if route == "/metrics":
+                self._send(200, sim.render_metrics(), "text/plain; version=0.0.4; charset=utf-8")
+            elif route == "/control":
+                self._json(200, sim.state())
+            else:
+                self._json(404, {"error": f"no such path {route}; try /metrics or /control"})
+
+        def do_POST(self) -> None:
+            route = self.path.split("?", 1)[0]
+            if route != "/control":
+                self._json(404, {"error": f"no such path {route}; POST /control"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length > 0 else b""
+            try:
+                update = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._json(400, {"error": f"the body is not valid JSON: {exc}"})
+                return
+            try:
+                state = sim.apply_control(update)
+            except ControlError as exc:
+                self._json(400, {"error": str(exc)})
+                return
+            self._json(200, state)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # scraped every second; access logs would drown everything else
+
+    return Handler
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one simulator until SIGINT/SIGTERM (``python -m sandbox.traffic``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.traffic",
+        description=(
+            "Simulate ingress-nginx traffic for one Ingress: read the canary weight from "
+            "the API server, export ingress-nginx metrics, accept settings on /control."
+        ),
+    )
+    parser.add_argument("--namespace", required=True, help="namespace of the Ingress")
+    parser.add_argument("--ingress", required=True, help="name of the main Ingress")
+    parser.add_argument("--service", required=True, help="backend Service of the main Ingress")
+    parser.add_argument("--port", default="80", help="Service port (default 80)")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument("--rps", type=float, default=10.0, help="requests per second (10)")
+    parser.add_argument("--tick", type=float, default=0.25, help="seconds per tick (0.25)")
+    parser.add_argument("--listen-host", default="127.0.0.1", help="HTTP bind address")
+    parser.add_argument("--listen-port", type=int, default=0, help="HTTP port (0 = free port)")
+    args = parser.parse_args(argv)
+
+    sim = TrafficSimulator(
+        args.namespace,
+        args.ingress,
+        args.service,
+        args.port,
+        kubeconfig=args.kubeconfig,
+        rps=args.rps,
+        tick=args.tick,
+        listen_host=args.listen_host,
+        listen_port=args.listen_port,
+    )
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with sim:
+        print(f"metrics: {sim.url}/metrics", flush=True)
+        print(f"control: {sim.url}/control", flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -580,11 +580,10 @@ def _await_canary(b: _Builder, workloads: Workloads, checks: Checks) -> None:
             f"Starting canary analysis for {b.name} ({release.spec.analysis.iterations} iterations)",
         )
         return
+    b.event("StepAdvanced", f"Starting canary analysis for {b.name}")
     weight = next_weight(release, 0)
     b.set_weight(weight)
-    b.event(
-        "StepAdvanced", f"Starting canary analysis for {b.name}; advance canary weight {weight}"
-    )
+    b.event("StepAdvanced", f"Advance {b.name} canary weight {weight}")
 
 
 def _finish_promotion(b: _Builder, workloads: Workloads) -> None:

@@ -80,8 +80,8 @@ _T = TypeVar("_T")
 
 DEFAULT_BOT_TOKEN = "xoxb-0000000000-fake-canary-bot-token"
 DEFAULT_APP_TOKEN = "xapp-1-A0CANARYBOT-0000-fake-app-level-token"
-BOT_USER_ID = "U0BOTCANARY"
-BOT_ID = "B0BOTCANARY"
+BOT_USER_ID = slack_requests.DEFAULT_BOT_USER_ID
+BOT_ID = slack_requests.DEFAULT_BOT_ID
 BOT_NAME = "canary-bot"
 
 # Slack's documented limits.

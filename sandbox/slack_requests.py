@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 __all__ = [
     "DEFAULT_API_APP_ID",
+    "DEFAULT_BOT_ID",
+    "DEFAULT_BOT_USER_ID",
     "DEFAULT_CHANNEL_ID",
     "DEFAULT_CHANNEL_NAME",
     "DEFAULT_TEAM_DOMAIN",
@@ -40,6 +42,8 @@ __all__ = [
     "ViewSubmissionFields",
     "block_actions",
     "block_actions_payload",
+    "form_body",
+    "interactive_body",
     "make_trigger_id",
     "sign",
     "slash_command",
@@ -56,6 +60,8 @@ DEFAULT_USER_ID = "U0ALICE"
 DEFAULT_USER_NAME = "alice"
 DEFAULT_CHANNEL_ID = "C0DEPLOYS"
 DEFAULT_CHANNEL_NAME = "deploys"
+DEFAULT_BOT_USER_ID = "U0BOTCANARY"
+DEFAULT_BOT_ID = "B0BOTCANARY"
 
 # Slack still sends the deprecated verification token in every payload; apps must not
 # rely on it (Bolt ignores it), so a constant that is obviously not a secret will do.
@@ -157,12 +163,13 @@ def sign(
     return SignedRequest(body=body, headers=headers)
 
 
-def _form_body(fields: Mapping[str, str]) -> bytes:
+def form_body(fields: Mapping[str, str]) -> bytes:
+    """Form-encode ``fields`` as Slack does for slash commands."""
     return urlencode(fields).encode()
 
 
-def _interactive_body(payload: Mapping[str, Any]) -> bytes:
-    # Interactive payloads arrive as one form field, `payload`, holding JSON.
+def interactive_body(payload: Mapping[str, Any]) -> bytes:
+    """Encode an interactive payload as Slack does: one form field, ``payload``, of JSON."""
     return urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
 
 
@@ -230,7 +237,7 @@ def slash_command(
 ) -> SignedRequest:
     """Return a signed HTTP-mode slash command request (form-encoded, as Slack sends it)."""
     return sign(
-        _form_body(slash_command_payload(**fields)),
+        form_body(slash_command_payload(**fields)),
         signing_secret=signing_secret,
         timestamp=timestamp,
         stale=stale,
@@ -348,7 +355,7 @@ def block_actions(
 ) -> SignedRequest:
     """Return a signed HTTP-mode ``block_actions`` request (form body ``payload=<json>``)."""
     return sign(
-        _interactive_body(block_actions_payload(action_id, value, **fields)),
+        interactive_body(block_actions_payload(action_id, value, **fields)),
         signing_secret=signing_secret,
         timestamp=timestamp,
         stale=stale,
@@ -413,7 +420,7 @@ def view_submission_payload(
         "app_id": app_id,
         "external_id": fields.get("external_id", ""),
         "app_installed_team_id": team_id,
-        "bot_id": "B0BOTCANARY",
+        "bot_id": DEFAULT_BOT_ID,
     }
     return {
         "type": "view_submission",
@@ -442,7 +449,7 @@ def view_submission(
 ) -> SignedRequest:
     """Return a signed HTTP-mode ``view_submission`` request (form body ``payload=<json>``)."""
     return sign(
-        _interactive_body(view_submission_payload(callback_id, values, **fields)),
+        interactive_body(view_submission_payload(callback_id, values, **fields)),
         signing_secret=signing_secret,
         timestamp=timestamp,
         stale=stale,

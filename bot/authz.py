@@ -1,0 +1,90 @@
+"""Who may steer releases where: config rules, Slack user groups, and the refusal text."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Authorization, Verb
+
+log = logging.getLogger("canary_bot.authz")
+
+
+class GroupDirectory(Protocol):
+    """Looks up the members of a Slack user group."""
+
+    async def members(self, group: str) -> frozenset[str]:
+        """User ids in ``group`` (empty when it cannot be read)."""
+        ...
+
+
+class SlackGroupDirectory:
+    """``usergroups.users.list`` with a short cache: membership changes are rare."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        ttl_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def members(self, group: str) -> frozenset[str]:
+        """Members of ``group``; a failed lookup counts as no members (deny, never allow)."""
+        cached = self._cache.get(group)
+        if cached is not None and self._clock() - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            response = await self._client.usergroups_users_list(usergroup=group)
+            users = frozenset(str(u) for u in response.get("users") or [])
+        except SlackApiError as exc:
+            log.warning("cannot read user group %s: %s", group, exc.response.get("error"))
+            return frozenset()
+        self._cache[group] = (self._clock(), users)
+        return users
+
+
+class Authorizer:
+    """Decides per namespace and verb; denies when no rule allows."""
+
+    def __init__(self, rules: Authorization, groups: GroupDirectory) -> None:
+        self._rules = rules
+        self._groups = groups
+
+    async def allowed(self, user: str, namespace: str, verb: Verb) -> bool:
+        """Whether ``user`` may ``verb`` in ``namespace``."""
+        rules = self._rules.rules_for(namespace, verb)
+        if any(user in rule.users for rule in rules):
+            return True
+        for rule in rules:
+            for group in rule.groups:
+                if user in await self._groups.members(group):
+                    return True
+        return False
+
+    async def refusal(self, user: str, namespace: str, verb: Verb) -> str | None:
+        """None when allowed; else the ephemeral text that says how to get access."""
+        if await self.allowed(user, namespace, verb):
+            return None
+        return refusal_text(self._rules, namespace, verb)
+
+
+def refusal_text(rules: Authorization, namespace: str, verb: Verb) -> str:
+    """What a refused person reads: what was refused and whom to ask for what."""
+    groups = sorted({g for rule in rules.rules_for(namespace, verb) for g in rule.groups})
+    if groups:
+        ask = "ask an admin to add you to " + " or ".join(f"<!subteam^{g}>" for g in groups)
+    else:
+        ask = (
+            "ask an admin to add you to an `authorization.rules` entry "
+            f"for namespace {namespace} and verb {verb} in the canary-bot config"
+        )
+    return f":no_entry: You are not allowed to {verb} releases in namespace {namespace}; {ask}."

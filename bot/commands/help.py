@@ -1,0 +1,61 @@
+"""Usage text for every ``/canary`` subcommand (shown by ``help`` and next to errors)."""
+
+from __future__ import annotations
+
+USAGE: dict[str, str] = {
+    "start": (
+        "`/canary start <deployment> image=<ref> [-n ns] [--profile name] [--step N] "
+        "[--max N] [--interval 30s] [--threshold N] [--approval] [--ingress name] [--port N]`\n"
+        "Start a canary release of a Deployment. `image=<ref>` sets the image of its only "
+        "container; use `<container>=<ref>` (several allowed) when it has more than one.\n"
+        "Example: `/canary start podinfo image=stefanprodan/podinfo:6.0.3 -n test`\n"
+        "With no arguments, `/canary start` opens a form."
+    ),
+    "plan": (
+        "`/canary plan <deployment> [same options as start]`\n"
+        "Show the traffic steps and how long the analysis will take. Changes nothing.\n"
+        "Example: `/canary plan podinfo -n test --step 10 --max 50`"
+    ),
+    "status": (
+        "`/canary status [name] [-n ns]`\n"
+        "Show a release's card (by release or Deployment name), or every active release."
+    ),
+    "list": "`/canary list [-n ns]`\nList active releases (in one namespace or everywhere).",
+    "history": (
+        "`/canary history [name] [-n ns]`\n"
+        "Show finished releases, newest first (of one Deployment when a name is given)."
+    ),
+    "promote": (
+        "`/canary promote [name] [-n ns]`\nSkip the remaining analysis and promote the canary now."
+    ),
+    "abort": (
+        "`/canary abort [name] [reason…] [-n ns]`\n"
+        "Stop the release and send all traffic back to the stable version."
+    ),
+    "pause": "`/canary pause [name] [-n ns]`\nHold the canary at its current weight.",
+    "resume": "`/canary resume [name] [-n ns]`\nContinue a paused release.",
+    "approve": (
+        "`/canary approve [name] [-n ns]`\n"
+        "Approve a release waiting for promotion (started with `--approval`)."
+    ),
+    "help": "`/canary help [subcommand]`\nShow this help, or one subcommand's.",
+}
+
+SUBCOMMANDS: tuple[str, ...] = tuple(USAGE)
+
+
+def usage(topic: str) -> str:
+    """The usage text of one subcommand."""
+    return USAGE[topic]
+
+
+def overview() -> str:
+    """The help shown by ``/canary help``: one line per subcommand."""
+    lines = ["*canary-bot* — progressive delivery from Slack. Subcommands:"]
+    for text in USAGE.values():
+        lines.append(f"• {text.splitlines()[0]}")
+    lines.append(
+        "A release name can be the Deployment's name: it means its active (or latest) release."
+    )
+    lines.append("More on one subcommand: `/canary help <subcommand>`.")
+    return "\n".join(lines)

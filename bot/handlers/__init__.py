@@ -1,0 +1,1 @@
+"""Bolt listeners, one concern per module, each added by its ``register(app, deps)``."""

@@ -1,0 +1,122 @@
+"""``/canary …``: parse, acknowledge, then do the work and answer ephemerally."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.commands import (
+    Command,
+    ControlCommand,
+    HelpCommand,
+    HistoryCommand,
+    ListCommand,
+    OpenStartDialog,
+    ParseError,
+    PlanCommand,
+    StartCommand,
+    StatusCommand,
+    overview,
+    parse,
+    usage,
+)
+from bot.deps import Deps
+from bot.handlers.replies import post_audit, send_reply
+from bot.operations import Actor, Reply, describe_failure, request_id
+from bot.render.modal import start_modal
+
+log = logging.getLogger("canary_bot.handlers")
+
+COMMAND = "/canary"
+
+
+def help_text(topic: str | None) -> str:
+    """``/canary help`` or one subcommand's usage."""
+    return overview() if topic is None else usage(topic)
+
+
+def parse_error_text(error: ParseError) -> str:
+    """The refusal of bad input: what is wrong, then the usage of that subcommand."""
+    text = f":warning: {error.message}"
+    if error.topic is not None:
+        text += f"\n{usage(error.topic)}"
+    else:
+        text += "\nSee `/canary help`."
+    return text
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    """Add the ``/canary`` listener."""
+
+    @app.command(COMMAND)
+    async def on_canary(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        received = time.perf_counter()
+        try:
+            parsed = parse(str(command.get("text") or ""))
+        except ParseError as error:
+            await ack(text=parse_error_text(error), response_type="ephemeral")
+            deps.metrics.ack_seconds.observe(time.perf_counter() - received)
+            deps.metrics.commands.labels(verb="invalid", outcome="refused").inc()
+            return
+        if isinstance(parsed, HelpCommand):
+            await ack(text=help_text(parsed.topic), response_type="ephemeral")
+            deps.metrics.ack_seconds.observe(time.perf_counter() - received)
+            deps.metrics.commands.labels(verb="help", outcome="ok").inc()
+            return
+        await ack()
+        deps.metrics.ack_seconds.observe(time.perf_counter() - received)
+        actor = Actor(
+            user=str(command.get("user_id", "")),
+            user_name=str(command.get("user_name", "")),
+            channel=str(command.get("channel_id", "")),
+        )
+        try:
+            await run(deps, parsed, actor, command, respond, client)
+            deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()
+        except Exception as exc:
+            log.exception("/canary %s failed", parsed.verb)
+            deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
+            await send_reply(respond, Reply(describe_failure(exc)))
+
+
+async def run(
+    deps: Deps,
+    parsed: Command,
+    actor: Actor,
+    command: dict[str, Any],
+    respond: AsyncRespond,
+    client: AsyncWebClient,
+) -> None:
+    """Carry out one parsed command (after the ack) and answer."""
+    ops = deps.operations
+    trigger = str(command.get("trigger_id", ""))
+    if isinstance(parsed, OpenStartDialog):
+        view = start_modal(deps.config, parsed.namespace, actor.channel)
+        await client.views_open(trigger_id=trigger, view=view)
+        return
+    if isinstance(parsed, StartCommand):
+        reply = await ops.start(parsed.options, actor, request_key=trigger)
+    elif isinstance(parsed, PlanCommand):
+        reply = ops.plan(parsed.options)
+    elif isinstance(parsed, StatusCommand):
+        reply = await ops.status(parsed.name, parsed.namespace)
+    elif isinstance(parsed, ListCommand):
+        reply = await ops.list_active(parsed.namespace)
+    elif isinstance(parsed, HistoryCommand):
+        reply = await ops.history(parsed.name, parsed.namespace)
+    elif isinstance(parsed, ControlCommand):
+        rid = request_id("cmd", trigger, parsed.action, actor.user)
+        outcome = await ops.control(
+            parsed.action, parsed.name, parsed.namespace, actor, rid, parsed.reason
+        )
+        await post_audit(deps, outcome, rid)
+        reply = outcome.reply
+    else:
+        reply = Reply(help_text(None))
+    await send_reply(respond, reply)

@@ -1,0 +1,323 @@
+"""What each ``/canary`` command and button does, independent of how it arrived.
+
+The Slack handlers translate requests into calls here and replies back into Slack
+messages; console mode can call the same methods. Every method returns a ``Reply`` a
+person can act on; expected problems (bad input, refusals, missing objects) never raise.
+Writes go only to CanaryRelease objects, through the ``ReleaseStore``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
+
+from bot.authz import Authorizer
+from bot.commands import ReleaseOptions
+from bot.config import BotConfig
+from bot.releases import (
+    TARGET_LABEL,
+    RequestProblem,
+    build_analysis,
+    build_spec,
+    is_active,
+    plan_of,
+    release_name,
+    releases_of,
+    resolve,
+)
+from bot.render.card import allowed_actions, card_blocks, headline
+from bot.render.events import AUDIT_VERB, audit_line
+from bot.render.facts import PHASE_EMOJI, elapsed_seconds
+from bot.render.limits import clip
+from bot.targets import deployment_containers
+from rollout.kube import Kube, KubeError
+from rollout.models import (
+    CanaryRelease,
+    ControlAction,
+    ControlRequest,
+    Requester,
+    format_duration,
+)
+from rollout.preflight import check_start
+from rollout.store import InvalidRelease, ReleaseExists, ReleaseNotFound, ReleaseStore
+
+log = logging.getLogger("canary_bot.operations")
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked, and from where."""
+
+    user: str
+    user_name: str = ""
+    channel: str = ""
+    source: str = "slack"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the person who asked sees (ephemeral unless ``public``)."""
+
+    text: str
+    blocks: list[Block] | None = None
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class ControlOutcome:
+    """A control request's reply, and the audit line for the release's thread."""
+
+    reply: Reply
+    release: CanaryRelease | None = None
+    audit: str | None = None
+
+
+@dataclass(frozen=True)
+class Operations:
+    """The commands, over the release store, the preflight check and the authorizer."""
+
+    config: BotConfig
+    store: ReleaseStore
+    kube: Kube
+    authorizer: Authorizer
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def namespace_of(self, requested: str | None) -> str:
+        """The namespace a command means: ``-n`` or the configured default."""
+        return requested or self.config.defaults.namespace
+
+    # -- start / plan -------------------------------------------------------------------
+
+    async def start(self, options: ReleaseOptions, actor: Actor, request_key: str) -> Reply:
+        """Create a release after the authorization and preflight checks pass.
+
+        ``request_key`` identifies the Slack request, so a retried request maps to the same
+        release name and creates nothing twice.
+        """
+        namespace = self.namespace_of(options.namespace)
+        refusal = await self.authorizer.refusal(actor.user, namespace, "start")
+        if refusal is not None:
+            return Reply(refusal)
+        try:
+            containers = await deployment_containers(self.kube, namespace, options.deployment)
+            requester = Requester(
+                user=actor.user,
+                user_name=actor.user_name,
+                channel=actor.channel,
+                source="slack" if actor.source == "slack" else "console",
+            )
+            spec = build_spec(options, self.config, requester, containers)
+        except RequestProblem as exc:
+            return Reply(f":warning: {exc}")
+        name = release_name(options.deployment, f"{namespace}/{request_key}")
+        problems = await check_start(self.kube, namespace, name, spec)
+        if problems:
+            listed = "\n".join(f"• {p}" for p in problems)
+            return Reply(clip(f":warning: Nothing was started:\n{listed}", 3000))
+        try:
+            release = await self.store.create(
+                namespace, name, spec, labels={TARGET_LABEL: options.deployment}
+            )
+        except ReleaseExists:
+            return Reply(f"Release {name} was already started for this request.")
+        log.info(
+            "release created",
+            extra={"namespace": namespace, "release": name, "user": actor.user},
+        )
+        channel = self.config.channels.route(namespace, actor.channel)
+        where = f" The status card follows in <#{channel}>." if channel else ""
+        plan = plan_of(spec.analysis).describe()
+        images = ", ".join(f"{c}={i}" for c, i in sorted(spec.images.items()))
+        return Reply(
+            f":seedling: Started release `{release.metadata.name}` of {options.deployment} in "
+            f"{namespace} ({images}): {plan}.{where}"
+        )
+
+    def plan(self, options: ReleaseOptions) -> Reply:
+        """The steps and duration a start with these options would have."""
+        namespace = self.namespace_of(options.namespace)
+        try:
+            analysis = build_analysis(options, self.config)
+        except RequestProblem as exc:
+            return Reply(f":warning: {exc}")
+        lines = [
+            f"*Plan for {options.deployment} in {namespace}* (nothing was changed)",
+            plan_of(analysis).describe() + ".",
+        ]
+        for metric in analysis.metrics:
+            lines.append(
+                f"• check {metric.name} {metric.threshold_range.describe()} over {metric.interval}"
+            )
+        for hook in analysis.webhooks:
+            lines.append(f"• webhook {hook.name} ({hook.type}) → {hook.url}")
+        if not analysis.metrics:
+            lines.append("• no metric checks: weights advance on schedule")
+        return Reply(clip("\n".join(lines), 3000))
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def status(self, name: str | None, namespace: str | None) -> Reply:
+        """One release's card, or the active releases."""
+        if name is None:
+            return await self.list_active(namespace)
+        ns = self.namespace_of(namespace)
+        release = await resolve(self.store, ns, name)
+        if release is None:
+            return Reply(_not_found(name, ns))
+        return Reply(headline(release), card_blocks(release, self.clock()))
+
+    async def list_active(self, namespace: str | None) -> Reply:
+        """Active releases in a namespace, or everywhere."""
+        releases = [r for r in await self.store.list_objects(namespace) if is_active(r)]
+        where = f"in {namespace}" if namespace else "in any namespace"
+        if not releases:
+            return Reply(f"No active releases {where}.")
+        lines = [f"*Active releases {where}*"]
+        lines += [self._summary(r) for r in releases[-MAX_LISTED:]]
+        return Reply(clip("\n".join(lines), 3000))
+
+    async def history(self, name: str | None, namespace: str | None) -> Reply:
+        """Finished releases, newest first."""
+        ns = self.namespace_of(namespace) if name is not None else namespace
+        releases = await releases_of(self.store, ns, name)
+        finished = [r for r in releases if not is_active(r)][::-1][:MAX_LISTED]
+        subject = f"of {name}" if name else ("in " + ns if ns else "")
+        if not finished:
+            return Reply(f"No finished releases {subject}.".replace("  ", " "))
+        lines = [f"*Release history {subject}*".replace("  ", " ")]
+        lines += [self._summary(r) for r in finished]
+        return Reply(clip("\n".join(lines), 3000))
+
+    def _summary(self, release: CanaryRelease) -> str:
+        status = release.status
+        emoji = PHASE_EMOJI.get(status.phase, "")
+        images = ", ".join(sorted(release.spec.images.values()))
+        elapsed = elapsed_seconds(release, self.clock())
+        took = f", {format_duration(elapsed)}" if elapsed is not None else ""
+        who = release.spec.requested_by
+        by = f" by <@{who.user}>" if who.user and who.source == "slack" else ""
+        return (
+            f"{emoji} `{release.metadata.name}` ({release.metadata.namespace}) "
+            f"{status.phase.value} at {status.canary_weight}% → {images}{took}{by}"
+        )
+
+    # -- control ------------------------------------------------------------------------
+
+    async def control(
+        self,
+        action: ControlAction,
+        name: str | None,
+        namespace: str | None,
+        actor: Actor,
+        request_id: str,
+        reason: str = "",
+    ) -> ControlOutcome:
+        """Record a control request (once per ``request_id``) after authorization."""
+        ns = self.namespace_of(namespace)
+        if name is None:
+            active = [r for r in await self.store.list_objects(ns) if is_active(r)]
+            if len(active) != 1:
+                names = ", ".join(f"`{r.metadata.name}`" for r in active) or "none"
+                return ControlOutcome(
+                    Reply(
+                        f"Which release? Say `/canary {action} <name> -n {ns}`; "
+                        f"active releases in {ns}: {names}."
+                    )
+                )
+            release: CanaryRelease | None = active[0]
+        else:
+            release = await resolve(self.store, ns, name)
+        if release is None:
+            return ControlOutcome(Reply(_not_found(name or "", ns)))
+        refusal = await self.authorizer.refusal(actor.user, ns, action)
+        if refusal is not None:
+            return ControlOutcome(Reply(refusal), release)
+        phase = release.status.phase
+        if action not in allowed_actions(phase):
+            return ControlOutcome(Reply(_not_now(release, action)), release)
+        request = ControlRequest(
+            id=request_id,
+            action=action,
+            user=actor.user,
+            user_name=actor.user_name,
+            reason=reason,
+            at=self.clock(),
+        )
+        try:
+            updated = await self.store.request_control(
+                release.metadata.namespace, release.metadata.name, request
+            )
+        except ReleaseNotFound:
+            return ControlOutcome(Reply(_not_found(release.metadata.name, ns)))
+        log.info(
+            "control requested",
+            extra={
+                "namespace": ns,
+                "release": release.metadata.name,
+                "action": action,
+                "user": actor.user,
+                "request": request_id,
+            },
+        )
+        return ControlOutcome(
+            Reply(f"{_VERB_DONE[action]} requested for `{release.metadata.name}`."),
+            updated,
+            audit_line(action, actor.user, reason),
+        )
+
+
+_VERB_DONE: dict[ControlAction, str] = {
+    "abort": ":octagonal_sign: Abort",
+    "promote": ":rocket: Promotion",
+    "pause": ":double_vertical_bar: Pause",
+    "resume": ":arrow_forward: Resume",
+    "approve": ":ok_hand: Approval",
+}
+
+
+def _not_found(name: str, namespace: str) -> str:
+    return (
+        f"No release or Deployment with a release named {name} in namespace {namespace}; "
+        f"`/canary list -n {namespace}` shows the active ones, `-n` picks another namespace."
+    )
+
+
+def _not_now(release: CanaryRelease, action: ControlAction) -> str:
+    phase = release.status.phase
+    possible = allowed_actions(phase)
+    if not possible:
+        return f"`{release.metadata.name}` is {phase.value}; there is nothing left to {action}."
+    return (
+        f"`{release.metadata.name}` is {phase.value}, so it cannot be {AUDIT_VERB[action]} "
+        f"now; possible now: {', '.join(possible)}."
+    )
+
+
+def request_id(kind: str, *parts: str) -> str:
+    """A control request id derived from the Slack request: equal for a retry or double click."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+    return f"slack-{kind}-{digest}"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What a person reads when the cluster or Slack failed us (no internals, no secrets)."""
+    if isinstance(exc, KubeError):
+        return (
+            f":warning: The Kubernetes API did not answer as expected ({exc.reason or 'unreachable'}); "
+            "nothing was changed. Try again in a minute."
+        )
+    if isinstance(exc, InvalidRelease):
+        return f":warning: A stored release is not valid: {exc}"
+    return ":warning: Something went wrong on canary-bot's side; nothing was changed. Try again."
+
+
+def message_blocks(reply: Reply) -> list[Block]:
+    """Blocks for a reply that has only text."""
+    return reply.blocks or [SectionBlock(text=MarkdownTextObject(text=clip(reply.text, 3000)))]

@@ -1,0 +1,210 @@
+"""From a ``start``/``plan`` request to a CanaryRelease spec, and from a name to a release.
+
+Pure except for ``resolve``, which reads releases through the ``ReleaseStore``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.commands import ReleaseOptions
+from bot.config import BotConfig
+from rollout.models import (
+    Analysis,
+    CanaryRelease,
+    CanaryReleaseSpec,
+    Requester,
+    format_duration,
+)
+from rollout.store import ReleaseStore, describe_validation_error
+
+TARGET_LABEL = "canarybot.io/target"
+# Release names stay within 63 characters: they become label values and Event names.
+MAX_NAME = 63
+_SUFFIX_LEN = 5
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # no vowels: no words, no look-alike 0/1/o/l
+
+
+class RequestProblem(Exception):
+    """The request cannot become a release; the message says why and how to fix it."""
+
+
+def release_name(target: str, seed: str) -> str:
+    """``<target>-<suffix>``: unique per request, the same for a retry of the same request."""
+    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    suffix = ""
+    for _ in range(_SUFFIX_LEN):
+        digest, index = divmod(digest, len(_ALPHABET))
+        suffix += _ALPHABET[index]
+    stem = target[: MAX_NAME - _SUFFIX_LEN - 1].rstrip("-.")
+    return f"{stem}-{suffix}"
+
+
+def choose_images(options: ReleaseOptions, containers: dict[str, str] | None) -> dict[str, str]:
+    """The ``spec.images`` map; ``image=`` needs a single-container Deployment.
+
+    ``containers`` maps the Deployment's container names to their images (None when the
+    Deployment was not found: the preflight check reports that, so a placeholder is fine).
+    """
+    if options.image is None:
+        return dict(options.images)
+    if containers is None:
+        return {options.deployment: options.image}
+    if len(containers) != 1:
+        names = ", ".join(sorted(containers)) or "none"
+        example = next(iter(sorted(containers)), "app")
+        raise RequestProblem(
+            f"Deployment {options.deployment} has {len(containers)} containers ({names}); "
+            f"say which one gets the image, e.g. {example}={options.image}"
+        )
+    return {next(iter(containers)): options.image}
+
+
+def build_analysis(options: ReleaseOptions, config: BotConfig) -> Analysis:
+    """Command flags over the profile over the configured defaults over Flagger's."""
+    defaults = config.defaults
+    merged: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "interval": defaults.interval,
+            "threshold": defaults.threshold,
+            "maxWeight": defaults.max_weight,
+            "stepWeight": defaults.step_weight,
+        }.items()
+        if value is not None
+    }
+    profile_name = options.profile or defaults.profile
+    if profile_name is not None:
+        profile = config.profiles.get(profile_name)
+        if profile is None:
+            known = ", ".join(sorted(config.profiles)) or "none are configured"
+            raise RequestProblem(
+                f"there is no analysis profile named {profile_name} (profiles: {known}); "
+                "profiles are defined under `profiles` in the canary-bot config"
+            )
+        merged.update(profile.model_dump(mode="json", by_alias=True, exclude_unset=True))
+    if options.step_weight is not None:
+        merged["stepWeight"] = options.step_weight
+        merged.pop("stepWeights", None)  # an explicit step replaces a profile's list
+    flags = {
+        "maxWeight": options.max_weight,
+        "interval": options.interval,
+        "threshold": options.threshold,
+    }
+    merged.update({key: value for key, value in flags.items() if value is not None})
+    try:
+        analysis = Analysis.model_validate(merged)
+    except ValidationError as exc:
+        raise RequestProblem(
+            f"the analysis is not valid: {describe_validation_error(exc)}"
+        ) from None
+    return analysis
+
+
+def build_spec(
+    options: ReleaseOptions,
+    config: BotConfig,
+    requester: Requester,
+    containers: dict[str, str] | None,
+) -> CanaryReleaseSpec:
+    """The spec a ``/canary start`` creates."""
+    ingress = options.ingress or options.deployment
+    analysis = build_analysis(options, config)
+    service: dict[str, Any] = {"port": options.port or config.defaults.port}
+    if config.defaults.target_port is not None:
+        service["targetPort"] = config.defaults.target_port
+    try:
+        return CanaryReleaseSpec.model_validate(
+            {
+                "targetRef": {"name": options.deployment},
+                "ingressRef": {"name": ingress},
+                "images": choose_images(options, containers),
+                "service": service,
+                "analysis": analysis.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "progressDeadlineSeconds": config.defaults.progress_deadline_seconds,
+                "approval": "manual" if options.approval else config.defaults.approval,
+                "cluster": config.cluster,
+                "requestedBy": requester.model_dump(mode="json", by_alias=True),
+            }
+        )
+    except ValidationError as exc:
+        raise RequestProblem(describe_validation_error(exc)) from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a release would do: the weights and how long it takes without failures."""
+
+    weights: list[int]
+    interval_seconds: float
+    threshold: int
+    iterations: int | None
+
+    @property
+    def minimum_seconds(self) -> float:
+        """One interval per step, plus one for promotion."""
+        steps = self.iterations if self.iterations is not None else len(self.weights)
+        return (steps + 1) * self.interval_seconds
+
+    @property
+    def rollback_after_seconds(self) -> float:
+        """How soon consecutive failed checks roll a bad canary back."""
+        return self.threshold * self.interval_seconds
+
+    def describe(self) -> str:
+        """Human summary, e.g. ``10 steps 5% → 50% every 10s: about 1m50s``."""
+        if self.iterations is not None:
+            shape = f"{self.iterations} iterations at a fixed route"
+        else:
+            shape = f"{len(self.weights)} steps: " + " → ".join(f"{w}%" for w in self.weights)
+        return (
+            f"{shape}, one every {format_duration(self.interval_seconds)}; "
+            f"at least {format_duration(self.minimum_seconds)} to promotion; "
+            f"{self.threshold} failed checks in a row roll back "
+            f"(after {format_duration(self.rollback_after_seconds)} at the earliest)"
+        )
+
+
+def plan_of(analysis: Analysis) -> Plan:
+    """The plan of an analysis block."""
+    return Plan(
+        weights=analysis.weights(),
+        interval_seconds=analysis.interval_seconds,
+        threshold=analysis.threshold,
+        iterations=analysis.iterations,
+    )
+
+
+def is_active(release: CanaryRelease) -> bool:
+    """Not yet Succeeded or Failed."""
+    return not release.status.phase.is_final
+
+
+async def releases_of(
+    store: ReleaseStore, namespace: str | None, target: str | None = None
+) -> list[CanaryRelease]:
+    """Releases (of one Deployment, when given), oldest first."""
+    releases = await store.list_objects(namespace)
+    if target is None:
+        return releases
+    return [
+        r
+        for r in releases
+        if r.metadata.labels.get(TARGET_LABEL) == target or r.spec.target_ref.name == target
+    ]
+
+
+async def resolve(store: ReleaseStore, namespace: str, name: str) -> CanaryRelease | None:
+    """A release by its own name, or a Deployment's active (else latest) release."""
+    release = await store.get(namespace, name)
+    if release is not None:
+        return release
+    candidates = await releases_of(store, namespace, name)
+    active = [r for r in candidates if is_active(r)]
+    if active:
+        return active[-1]
+    return candidates[-1] if candidates else None

@@ -1,0 +1,1 @@
+"""Pure renderings of releases: Block Kit for Slack and plain text for consoles."""

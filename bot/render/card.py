@@ -1,0 +1,198 @@
+"""The status card: the thread root, updated in place as the release moves.
+
+Built with ``slack_sdk.models.blocks`` as pure functions of the release; every payload
+passes ``check_message`` (Slack's limits) in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.render.facts import (
+    PHASE_EMOJI,
+    images_change,
+    metric_lines,
+    progress_bar,
+    requester_text,
+    time_line,
+)
+from bot.render.limits import clip
+from rollout.models import CanaryRelease, ControlAction, Phase
+
+ACTION_PREFIX = "canary_"
+
+
+@dataclass(frozen=True)
+class ButtonSpec:
+    """A control button: its action, label, style and confirmation question."""
+
+    action: ControlAction
+    label: str
+    style: str | None
+    confirm: str | None  # None: not destructive, no dialog
+
+
+BUTTONS: dict[ControlAction, ButtonSpec] = {
+    "approve": ButtonSpec("approve", "Approve", "primary", "Approve promotion of {target}?"),
+    "promote": ButtonSpec(
+        "promote",
+        "Promote",
+        "primary",
+        "Promote {target} now? The remaining analysis is skipped and all traffic moves "
+        "to the new version.",
+    ),
+    "pause": ButtonSpec("pause", "Pause", None, None),
+    "resume": ButtonSpec("resume", "Resume", None, None),
+    "abort": ButtonSpec(
+        "abort",
+        "Abort",
+        "danger",
+        "Abort {target}? All traffic goes back to the stable version and the canary is removed.",
+    ),
+}
+
+
+def allowed_actions(phase: Phase) -> list[ControlAction]:
+    """The control buttons that make sense in ``phase``, in display order."""
+    if phase in (Phase.INITIALIZING, Phase.INITIALIZED, Phase.WAITING):
+        return ["pause", "abort"]
+    if phase is Phase.PROGRESSING:
+        return ["promote", "pause", "abort"]
+    if phase is Phase.WAITING_PROMOTION:
+        return ["approve", "promote", "pause", "abort"]
+    if phase is Phase.PAUSED:
+        return ["resume", "promote", "abort"]
+    return []  # promoting, finalising or finished: nothing left to steer
+
+
+def button_value(release: CanaryRelease) -> str:
+    """``namespace/name@seq``: which release, and which version of the card was clicked.
+
+    The event sequence pins the click to the card the person saw, so a double click or a
+    Slack retry of the same card becomes the same control request id.
+    """
+    return f"{release.metadata.namespace}/{release.metadata.name}@{release.status.event_seq}"
+
+
+def parse_button_value(value: str) -> tuple[str, str, int]:
+    """Inverse of ``button_value``; raises ``ValueError`` on anything else."""
+    ref, _, seq = value.partition("@")
+    namespace, _, name = ref.partition("/")
+    if not namespace or not name or not seq.isdigit():
+        raise ValueError(f"not a canary button value: {value[:80]!r}")
+    return namespace, name, int(seq)
+
+
+def buttons(release: CanaryRelease) -> list[ButtonElement]:
+    """The buttons of the card, with confirmation dialogs for destructive ones."""
+    target = release.spec.target_ref.name
+    elements = []
+    for action in allowed_actions(release.status.phase):
+        spec = BUTTONS[action]
+        confirm = None
+        if spec.confirm is not None:
+            confirm = ConfirmObject(
+                title=f"{spec.label} {target}?"[:100],
+                text=spec.confirm.format(target=f"{target} in {release.metadata.namespace}"),
+                confirm=spec.label,
+                deny="Cancel",
+                style="danger" if spec.style == "danger" else "primary",
+            )
+        elements.append(
+            ButtonElement(
+                text=spec.label,
+                action_id=f"{ACTION_PREFIX}{action}",
+                value=button_value(release),
+                style=spec.style,
+                confirm=confirm,
+            )
+        )
+    return elements
+
+
+def headline(release: CanaryRelease) -> str:
+    """One line: ``Canary podinfo.test: Progressing at 25%`` (also the notification text)."""
+    status = release.status
+    line = f"Canary {release.key}: {status.phase.value}"
+    if status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.WAITING_PROMOTION):
+        line += f" at {status.canary_weight}%"
+    return line
+
+
+def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
+    """The status card's blocks."""
+    status, analysis = release.status, release.spec.analysis
+    emoji = PHASE_EMOJI.get(status.phase, "")
+    max_weight = analysis.max_weight
+    weight_line = (
+        f"`{progress_bar(status.canary_weight, max_weight)}` "
+        f"{status.canary_weight}% (max {max_weight}%)"
+    )
+    fields = [
+        MarkdownTextObject(text=f"*Phase*\n{emoji} {status.phase.value}"),
+        MarkdownTextObject(text=f"*Canary weight*\n{weight_line}"),
+        MarkdownTextObject(text=f"*Failed checks*\n{status.failed_checks} / {analysis.threshold}"),
+        MarkdownTextObject(text=f"*Time*\n{time_line(release, now)}"),
+        MarkdownTextObject(text=f"*Requested by*\n{requester_text(release, slack=True)}"),
+        MarkdownTextObject(text=f"*Cluster*\n{release.spec.cluster or 'unnamed'}"),
+    ]
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=clip(headline(release), 150), emoji=True)),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=clip(
+                    f"*{release.spec.target_ref.name}* in `{release.metadata.namespace}` "
+                    f"(release `{release.metadata.name}`)\n"
+                    + "\n".join(f"`{line}`" for line in images_change(release)),
+                    3000,
+                )
+            )
+        ),
+        SectionBlock(fields=[MarkdownTextObject(text=clip(f.text, 2000)) for f in fields]),
+    ]
+    lines = metric_lines(release)
+    if lines:
+        rendered = []
+        for line in lines:
+            mark = (
+                ":white_circle:"
+                if line.ok is None
+                else (":large_green_circle:" if line.ok else ":red_circle:")
+            )
+            text = f"{mark} *{line.name}* {line.value} (want {line.threshold})"
+            if line.message and not line.ok:
+                text += f" — {line.message}"
+            rendered.append(text)
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=clip("*Analysis*\n" + "\n".join(rendered), 3000))
+            )
+        )
+    else:
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(text="No metrics configured: weights advance on schedule.")
+                ]
+            )
+        )
+    if status.message:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(status.message, 3000))]))
+    if with_buttons:
+        elements = buttons(release)
+        if elements:
+            blocks.append(ActionsBlock(block_id="canary_controls", elements=list(elements)))
+    return blocks

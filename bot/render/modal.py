@@ -1,0 +1,115 @@
+"""The ``/canary start`` form (a modal), and reading its submission back into command text."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    CheckboxesElement,
+    InputBlock,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.config import BotConfig
+
+START_CALLBACK = "canary_start"
+FIELDS = ("deployment", "images", "namespace", "profile", "options")
+
+
+def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
+    """The start form, prefilled with the default namespace and profile."""
+    blocks: list[Any] = [
+        InputBlock(
+            block_id="deployment",
+            label="Deployment",
+            element=PlainTextInputElement(action_id="value", placeholder="podinfo", max_length=253),
+            hint="The Deployment to release; its Ingress must have the same name unless set.",
+        ),
+        InputBlock(
+            block_id="images",
+            label="New images",
+            element=PlainTextInputElement(
+                action_id="value",
+                placeholder="image=stefanprodan/podinfo:6.0.3",
+                max_length=2000,
+            ),
+            hint="image=<ref> for a single container, or <container>=<ref> for each.",
+        ),
+        InputBlock(
+            block_id="namespace",
+            label="Namespace",
+            element=PlainTextInputElement(
+                action_id="value",
+                initial_value=namespace or config.defaults.namespace,
+                max_length=63,
+            ),
+        ),
+    ]
+    if config.profiles:
+        options = [Option(value=name, text=name) for name in sorted(config.profiles)][:100]
+        initial = next((o for o in options if o.value == config.defaults.profile), None)
+        blocks.append(
+            InputBlock(
+                block_id="profile",
+                label="Analysis profile",
+                optional=True,
+                element=StaticSelectElement(
+                    action_id="value", options=options, initial_option=initial
+                ),
+            )
+        )
+    blocks.append(
+        InputBlock(
+            block_id="options",
+            label="Options",
+            optional=True,
+            element=CheckboxesElement(
+                action_id="value",
+                options=[Option(value="approval", text="Wait for approval before promoting")],
+            ),
+        )
+    )
+    return View(
+        type="modal",
+        callback_id=START_CALLBACK,
+        title=PlainTextObject(text="Start a canary"),
+        submit=PlainTextObject(text="Start"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps({"channel": channel}),
+        blocks=blocks,
+    )
+
+
+def submission_text(values: dict[str, Any]) -> str:
+    """The ``start`` command text equivalent to a form submission (parsed as typed text)."""
+
+    def text(block: str) -> str:
+        value = values.get(block, {}).get("value", {}).get("value")
+        return str(value or "").strip()
+
+    words = ["start", shlex.quote(text("deployment") or "")]
+    words += [shlex.quote(w) for w in text("images").split()]
+    if namespace := text("namespace"):
+        words += ["-n", shlex.quote(namespace)]
+    selected = (values.get("profile", {}).get("value", {}) or {}).get("selected_option") or {}
+    if selected.get("value"):
+        words += ["--profile", shlex.quote(str(selected["value"]))]
+    chosen = (values.get("options", {}).get("value", {}) or {}).get("selected_options") or []
+    if any(o.get("value") == "approval" for o in chosen):
+        words.append("--approval")
+    return " ".join(words)
+
+
+def origin_channel(private_metadata: str) -> str:
+    """The channel the form was opened from (kept in the view's private metadata)."""
+    try:
+        data = json.loads(private_metadata or "{}")
+    except ValueError:
+        return ""
+    return str(data.get("channel", "")) if isinstance(data, dict) else ""

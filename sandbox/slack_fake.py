@@ -14,7 +14,8 @@ talk to it. It answers the Web API methods canary-bot uses the way Slack does:
   ``invalid_arguments``, ``expired_trigger_id``, ``exchanged_trigger_id``, ...;
 * message ``ts`` values that are unique and increasing (``"1764140000.000100"``);
 * HTTP 429 with ``Retry-After`` and HTTP 5xx when told to (:meth:`SlackFake.rate_limit`,
-  :meth:`SlackFake.server_errors`);
+  :meth:`SlackFake.server_errors`), or at Slack's own rates
+  (:meth:`SlackFake.enforce_rate_limits`);
 * ``response_url`` endpoints (:meth:`SlackFake.new_response_url`) with Slack's limits;
 * the file upload flow that ``files_upload_v2`` uses;
 * Socket Mode (see :mod:`sandbox.slack_socket_mode`).
@@ -39,6 +40,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import math
 import secrets
 import socket
 import threading
@@ -278,6 +280,32 @@ class _Fault:
     until: float | None
     retry_after: int = 1
     status: int = 500
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: ``capacity`` calls at once, refilled at ``rate`` calls a second."""
+
+    capacity: float
+    rate: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float | None:
+        """Take one call; return None if allowed, else the seconds until one is."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass(frozen=True)
+class _RateLimits:
+    post_rate: float
+    post_burst: int
+    updates_per_minute: int
 
 
 # ---------------------------------------------------------------------------
@@ -638,6 +666,8 @@ class SlackFake:
         self._pending_files: dict[str, _PendingFile] = {}
         self._files: dict[str, UploadedFile] = {}
         self._faults: list[_Fault] = []
+        self._rate_limits: _RateLimits | None = None
+        self._buckets: dict[tuple[str, ...], _Bucket] = {}
         self._last_ts_us = 0
         self._id_counter = 0
 
@@ -807,9 +837,47 @@ class SlackFake:
         self._add_fault("server_error", calls, seconds, method, status=status)
 
     def clear_faults(self) -> None:
-        """Stop answering 429s and 5xxs."""
+        """Stop answering 429s and 5xxs (injected ones and enforced rate limits)."""
         with self._lock:
             self._faults.clear()
+            self._rate_limits = None
+            self._buckets.clear()
+
+    def enforce_rate_limits(
+        self,
+        *,
+        posts_per_second: float = 1.0,
+        post_burst: int = 5,
+        updates_per_minute: int = 50,
+    ) -> None:
+        """Rate-limit like Slack does, instead of only when told (off by default).
+
+        ``chat.postMessage`` allows ``posts_per_second`` per channel with bursts of
+        ``post_burst``; ``chat.update`` (Tier 3) allows ``updates_per_minute`` for the
+        app. Past that the call is answered HTTP 429 with the ``Retry-After`` (whole
+        seconds, rounded up) after which it would pass.
+        """
+        with self._lock:
+            self._rate_limits = _RateLimits(posts_per_second, post_burst, updates_per_minute)
+            self._buckets.clear()
+
+    def _over_rate_limit(self, method: str, params: Mapping[str, Any]) -> int | None:
+        limits = self._rate_limits
+        if limits is None:
+            return None
+        if method == "chat.postMessage":
+            channel = self._resolve_channel_id(str(params.get("channel", "")))
+            key: tuple[str, ...] = (method, channel)
+            capacity, rate = float(limits.post_burst), limits.post_rate
+        elif method == "chat.update":
+            key = (method,)
+            capacity, rate = float(limits.updates_per_minute), limits.updates_per_minute / 60
+        else:
+            return None
+        now = self._clock()
+        bucket = self._buckets.setdefault(key, _Bucket(capacity, rate, capacity, now))
+        wait = bucket.take(now)
+        return None if wait is None else max(1, math.ceil(wait))
 
     def _add_fault(
         self,
@@ -1184,11 +1252,17 @@ class SlackFake:
                 token_type = "invalid"
             status, headers = 200, {}
             fault = self._take_fault(method)
+            over_limit = None
+            if fault is None and token_type in ("bot", "app"):
+                over_limit = self._over_rate_limit(method, params)
             if fault is not None and fault.kind == "ratelimit":
                 status, payload = 429, {"ok": False, "error": "ratelimited"}
                 headers = {"Retry-After": str(fault.retry_after)}
             elif fault is not None:
                 status, payload = fault.status, {"ok": False, "error": "fatal_error"}
+            elif over_limit is not None:
+                status, payload = 429, {"ok": False, "error": "ratelimited"}
+                headers = {"Retry-After": str(over_limit)}
             else:
                 payload = self._call(method, params, token_type, parse_error)
             self._calls.append(

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox.slack_fake import SlackFake
-from sandbox.slack_requests import SignedRequest
-from tests.fixtures.slack import SlackRequests, eventually
+from tests.fixtures.slack import SlackRequests, eventually, send_to_app
 
 CHANNEL = "C0DEPLOYS"
 
@@ -75,23 +73,15 @@ async def bolt_url(slack_fake: SlackFake, signing_secret: str) -> AsyncIterator[
         await server.close()
 
 
-async def send(url: str, request: SignedRequest) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(url, data=request.body, headers=request.headers) as response,
-    ):
-        return response.status, await response.text()
-
-
 async def test_a_signed_slash_command_is_acked_and_handled(
     bolt_url: str, slack_fake: SlackFake, slack_requests: SlackRequests
 ) -> None:
     request = slack_requests.slash_command(text="start podinfo", user_id="U0BOB")
 
-    status, body = await send(bolt_url, request)
+    answer = await send_to_app(bolt_url, request)
 
-    assert status == 200
-    assert body == "Starting podinfo"  # Bolt answers a text-only ack as text/plain
+    assert answer.status == 200
+    assert (answer.content_type, answer.body) == ("text/plain", "Starting podinfo")
     messages = await eventually(
         lambda: slack_fake.messages(CHANNEL), message="the app never posted in #deploys"
     )
@@ -110,9 +100,9 @@ async def test_a_forged_slash_command_gets_401_and_does_nothing(
         tampered=forgery == "tampered",
     )
 
-    status, _ = await send(bolt_url, forged)
+    answer = await send_to_app(bolt_url, forged)
 
-    assert status == 401
+    assert answer.status == 401
     assert slack_fake.calls("chat.postMessage") == []
     assert slack_fake.response_url_posts() == []
 
@@ -125,11 +115,11 @@ async def test_a_button_click_replaces_the_clicked_card(
 ) -> None:
     card = await slack_client.chat_postMessage(channel=CHANNEL, text="podinfo: Progressing")
 
-    status, _ = await send(
+    answer = await send_to_app(
         bolt_url, slack_requests.block_actions("abort", "test/podinfo", message_ts=card["ts"])
     )
 
-    assert status == 200
+    assert answer.status == 200
     updates = await eventually(
         lambda: slack_fake.updates_of(CHANNEL, card["ts"]), message="the card was never replaced"
     )
@@ -139,9 +129,9 @@ async def test_a_button_click_replaces_the_clicked_card(
 async def test_a_command_opens_a_modal_with_its_trigger_id(
     bolt_url: str, slack_fake: SlackFake, slack_requests: SlackRequests
 ) -> None:
-    status, _ = await send(bolt_url, slack_requests.slash_command(text="abort test/podinfo"))
+    answer = await send_to_app(bolt_url, slack_requests.slash_command(text="abort test/podinfo"))
 
-    assert status == 200
+    assert answer.status == 200
     views = await eventually(slack_fake.views, message="no modal was opened")
     assert views[0]["private_metadata"] == "test/podinfo"
     assert slack_fake.calls("views.open")[0].ok
@@ -155,8 +145,12 @@ async def test_a_view_submission_can_answer_with_field_errors(
         "confirm_abort", {"reason": {"text": {"type": "plain_text_input", "value": "5xx"}}}
     )
 
-    assert await send(bolt_url, empty) == (
-        200,
-        '{"response_action": "errors", "errors": {"reason": "Say why you abort"}}',
-    )
-    assert (await send(bolt_url, filled))[0] == 200
+    refused = await send_to_app(bolt_url, empty)
+    accepted = await send_to_app(bolt_url, filled)
+
+    assert refused.status == 200
+    assert refused.json() == {
+        "response_action": "errors",
+        "errors": {"reason": "Say why you abort"},
+    }
+    assert (accepted.status, accepted.body) == (200, "")

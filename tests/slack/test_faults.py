@@ -111,3 +111,42 @@ async def test_server_errors_are_retried_by_the_server_error_handler(
 
     assert posted["ok"] is True
     assert [c.status for c in slack_fake.calls()] == [500, 200]
+
+
+async def test_enforced_rate_limits_follow_slacks_per_channel_posting_rate() -> None:
+    now = [1_764_140_000.0]
+    with SlackFake(clock=lambda: now[0]) as fake:
+        client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+        fake.enforce_rate_limits(posts_per_second=1.0, post_burst=3)
+
+        outcomes = []
+        for i in range(5):
+            try:
+                await client.chat_postMessage(channel=CHANNEL, text=str(i))
+                outcomes.append("ok")
+            except SlackApiError as err:
+                outcomes.append(err.response.headers["Retry-After"])
+        other_channel = await client.chat_postMessage(channel="C0ALERTS", text="elsewhere")
+        now[0] += 1.0
+        after_a_second = await client.chat_postMessage(channel=CHANNEL, text="later")
+
+    assert outcomes == ["ok", "ok", "ok", "1", "1"]
+    assert other_channel["ok"] and after_a_second["ok"]
+    assert [m["text"] for m in fake.messages(CHANNEL)] == ["0", "1", "2", "later"]
+
+
+async def test_enforced_rate_limits_cap_chat_update_per_minute() -> None:
+    now = [1_764_140_000.0]
+    with SlackFake(clock=lambda: now[0]) as fake:
+        client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+        root = await client.chat_postMessage(channel=CHANNEL, text="card")
+        fake.enforce_rate_limits(updates_per_minute=50)
+
+        for i in range(50):
+            await client.chat_update(channel=CHANNEL, ts=root["ts"], text=f"v{i}")
+        with pytest.raises(SlackApiError) as err:
+            await client.chat_update(channel=CHANNEL, ts=root["ts"], text="one too many")
+
+    assert err.value.response.status_code == 429
+    assert err.value.response.headers["Retry-After"] == "2"  # 60 s / 50 = 1.2 s, rounded up
+    assert len(fake.updates_of(CHANNEL, root["ts"])) == 50

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Generate manifests/crd.yaml, the CanaryRelease CRD, from the pydantic models.
+
+    python hack/gen_crd.py           # rewrite manifests/crd.yaml
+    python hack/gen_crd.py --check   # exit 1 if the committed file is out of date
+
+The models in rollout/models.py are the one definition of the resource. Their JSON
+schema (camelCase aliases, required fields, enums, numeric and length bounds) is turned
+into a Kubernetes structural schema: ``$ref`` inlined, ``anyOf [X, null]`` made
+``nullable``, ``int | str`` made ``x-kubernetes-int-or-string``, titles and defaults
+dropped (the models apply defaults when they read an object, so the API server stores
+what the user wrote).
+
+Checks written as pydantic validators are not in the JSON schema. Each one is mapped here
+to its schema form (a pattern, a bound, a CEL rule, a list-map key); a validator this
+script does not know stops generation, so a new rule in the models cannot silently miss
+the CRD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from rollout import models  # noqa: E402
+
+CRD_PATH = ROOT / "manifests" / "crd.yaml"
+
+Schema = dict[str, Any]
+
+# RE2 (the API server's regex engine) has no look-ahead, so this is parse_duration's
+# grammar without it; tests check both agree on every duration they try.
+DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
+DURATION_SCHEMA: Schema = {"pattern": DURATION_PATTERN, "minLength": 2}
+
+# Field validators -> what they add to the field's schema, keyed "Model.validator".
+# ``None`` marks a rule with no schema form; the engine reports it in status instead.
+FIELD_RULES: dict[str, Schema | None] = {
+    "ObjectRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "Webhook._http_url": {"pattern": "^https?://"},
+    "Analysis._max_weight_range": {"minimum": 1, "maximum": 100},
+    "Analysis._step_weight_range": {"minimum": 1, "maximum": 100},
+    # Strictly increasing has no schema form; the range of each entry does.
+    "Analysis._step_weights_increasing": {"items": {"minimum": 1, "maximum": 100}},
+    "CanaryReleaseSpec._valid_images": {
+        "additionalProperties": {"pattern": models._IMAGE.pattern, "maxLength": 255}
+    },
+}
+
+# Model validators -> CEL rules on the object (plus list-map keys for uniqueness).
+MODEL_RULES: dict[str, Schema] = {
+    "ThresholdRange._ordered": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "message": "thresholdRange.min must not be above thresholdRange.max",
+            }
+        ]
+    },
+    "Analysis._match_needs_iterations": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.match) || size(self.match) == 0 || has(self.iterations)",
+                "message": "analysis.match (A/B testing) needs analysis.iterations",
+            }
+        ],
+        # Unique metric and webhook names: list-maps keyed by name reject duplicates.
+        "properties": {
+            "metrics": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            "webhooks": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        },
+    },
+}
+
+# Flagger fields canary-bot ignores must survive `kubectl apply` of a pasted block.
+PRESERVE_UNKNOWN = {"Analysis"}
+
+_KEEP = {
+    "type",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "pattern",
+    "format",
+    "description",
+}
+
+
+class SchemaError(Exception):
+    """The models use something this generator cannot express."""
+
+
+def _merge(base: Schema, extra: Schema) -> Schema:
+    """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _models(root: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    """Every model reachable from ``root``'s fields (including ``root``)."""
+    seen: set[type[BaseModel]] = set()
+    stack = [root]
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        yield model
+        for field in model.model_fields.values():
+            stack.extend(_nested_models(field.annotation))
+
+
+def _nested_models(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _nested_models(arg)
+
+
+def validator_rules(model: type[BaseModel]) -> tuple[dict[str, Schema], Schema]:
+    """Schema fragments for ``model``'s validators: per field (by alias), and for the object."""
+    decorators = model.__pydantic_decorators__
+    fields: dict[str, Schema] = {}
+    for var_name, decorator in decorators.field_validators.items():
+        key = f"{model.__name__}.{var_name}"
+        if decorator.func is models._check_duration:
+            rule: Schema | None = DURATION_SCHEMA
+        elif key in FIELD_RULES:
+            rule = FIELD_RULES[key]
+        else:
+            raise SchemaError(f"validator {key} has no CRD form; add it to FIELD_RULES")
+        if rule is None:
+            continue
+        for field_name in decorator.info.fields:
+            alias = model.model_fields[field_name].alias or field_name
+            fields[alias] = _merge(fields.get(alias, {}), rule)
+    whole: Schema = {}
+    for var_name in decorators.model_validators:
+        key = f"{model.__name__}.{var_name}"
+        if key not in MODEL_RULES:
+            raise SchemaError(f"validator {key} has no CRD form; add it to MODEL_RULES")
+        whole = _merge(whole, MODEL_RULES[key])
+    return fields, whole
+
+
+def structural(root: type[BaseModel]) -> Schema:
+    """The structural OpenAPI v3 schema of ``root`` (mode: what the API server accepts)."""
+    raw = root.model_json_schema(by_alias=True, mode="validation", ref_template="{model}")
+    defs: dict[str, Schema] = raw.pop("$defs", {})
+    defs[root.__name__] = raw
+    extras = {m.__name__: validator_rules(m) for m in _models(root)}
+
+    def convert(node: Schema, model_name: str | None = None) -> Schema:
+        if "$ref" in node:
+            name = node["$ref"]
+            inlined = convert(defs[name], name)
+            # Sibling keys of a $ref (a field description) win over the target's.
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return _merge(inlined, convert(rest)) if rest else inlined
+        if "anyOf" in node or "oneOf" in node:
+            return _union(node, convert)
+        out: Schema = {k: v for k, v in node.items() if k in _KEEP}
+        if "properties" in out:
+            out["properties"] = {k: convert(v) for k, v in out["properties"].items()}
+            out.pop("additionalProperties", None)  # extra="forbid": pruning does that
+        elif isinstance(out.get("additionalProperties"), dict):
+            out["additionalProperties"] = convert(out["additionalProperties"])
+        elif "additionalProperties" in out:
+            out.pop("additionalProperties")
+        if "items" in out:
+            out["items"] = convert(out["items"])
+        if "description" in out:
+            out["description"] = _clean(out["description"])
+        if out.get("type") is None and "enum" in node:
+            out["type"] = "string"
+        if model_name is not None and model_name in extras:
+            field_rules, object_rules = extras[model_name]
+            for alias, rule in field_rules.items():
+                out["properties"][alias] = _merge(out["properties"][alias], rule)
+            out = _merge(out, object_rules)
+            if model_name in PRESERVE_UNKNOWN:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+        if (
+            out.get("type") == "object"
+            and "properties" not in out
+            and "additionalProperties" not in out
+        ):
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+    return convert(raw, root.__name__)
+
+
+def _union(node: Schema, convert: Callable[[Schema], Schema]) -> Schema:
+    options = node.get("anyOf") or node.get("oneOf") or []
+    nullable = any(o.get("type") == "null" for o in options)
+    rest = [o for o in options if o.get("type") != "null"]
+    extra = {k: v for k, v in node.items() if k in _KEEP}
+    if len(rest) == 1:
+        out = _merge(convert(rest[0]), convert(extra) if extra else {})
+    elif sorted(o.get("type", "") for o in rest) == ["integer", "string"]:
+        out = {"x-kubernetes-int-or-string": True, **extra}
+    else:
+        raise SchemaError(f"cannot express the union {options} in a structural schema")
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
+def _clean(text: str) -> str:
+    """Docstrings as ``kubectl explain`` shows them: plain backticks, one line."""
+    paragraphs = [" ".join(p.split()) for p in text.replace("``", "`").split("\n\n")]
+    return " ".join(p for p in paragraphs if p)
+
+
+def build_crd() -> Schema:
+    """The CustomResourceDefinition object."""
+    spec_schema = structural(models.CanaryReleaseSpec)
+    status_schema = structural(models.CanaryReleaseStatus)
+    version = {
+        "name": models.VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [
+            {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
+            {"name": "FailedChecks", "type": "integer", "jsonPath": ".status.failedChecks"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {
+                "name": "Message",
+                "type": "string",
+                "priority": 1,
+                "jsonPath": ".status.message",
+            },
+        ],
+        "schema": {
+            "openAPIV3Schema": {
+                "description": _clean(models.CanaryRelease.__doc__ or ""),
+                "type": "object",
+                "required": ["spec"],
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": spec_schema,
+                    "status": status_schema,
+                },
+            }
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{models.PLURAL}.{models.GROUP}"},
+        "spec": {
+            "group": models.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": models.KIND,
+                "listKind": f"{models.KIND}List",
+                "plural": models.PLURAL,
+                "singular": models.KIND.lower(),
+                "shortNames": [models.SHORT_NAME],
+                "categories": ["all", "canarybot"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+HEADER = (
+    "# The CanaryRelease CustomResourceDefinition.\n"
+    "# Generated from rollout/models.py by hack/gen_crd.py; do not edit by hand.\n"
+)
+
+
+# Schema keys in reading order: what a field is, then its limits, then what it holds.
+_KEY_ORDER = [
+    "description",
+    "type",
+    "format",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "nullable",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-validations",
+    "required",
+    "properties",
+    "items",
+    "additionalProperties",
+]
+
+
+def _ordered(node: Any, in_properties: bool = False) -> Any:
+    """A copy with schema keys in ``_KEY_ORDER`` (property names keep model order)."""
+    if isinstance(node, list):
+        return [_ordered(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if in_properties:
+        return {k: _ordered(v) for k, v in node.items()}
+    rank = {k: i for i, k in enumerate(_KEY_ORDER)}
+    keys = sorted(node, key=lambda k: rank.get(k, -1))  # non-schema keys first, as written
+    return {k: _ordered(node[k], in_properties=k == "properties") for k in keys}
+
+
+class _Dumper(yaml.SafeDumper):
+    """No ``&id001`` anchors: every repeated piece is written out in full."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render() -> str:
+    """The YAML text of manifests/crd.yaml."""
+    crd = build_crd()
+    schema = crd["spec"]["versions"][0]["schema"]
+    schema["openAPIV3Schema"] = _ordered(schema["openAPIV3Schema"])
+    body = yaml.dump(crd, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    return HEADER + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the CRD, or with ``--check`` report whether the committed one is current."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="fail if the file is outdated")
+    args = parser.parse_args(argv)
+    text = render()
+    current = CRD_PATH.read_text() if CRD_PATH.exists() else ""
+    if args.check:
+        if current == text:
+            return 0
+        diff = difflib.unified_diff(
+            current.splitlines(), text.splitlines(), "committed", "generated", lineterm=""
+        )
+        print("\n".join(diff), file=sys.stderr)
+        print(f"{CRD_PATH} is out of date: run python hack/gen_crd.py", file=sys.stderr)
+        return 1
+    CRD_PATH.parent.mkdir(parents=True, exist_ok=True)
+    CRD_PATH.write_text(text)
+    print(f"wrote {CRD_PATH.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -275,7 +275,7 @@ async def test_custom_query_and_template_measure_the_canary(
 async def test_unknown_template_and_bad_query_fail_with_a_reason(
     provider: PrometheusProvider, ctx: QueryContext
 ) -> None:
-    missing = Metric(name="latency", templateRef={"name": "nope"})
+    missing = Metric.model_validate({"name": "latency", "templateRef": {"name": "nope"}})
     broken = Metric(name="broken", query="sum(rate(foo[1m]")
 
     first, second = await run_checks(provider, ctx, [missing, broken])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,12 @@ from rollout.analysis import (
 )
 from rollout.models import Metric, Phase, Webhook
 from rollout.webhooks import describe, hook_payload, payload
+
+
+def make_metric(**wire: Any) -> Metric:
+    """A metric from the fields as a user writes them (camelCase)."""
+    return Metric.model_validate(wire)
+
 
 CTX = QueryContext(
     namespace="test",
@@ -39,7 +46,7 @@ def test_flagger_template_renders_with_release_variables() -> None:
         'status=~"{{ variables.codes }}"}[{{ interval }}])) / '
         'sum(rate(http_requests_total{namespace="{{namespace}}"}[{{interval}}]))'
     )
-    metric = Metric(name="errors", interval="2m", templateVariables={"codes": "5.."})
+    metric = make_metric(name="errors", interval="2m", templateVariables={"codes": "5.."})
 
     query = render_query(template, query_variables(CTX, metric))
 
@@ -50,7 +57,7 @@ def test_flagger_template_renders_with_release_variables() -> None:
 
 
 def test_every_documented_variable_is_available() -> None:
-    metric = Metric(name="x", interval="30s")
+    metric = make_metric(name="x", interval="30s")
     rendered = render_query(
         "{{ name }} {{ namespace }} {{ target }} {{ ingress }} {{ service }} "
         "{{ interval }} {{ canary }}",
@@ -108,14 +115,14 @@ def test_builtin_queries_read_the_main_ingress_and_split_by_canary_label() -> No
 
 
 def test_low_success_rate_fails_with_the_value_and_threshold_in_words() -> None:
-    metric = Metric(name="request-success-rate", thresholdRange={"min": 99})
+    metric = make_metric(name="request-success-rate", thresholdRange={"min": 99})
     result = judge(CTX, metric, 48.123, None, "q")
     assert not result.ok and not result.fail_fast
     assert result.message == "request-success-rate 48.12% (threshold >= 99)"
 
 
 def test_no_value_uses_flaggers_wording_and_hints_at_the_load_test() -> None:
-    metric = Metric(name="request-success-rate", thresholdRange={"min": 99})
+    metric = make_metric(name="request-success-rate", thresholdRange={"min": 99})
     result = judge(CTX, metric, None, None, "q")
     assert not result.ok
     assert result.message.startswith(
@@ -126,7 +133,7 @@ def test_no_value_uses_flaggers_wording_and_hints_at_the_load_test() -> None:
 
 
 def test_compare_mode_fails_a_canary_worse_than_stable_beyond_tolerance() -> None:
-    metric = Metric(name="request-success-rate", thresholdRange={"min": 90}, compareToStable=1)
+    metric = make_metric(name="request-success-rate", thresholdRange={"min": 90}, compareToStable=1)
     worse = judge(CTX, metric, 97.0, 99.9, "q")
     assert not worse.ok
     assert "2.90 points below stable" in worse.message
@@ -135,22 +142,20 @@ def test_compare_mode_fails_a_canary_worse_than_stable_beyond_tolerance() -> Non
 
 
 def test_compare_mode_for_duration_is_relative() -> None:
-    metric = Metric(name="request-duration", thresholdRange={"max": 1000}, compareToStable=20)
+    metric = make_metric(name="request-duration", thresholdRange={"max": 1000}, compareToStable=20)
     assert not judge(CTX, metric, 130.0, 100.0, "q").ok
     assert judge(CTX, metric, 115.0, 100.0, "q").ok
 
 
 def test_compare_mode_without_stable_data_falls_back_to_the_threshold() -> None:
-    metric = Metric(name="request-success-rate", thresholdRange={"min": 99}, compareToStable=1)
+    metric = make_metric(name="request-success-rate", thresholdRange={"min": 99}, compareToStable=1)
     result = judge(CTX, metric, 99.5, None, "q")
     assert result.ok
     assert "stable side has no data" in result.message
 
 
 def test_fail_fast_marks_a_value_beyond_its_range() -> None:
-    metric = Metric(
-        name="request-success-rate", thresholdRange={"min": 99}, failFast={"min": 80}
-    )
+    metric = make_metric(name="request-success-rate", thresholdRange={"min": 99}, failFast={"min": 80})
     bad = judge(CTX, metric, 50.0, None, "q")
     assert bad.fail_fast and not bad.ok
     assert "fail-fast" in bad.message
@@ -175,9 +180,7 @@ def test_payload_has_flaggers_shape() -> None:
 
 def test_event_payload_adds_message_type_and_millisecond_timestamp() -> None:
     at = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
-    body = payload(
-        "podinfo", "test", Phase.FAILED, "c", {}, ("Canary failed", "Warning"), now=at
-    )
+    body = payload("podinfo", "test", Phase.FAILED, "c", {}, ("Canary failed", "Warning"), now=at)
     assert body["metadata"] == {
         "eventMessage": "Canary failed",
         "eventType": "Warning",

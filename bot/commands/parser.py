@@ -216,7 +216,7 @@ def _example(flag: str) -> str:
 
 def _unknown_flag(name: str, flags: dict[str, _Flag], topic: str) -> str:
     shown = _show(name, 40)
-    close = difflib.get_close_matches(name, list(flags), n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(flags), n=1, cutoff=0.7)
     if close:
         return f"unknown option {shown}; did you mean `{close[0]}`?"
     valid = ", ".join(f"`{f}`" for f in flags if f != "--namespace")

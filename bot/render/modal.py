@@ -28,14 +28,16 @@ def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
         InputBlock(
             block_id="deployment",
             label="Deployment",
-            element=PlainTextInputElement(action_id="value", placeholder="podinfo", max_length=253),
+            element=PlainTextInputElement(
+                action_id="deployment", placeholder="podinfo", max_length=253
+            ),
             hint="The Deployment to release; its Ingress must have the same name unless set.",
         ),
         InputBlock(
             block_id="images",
             label="New images",
             element=PlainTextInputElement(
-                action_id="value",
+                action_id="images",
                 placeholder="image=stefanprodan/podinfo:6.0.3",
                 max_length=2000,
             ),
@@ -45,7 +47,7 @@ def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
             block_id="namespace",
             label="Namespace",
             element=PlainTextInputElement(
-                action_id="value",
+                action_id="namespace",
                 initial_value=namespace or config.defaults.namespace,
                 max_length=63,
             ),
@@ -60,7 +62,7 @@ def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
                 label="Analysis profile",
                 optional=True,
                 element=StaticSelectElement(
-                    action_id="value", options=options, initial_option=initial
+                    action_id="profile", options=options, initial_option=initial
                 ),
             )
         )
@@ -70,7 +72,7 @@ def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
             label="Options",
             optional=True,
             element=CheckboxesElement(
-                action_id="value",
+                action_id="options",
                 options=[Option(value="approval", text="Wait for approval before promoting")],
             ),
         )
@@ -90,17 +92,18 @@ def submission_text(values: dict[str, Any]) -> str:
     """The ``start`` command text equivalent to a form submission (parsed as typed text)."""
 
     def text(block: str) -> str:
-        value = values.get(block, {}).get("value", {}).get("value")
+        # Slack keys state by block id, then action id (equal here: ids are unique per view)
+        value = values.get(block, {}).get(block, {}).get("value")
         return str(value or "").strip()
 
     words = ["start", shlex.quote(text("deployment") or "")]
     words += [shlex.quote(w) for w in text("images").split()]
     if namespace := text("namespace"):
         words += ["-n", shlex.quote(namespace)]
-    selected = (values.get("profile", {}).get("value", {}) or {}).get("selected_option") or {}
+    selected = (values.get("profile", {}).get("profile", {}) or {}).get("selected_option") or {}
     if selected.get("value"):
         words += ["--profile", shlex.quote(str(selected["value"]))]
-    chosen = (values.get("options", {}).get("value", {}) or {}).get("selected_options") or []
+    chosen = (values.get("options", {}).get("options", {}) or {}).get("selected_options") or []
     if any(o.get("value") == "approval" for o in chosen):
         words.append("--approval")
     return " ".join(words)

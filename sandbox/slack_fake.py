@@ -230,6 +230,16 @@ class _ApiError(Exception):
         self.extra = extra
 
 
+def _check_blocks(blocks: Any) -> None:
+    errors = validate_blocks(blocks)
+    if errors:
+        raise _ApiError(
+            "invalid_blocks",
+            errors=errors,
+            response_metadata={"messages": [f"[ERROR] {e}" for e in errors]},
+        )
+
+
 def _invalid_arguments(*messages: str) -> _ApiError:
     return _ApiError(
         "invalid_arguments",
@@ -268,7 +278,6 @@ class _ResponseUrl:
 class _PendingFile:
     id: str
     filename: str
-    length: int
     content: bytes | None = None
 
 
@@ -369,19 +378,11 @@ class _BlockErrors:
     def add(self, message: str, pointer: str) -> None:
         self.errors.append(f"{message} [json-pointer:{pointer}]")
 
-    def text(
-        self,
-        obj: Any,
-        pointer: str,
-        *,
-        max_len: int,
-        plain_only: bool = False,
-        required: bool = True,
-    ) -> None:
-        """Check a text object; Slack reports the schema mismatch and then the cause."""
+    def text(self, obj: Any, pointer: str, *, max_len: int, plain_only: bool = False) -> None:
+        """Check a required text object; Slack reports the schema mismatch, then the cause."""
         if obj is None:
-            if required:
-                self.add("missing required field: text", pointer.rsplit("/", 1)[0] or "/")
+            parent, _, name = pointer.rpartition("/")
+            self.add(f"missing required field: {name}", parent or "/")
             return
         causes: list[tuple[str, str]] = []
         allowed = ("plain_text",) if plain_only else _TEXT_TYPES
@@ -681,6 +682,8 @@ class SlackFake:
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         self._port = sock.getsockname()[1]
+        # asyncio primitives belong to one loop: a restarted fake gets a fresh endpoint.
+        self._socket_mode = SocketModeEndpoint(app_id=self.app_id, clock=self._clock)
         ready = threading.Event()
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
@@ -702,7 +705,9 @@ class SlackFake:
         self._thread = threading.Thread(target=serve, name="slack-fake", daemon=True)
         self._thread.start()
         if not ready.wait(10) or failure:
+            sock.close()
             self._thread = None
+            self._loop = None
             raise RuntimeError(f"SlackFake did not start: {failure[0] if failure else 'timeout'}")
         return self
 
@@ -992,12 +997,7 @@ class SlackFake:
             root = self._find(channel_id, ts)
             if root is None or root.deleted:
                 raise KeyError(f"no message {ts} in {channel}")
-            replies = [
-                m
-                for m in self._messages.get(channel_id, [])
-                if m.thread_ts == ts and m.ts != ts and not m.deleted
-            ]
-            return [self._render(root)] + [self._render(m) for m in replies]
+            return [self._render(root)] + [self._render(m) for m in self._replies(root)]
 
     def updates_of(self, channel: str, ts: str) -> list[JSON]:
         """The message as it looked after each update, oldest first (empty if never updated)."""
@@ -1012,13 +1012,14 @@ class SlackFake:
             return copy.deepcopy(msg.versions)
 
     def ephemerals(self, *, channel: str | None = None, user: str | None = None) -> list[JSON]:
-        """Ephemeral messages (from chat.postEphemeral and response URLs), in order."""
+        """Ephemeral messages (chat.postEphemeral, response URLs) still shown, in order."""
         with self._lock:
             channel_id = None if channel is None else self._resolve_channel_id(channel)
             return [
                 copy.deepcopy(e)
                 for e in self._ephemerals
-                if (channel_id is None or e["channel"] == channel_id)
+                if not e.get("deleted")
+                and (channel_id is None or e["channel"] == channel_id)
                 and (user is None or e["user"] == user)
             ]
 
@@ -1089,6 +1090,27 @@ class SlackFake:
             )
         )
 
+    def deliver_envelope_sync(
+        self,
+        envelope_type: str,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+        accepts_response_payload: bool = True,
+    ) -> SocketModeAck:
+        """Blocking :meth:`deliver_envelope`, for an app that runs in another thread."""
+        return self._blocking(
+            self._socket_mode.deliver(
+                envelope_type,
+                payload,
+                ack_timeout=ack_timeout,
+                connect_timeout=connect_timeout,
+                accepts_response_payload=accepts_response_payload,
+            ),
+            ack_timeout + connect_timeout + 5,
+        )
+
     def deliver_slash_command_sync(
         self,
         payload: Mapping[str, Any],
@@ -1097,15 +1119,8 @@ class SlackFake:
         connect_timeout: float = 5.0,
     ) -> SocketModeAck:
         """Blocking :meth:`deliver_slash_command`, for an app that runs in another thread."""
-        return self._blocking(
-            self._socket_mode.deliver(
-                "slash_commands",
-                payload,
-                ack_timeout=ack_timeout,
-                connect_timeout=connect_timeout,
-                accepts_response_payload=True,
-            ),
-            ack_timeout + connect_timeout + 5,
+        return self.deliver_envelope_sync(
+            "slash_commands", payload, ack_timeout=ack_timeout, connect_timeout=connect_timeout
         )
 
     def deliver_interactive_sync(
@@ -1117,15 +1132,12 @@ class SlackFake:
         accepts_response_payload: bool = True,
     ) -> SocketModeAck:
         """Blocking :meth:`deliver_interactive`, for an app that runs in another thread."""
-        return self._blocking(
-            self._socket_mode.deliver(
-                "interactive",
-                payload,
-                ack_timeout=ack_timeout,
-                connect_timeout=connect_timeout,
-                accepts_response_payload=accepts_response_payload,
-            ),
-            ack_timeout + connect_timeout + 5,
+        return self.deliver_envelope_sync(
+            "interactive",
+            payload,
+            ack_timeout=ack_timeout,
+            connect_timeout=connect_timeout,
+            accepts_response_payload=accepts_response_payload,
         )
 
     async def wait_for_socket_connection(
@@ -1383,8 +1395,8 @@ class SlackFake:
             raise _ApiError("channel_not_found")
         return channel
 
-    def _postable_channel(self, params: Mapping[str, Any]) -> SlackChannel:
-        channel = self._channel(params)
+    def _postable_channel(self, params: Mapping[str, Any], key: str = "channel") -> SlackChannel:
+        channel = self._channel(params, key)
         if channel.is_archived:
             raise _ApiError("is_archived")
         if not channel.bot_is_member:
@@ -1400,13 +1412,16 @@ class SlackFake:
     def _store(self, msg: _Message) -> None:
         self._messages.setdefault(msg.channel, []).append(msg)
 
+    def _replies(self, root: _Message) -> list[_Message]:
+        return [
+            m
+            for m in self._messages.get(root.channel, [])
+            if m.thread_ts == root.ts and m.ts != root.ts and not m.deleted
+        ]
+
     def _render(self, msg: _Message) -> JSON:
         data = copy.deepcopy(msg.data)
-        replies = [
-            m
-            for m in self._messages.get(msg.channel, [])
-            if m.thread_ts == msg.ts and m.ts != msg.ts and not m.deleted
-        ]
+        replies = self._replies(msg)
         if replies:
             # Thread roots carry the thread summary, as conversations.history shows it.
             data["thread_ts"] = msg.ts
@@ -1430,13 +1445,7 @@ class SlackFake:
             blocks = params["blocks"]
             if not isinstance(blocks, list):
                 raise _ApiError("invalid_blocks_format")
-            errors = validate_blocks(blocks)
-            if errors:
-                raise _ApiError(
-                    "invalid_blocks",
-                    errors=errors,
-                    response_metadata={"messages": [f"[ERROR] {e}" for e in errors]},
-                )
+            _check_blocks(blocks)
             content["blocks"] = [self._with_block_id(b) for b in blocks]
         if "attachments" in params and params["attachments"] is not None:
             attachments = params["attachments"]
@@ -1446,9 +1455,7 @@ class SlackFake:
                 raise _ApiError("too_many_attachments")
             for a in attachments:
                 if isinstance(a, dict) and "blocks" in a:
-                    errors = validate_blocks(a["blocks"])
-                    if errors:
-                        raise _ApiError("invalid_blocks", errors=errors)
+                    _check_blocks(a["blocks"])
             content["attachments"] = attachments
         if required and not (
             content.get("text") or content.get("blocks") or content.get("attachments")
@@ -1524,18 +1531,25 @@ class SlackFake:
         self._store(_Message(channel.id, ts, data, versions=[copy.deepcopy(data)]))
         return {"channel": channel.id, "ts": ts, "message": copy.deepcopy(data)}
 
-    def _chat_update(self, params: JSON) -> JSON:
-        channel = self._channel(params)
+    def _own_message(self, channel: SlackChannel, params: JSON, not_ours: str) -> _Message:
         ts = _str_param(params, "ts")
         msg = None if ts is None else self._find(channel.id, ts)
         if msg is None or msg.deleted:
             raise _ApiError("message_not_found")
         if msg.data.get("bot_id") != self.bot_id:
-            raise _ApiError("cant_update_message")
-        content = self._content(params, required=True)
+            raise _ApiError(not_ours)
+        return msg
+
+    def _apply_update(self, msg: _Message, content: JSON) -> None:
+        # Fields not given keep their value, as chat.update keeps unspecified blocks.
         msg.data.update(content)
         msg.data["edited"] = {"user": self.bot_user_id, "ts": self._new_ts()}
         msg.versions.append(copy.deepcopy(msg.data))
+
+    def _chat_update(self, params: JSON) -> JSON:
+        channel = self._channel(params)
+        msg = self._own_message(channel, params, "cant_update_message")
+        self._apply_update(msg, self._content(params, required=True))
         return {
             "channel": channel.id,
             "ts": msg.ts,
@@ -1545,12 +1559,7 @@ class SlackFake:
 
     def _chat_delete(self, params: JSON) -> JSON:
         channel = self._channel(params)
-        ts = _str_param(params, "ts")
-        msg = None if ts is None else self._find(channel.id, ts)
-        if msg is None or msg.deleted:
-            raise _ApiError("message_not_found")
-        if msg.data.get("bot_id") != self.bot_id:
-            raise _ApiError("cant_delete_message")
+        msg = self._own_message(channel, params, "cant_delete_message")
         msg.deleted = True
         return {"channel": channel.id, "ts": msg.ts}
 
@@ -1738,7 +1747,7 @@ class SlackFake:
             "bot_id": self.bot_id,
         }
 
-    def _checked_view(self, params: JSON) -> JSON:
+    def _checked_view(self, params: JSON, *, replacing: str | None = None) -> JSON:
         view = params.get("view")
         if view is None:
             raise _invalid_arguments("missing required field: view")
@@ -1747,20 +1756,15 @@ class SlackFake:
             raise _invalid_arguments(*messages)
         assert isinstance(view, dict)  # _validate_view rejects anything else
         external_id = view.get("external_id")
-        if external_id and any(v.get("external_id") == external_id for v in self._views.values()):
+        if external_id and any(
+            v.get("external_id") == external_id and v["id"] != replacing
+            for v in self._views.values()
+        ):
             raise _ApiError("duplicate_external_id")
         return view
 
     def _views_open(self, params: JSON) -> JSON:
-        self._use_trigger(params)
-        view = self._checked_view(params)
-        view_id = self._new_id("V")
-        self._views[view_id] = self._view_json(
-            view, view_id=view_id, root_view_id=view_id, previous=None
-        )
-        return {"view": copy.deepcopy(self._views[view_id])}
-
-    def _views_push(self, params: JSON) -> JSON:
+        # views.push takes the same arguments; the fake does not model the view stack.
         self._use_trigger(params)
         view = self._checked_view(params)
         view_id = self._new_id("V")
@@ -1786,11 +1790,7 @@ class SlackFake:
         expected_hash = _str_param(params, "hash")
         if expected_hash is not None and expected_hash != current["hash"]:
             raise _ApiError("hash_conflict")
-        view = params.get("view")
-        messages = _validate_view(view)
-        if messages:
-            raise _invalid_arguments(*messages)
-        assert isinstance(view, dict)
+        view = self._checked_view(params, replacing=current["id"])
         updated = self._view_json(
             view,
             view_id=current["id"],
@@ -1815,7 +1815,7 @@ class SlackFake:
             raise _invalid_arguments("missing required field: length")
         file_id = self._new_id("F")
         key = secrets.token_urlsafe(16)
-        self._pending_files[key] = _PendingFile(file_id, filename, size)
+        self._pending_files[key] = _PendingFile(file_id, filename)
         return {"upload_url": f"{self.base_url}/upload/v1/{key}", "file_id": file_id}
 
     def _files_complete_upload_external(self, params: JSON) -> JSON:
@@ -1824,8 +1824,9 @@ class SlackFake:
             raise _invalid_arguments("missing required field: files")
         channel_id = None
         if _str_param(params, "channel_id") is not None:
-            channel_id = self._postable_channel({"channel": params["channel_id"]}).id
+            channel_id = self._postable_channel(params, "channel_id").id
         elif _str_param(params, "channels") is not None:
+            # files_upload_v2(channels=[...]) sends a comma-separated list; share to the first.
             first = str(params["channels"]).split(",")[0]
             channel_id = self._postable_channel({"channel": first}).id
         thread_ts = _str_param(params, "thread_ts")
@@ -1858,7 +1859,10 @@ class SlackFake:
                     "size": len(uploaded.content),
                     "user": self.bot_user_id,
                     "created": int(self._clock()),
-                    "permalink": f"https://{self.team_domain}.slack.com/files/{self.bot_user_id}/{uploaded.id}/{uploaded.filename}",
+                    "permalink": (
+                        f"https://{self.team_domain}.slack.com/files/"
+                        f"{self.bot_user_id}/{uploaded.id}/{uploaded.filename}"
+                    ),
                     "channels": [] if channel_id is None else [channel_id],
                 }
             )
@@ -1887,7 +1891,7 @@ class SlackFake:
         "usergroups.users.list": _usergroups_users_list,
         "apps.connections.open": _apps_connections_open,
         "views.open": _views_open,
-        "views.push": _views_push,
+        "views.push": _views_open,
         "views.update": _views_update,
         "files.getUploadURLExternal": _files_get_upload_url_external,
         "files.completeUploadExternal": _files_complete_upload_external,
@@ -1921,15 +1925,10 @@ class SlackFake:
             return 400, exc.error
         if _truthy(body.get("replace_original")):
             if original is not None and not original.deleted:
-                original.data.update(content)
-                original.data["edited"] = {"user": self.bot_user_id, "ts": self._new_ts()}
-                original.versions.append(copy.deepcopy(original.data))
+                self._apply_update(original, content)
                 return 200, None
             if hook.last_ephemeral is not None:
-                previous = self._ephemerals[hook.last_ephemeral]
-                previous.update(content)
-                previous.setdefault("replaced", 0)
-                previous["replaced"] += 1
+                self._ephemerals[hook.last_ephemeral].update(content)
                 return 200, None
         if body.get("response_type") == "in_channel":
             ts = self._new_ts()

@@ -152,6 +152,24 @@ async def test_chat_update_checks_blocks_too(
             "must be less than 101 characters "
             "[json-pointer:/blocks/0/elements/0/confirm/title/text]",
         ),
+        (
+            [
+                {
+                    "type": "actions",
+                    "elements": [
+                        {
+                            **button(1),
+                            "confirm": {
+                                "title": {"type": "plain_text", "text": "Abort?"},
+                                "text": {"type": "mrkdwn", "text": "Really?"},
+                                "confirm": {"type": "plain_text", "text": "Abort"},
+                            },
+                        }
+                    ],
+                }
+            ],
+            "missing required field: deny [json-pointer:/blocks/0/elements/0/confirm]",
+        ),
     ],
 )
 def test_block_kit_limits(blocks: list[dict[str, Any]], expected: str) -> None:

@@ -104,3 +104,13 @@ async def test_invalid_blocks_and_unknown_urls_are_refused(slack_fake: SlackFake
     assert bad_blocks.status_code == 400
     assert '"invalid_blocks"' in bad_blocks.body
     assert unknown.status_code == 404
+
+
+async def test_delete_original_of_a_command_removes_its_ephemeral(slack_fake: SlackFake) -> None:
+    url = slack_fake.new_response_url(channel_id=CHANNEL, user_id="U0ALICE")
+    webhook = AsyncWebhookClient(url)
+
+    await webhook.send(text="Are you sure?")
+    await webhook.send_dict({"delete_original": True})
+
+    assert slack_fake.ephemerals(user="U0ALICE") == []

@@ -352,3 +352,17 @@ async def test_reset_forgets_everything(
     assert slack_fake.calls() == []
     assert slack_fake.messages(CHANNEL) == []
     await slack_client.auth_test()  # no 429 left over
+
+
+async def test_a_stopped_fake_can_start_again() -> None:
+    fake = SlackFake().start()
+    fake.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = fake.api_url
+
+    fake.start()
+    try:
+        client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+        assert (await client.auth_test())["ok"] is True
+    finally:
+        fake.stop()

@@ -10,6 +10,10 @@ to the canary upstream):
 - ``request-success-rate``: non-5xx request rate / all request rate x 100, in percent.
 - ``request-duration``: the real 99th percentile of the request duration histogram, in
   milliseconds (Flagger's nginx query is a mean; a percentile is what its docs promise).
+  It is only as fine as the controller's histogram buckets: with ingress-nginx's default
+  buckets (…, 0.1, 0.25, 0.5, 1 s, …) requests that all take 300 ms read as a p99 of
+  about 497 ms, the top of their bucket. Give the controller finer ``--time-buckets``
+  when thresholds sit inside one bucket.
 
 The canary side is ``canary`` neither empty nor ``-`` (ingress-nginx versions differ in
 which of the two marks stable traffic), the stable side is either of them.

@@ -184,7 +184,7 @@ class Controller:
             return
         namespace, name = key.split("/", 1)
         self._scheduler.add_job(
-            self.trigger,
+            self._tick,
             "interval",
             seconds=interval,
             args=[namespace, name],
@@ -198,6 +198,10 @@ class Controller:
     def _unschedule(self, key: str) -> None:
         if self._scheduler is not None and self._scheduler.get_job(key) is not None:
             self._scheduler.remove_job(key)
+
+    async def _tick(self, namespace: str, name: str) -> None:
+        # a coroutine job: apscheduler runs it on the event loop, not in a worker thread
+        self.trigger(namespace, name)
 
     def trigger(self, namespace: str, name: str) -> None:
         """Run ``advance`` for a release soon (coalesced if one is running)."""

@@ -35,6 +35,7 @@ from rollout.decide import (
 from rollout.kube import Conflict, JsonObject, Kube, KubeError
 from rollout.models import CanaryRelease, CanaryReleaseStatus, Phase, Webhook, WebhookType
 from rollout.notify import Notifier, undelivered
+from rollout.owner import owned_by
 from rollout.preflight import check_start
 from rollout.router import NginxRouter, Router
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
@@ -141,6 +142,8 @@ class Engine:
                     self.kube, release.metadata.namespace, release.metadata.name, release.spec
                 )
             )
+        if not owned_by(canary, release):
+            canary = None  # another release's canary (e.g. a refused duplicate): not ours
         target_state = readiness(target)
         canary_state = readiness(canary)
         return Workloads(

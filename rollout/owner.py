@@ -38,3 +38,11 @@ def owned_metadata(
             }
         ],
     }
+
+
+def owned_by(obj: JsonObject | None, release: CanaryRelease) -> bool:
+    """Whether ``obj`` belongs to ``release`` (never touch another release's canary)."""
+    if obj is None:
+        return False
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == release.metadata.uid for ref in refs)

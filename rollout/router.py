@@ -12,7 +12,7 @@ from typing import Protocol
 
 from rollout.kube import INGRESSES, JsonObject, Kube, NotFound
 from rollout.models import CanaryRelease
-from rollout.owner import canary_ingress_name, canary_name, owned_metadata
+from rollout.owner import canary_ingress_name, canary_name, owned_by, owned_metadata
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 CANARY = PREFIX + "canary"
@@ -128,8 +128,13 @@ class NginxRouter:
         ingress = await self.kube.get(
             INGRESSES, release.metadata.namespace, canary_ingress_name(release)
         )
-        return None if ingress is None else weight_of(ingress)
+        if ingress is None or not owned_by(ingress, release):
+            return None
+        return weight_of(ingress)
 
     async def finalize(self, release: CanaryRelease) -> None:
-        """Delete the canary Ingress."""
-        await self.kube.delete(INGRESSES, release.metadata.namespace, canary_ingress_name(release))
+        """Delete the canary Ingress if it is this release's."""
+        namespace = release.metadata.namespace
+        ingress = await self.kube.get(INGRESSES, namespace, canary_ingress_name(release))
+        if owned_by(ingress, release):
+            await self.kube.delete(INGRESSES, namespace, canary_ingress_name(release))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rollout.kube import DEPLOYMENTS, SERVICES, Conflict, JsonObject, Kube
 from rollout.models import CanaryRelease
-from rollout.owner import canary_name, owned_metadata
+from rollout.owner import canary_name, owned_by, owned_metadata
 
 CANARY_SUFFIX = "-canary"
 
@@ -179,7 +179,9 @@ class Workloads:
         )
 
     async def delete_canary(self, release: CanaryRelease) -> None:
-        """Remove the canary Deployment and Service."""
+        """Remove the canary Deployment and Service (only this release's)."""
         namespace = release.metadata.namespace
-        await self.kube.delete(DEPLOYMENTS, namespace, canary_name(release))
-        await self.kube.delete(SERVICES, namespace, canary_name(release))
+        for resource in (DEPLOYMENTS, SERVICES):
+            obj = await self.kube.get(resource, namespace, canary_name(release))
+            if owned_by(obj, release):
+                await self.kube.delete(resource, namespace, canary_name(release))

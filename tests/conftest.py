@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.prometheus",
     "tests.fixtures.slack",
+    "tests.fixtures.engine",
 ]

@@ -952,7 +952,7 @@ class SlackFake:
 
     def new_trigger_id(self) -> str:
         """Return a fresh trigger id, as an interaction payload carries."""
-        return slack_requests.make_trigger_id(issued_at=self._clock(), team_id=self.team_id)
+        return slack_requests.make_trigger_id(issued_at=self._clock())
 
     # -- views for assertions ----------------------------------------------------------
 

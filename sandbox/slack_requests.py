@@ -85,7 +85,7 @@ class SignedRequest(NamedTuple):
 # trigger ids
 
 
-def make_trigger_id(*, issued_at: float | None = None, team_id: str = DEFAULT_TEAM_ID) -> str:
+def make_trigger_id(*, issued_at: float | None = None) -> str:
     """Return a trigger id in Slack's shape (``<digits>.<digits>.<hex>``).
 
     The first part carries the issue time in milliseconds so the local fake can tell an
@@ -93,8 +93,7 @@ def make_trigger_id(*, issued_at: float | None = None, team_id: str = DEFAULT_TE
     without sharing state with whoever built the request.
     """
     issued_ms = int((time.time() if issued_at is None else issued_at) * 1000)
-    team_digits = "".join(ch for ch in team_id if ch.isdigit()) or "0"
-    return f"{issued_ms}.{int(team_digits) + 1000000000}.{secrets.token_hex(16)}"
+    return f"{issued_ms}.{secrets.randbelow(10**10):010d}.{secrets.token_hex(16)}"
 
 
 def trigger_issued_at(trigger_id: str) -> float | None:
@@ -217,7 +216,7 @@ def slash_command_payload(**fields: Unpack[SlashCommandFields]) -> dict[str, str
         "is_enterprise_install": "true" if fields.get("is_enterprise_install") else "false",
         "response_url": fields.get("response_url")
         or _placeholder_response_url("commands", team_id),
-        "trigger_id": fields.get("trigger_id") or make_trigger_id(team_id=team_id),
+        "trigger_id": fields.get("trigger_id") or make_trigger_id(),
     }
     # Slack only includes the enterprise fields for Enterprise Grid workspaces.
     if "enterprise_id" in fields:
@@ -279,7 +278,9 @@ def block_actions_payload(
     """Return the payload of a ``block_actions`` interaction (a button click by default).
 
     Pass ``message`` (for example ``fake.message(channel, ts)``) so the app sees the
-    message it rendered, as it would from Slack; otherwise a minimal message is used.
+    message it rendered, as it would from Slack; the clicked element's block_id, text,
+    style and value then come from that message unless given. Without a message a
+    minimal one is used.
     """
     team_id = fields.get("team_id", DEFAULT_TEAM_ID)
     user_id = fields.get("user_id", DEFAULT_USER_ID)
@@ -288,22 +289,23 @@ def block_actions_payload(
     message = fields.get("message")
     message_ts = fields.get("message_ts") or (message or {}).get("ts") or _ts_now()
     thread_ts = fields.get("thread_ts") or (message or {}).get("thread_ts")
-    block_id = fields.get("block_id", secrets.token_urlsafe(4))
-    action_ts = _ts_now()
+    # Slack describes the element that was clicked as the message rendered it.
+    found_block_id, element = _find_element(message, action_id)
     action: dict[str, Any] = {
         "action_id": action_id,
-        "block_id": block_id,
-        "type": fields.get("action_type", "button"),
-        "action_ts": action_ts,
+        "block_id": fields.get("block_id") or found_block_id or secrets.token_urlsafe(4),
+        "type": fields.get("action_type") or element.get("type", "button"),
+        "action_ts": _ts_now(),
     }
     if action["type"] == "button":
-        action["text"] = {
-            "type": "plain_text",
-            "text": fields.get("action_text", action_id),
-            "emoji": True,
-        }
-        if "style" in fields:
-            action["style"] = fields["style"]
+        text = element.get("text") or {"type": "plain_text", "text": action_id, "emoji": True}
+        if "action_text" in fields:
+            text = {"type": "plain_text", "text": fields["action_text"], "emoji": True}
+        action["text"] = text
+        style = fields.get("style") or element.get("style")
+        if style:
+            action["style"] = style
+    value = value if value is not None else element.get("value")
     if value is not None:
         action["value"] = value
     is_ephemeral = fields.get("is_ephemeral", False)
@@ -321,7 +323,7 @@ def block_actions_payload(
         "api_app_id": fields.get("api_app_id", DEFAULT_API_APP_ID),
         "token": _VERIFICATION_TOKEN,
         "container": container,
-        "trigger_id": fields.get("trigger_id") or make_trigger_id(team_id=team_id),
+        "trigger_id": fields.get("trigger_id") or make_trigger_id(),
         "team": {"id": team_id, "domain": fields.get("team_domain", DEFAULT_TEAM_DOMAIN)},
         "enterprise": None,
         "is_enterprise_install": False,
@@ -340,6 +342,22 @@ def block_actions_payload(
             "blocks": [],
         }
     return payload
+
+
+def _find_element(
+    message: Mapping[str, Any] | None, action_id: str
+) -> tuple[str | None, dict[str, Any]]:
+    """Find the interactive element ``action_id`` in a message's blocks."""
+    for block in (message or {}).get("blocks") or []:
+        if not isinstance(block, dict):
+            continue
+        candidates = list(block.get("elements") or [])
+        if isinstance(block.get("accessory"), dict):
+            candidates.append(block["accessory"])
+        for element in candidates:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return block.get("block_id"), element
+    return None, {}
 
 
 def block_actions(
@@ -428,7 +446,7 @@ def view_submission_payload(
         "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
         "api_app_id": app_id,
         "token": _VERIFICATION_TOKEN,
-        "trigger_id": fields.get("trigger_id") or make_trigger_id(team_id=team_id),
+        "trigger_id": fields.get("trigger_id") or make_trigger_id(),
         "view": view,
         "response_urls": fields.get("response_urls", []),
         "is_enterprise_install": False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import (
@@ -205,8 +206,6 @@ def test_a_status_card_built_with_slack_sdk_models_is_valid() -> None:
 
 
 async def test_attachments_and_blocks_must_be_json_arrays(slack_fake: SlackFake) -> None:
-    import aiohttp
-
     async with aiohttp.ClientSession() as http:
         response = await http.post(
             slack_fake.api_url + "chat.postMessage",

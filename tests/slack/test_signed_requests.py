@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox import slack_requests as builders
 from sandbox.slack_requests import SignedRequest
@@ -154,3 +155,41 @@ def test_bound_builders_use_the_fakes_response_url_and_trigger(
     issued = builders.trigger_issued_at(payload["trigger_id"])
     assert issued is not None
     assert abs(issued - time.time()) < 5
+
+
+async def test_a_click_on_a_posted_card_describes_the_rendered_button(
+    slack_requests: SlackRequests,
+) -> None:
+    fake = slack_requests.fake
+    client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+    card = await client.chat_postMessage(
+        channel="C0DEPLOYS",
+        text="podinfo",
+        blocks=[
+            {
+                "type": "actions",
+                "block_id": "controls",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "abort",
+                        "value": "test/podinfo",
+                        "style": "danger",
+                        "text": {"type": "plain_text", "text": "Abort"},
+                    }
+                ],
+            }
+        ],
+    )
+
+    payload = slack_requests.block_actions_payload("abort", message_ts=card["ts"])
+
+    [action] = payload["actions"]
+    assert (action["block_id"], action["value"], action["style"]) == (
+        "controls",
+        "test/podinfo",
+        "danger",
+    )
+    assert action["text"]["text"] == "Abort"
+    assert payload["message"]["blocks"][0]["block_id"] == "controls"
+    assert payload["response_url"].startswith(fake.base_url + "/hooks/actions/")

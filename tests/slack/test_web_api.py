@@ -7,7 +7,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from sandbox.slack_fake import SlackFake
+from sandbox.slack_fake import SlackChannel, SlackFake
 
 CHANNEL = "C0DEPLOYS"
 
@@ -263,8 +263,6 @@ async def test_post_ephemeral_is_recorded_for_its_user(
 async def test_post_ephemeral_to_someone_outside_the_channel_fails(
     slack_fake: SlackFake, slack_client: AsyncWebClient
 ) -> None:
-    from sandbox.slack_fake import SlackChannel
-
     slack_fake.add_channel(SlackChannel("C0SMALL", "small", members=frozenset({"U0ALICE"})))
 
     with pytest.raises(SlackApiError) as err:

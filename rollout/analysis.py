@@ -231,9 +231,7 @@ def judge(
 ) -> MetricResult:
     """Turn measured values into a verdict and a message a person can act on."""
     if value is None:
-        return MetricResult(
-            metric.name, None, stable_value, False, False, no_value_message(ctx, metric), query
-        )
+        return _failed(metric.name, no_value_message(ctx, metric), query)
     threshold = metric.threshold_range
     shown = f"{metric.name} {_format_value(metric.name, value)}"
     if stable_value is not None:
@@ -251,8 +249,9 @@ def judge(
             worse = _comparison_failure(metric.name, value, stable_value, metric.compare_to_stable)
             if worse:
                 problems.append(worse)
-    fail_fast = metric.fail_fast is not None and not metric.fail_fast.contains(value)
-    if metric.fail_fast is not None and fail_fast:
+    fail_fast = False
+    if metric.fail_fast is not None and not metric.fail_fast.contains(value):
+        fail_fast = True
         problems.append(f"beyond fail-fast range {metric.fail_fast.describe()}")
     detail = "; ".join([f"threshold {threshold.describe()}", *problems, *notes])
     return MetricResult(
@@ -264,6 +263,11 @@ def judge(
         message=f"{shown} ({detail})",
         query=query,
     )
+
+
+def _failed(name: str, message: str, query: str = "") -> MetricResult:
+    """A check that produced no usable value."""
+    return MetricResult(name, None, None, False, False, message, query)
 
 
 def _is_builtin(metric: Metric) -> bool:
@@ -410,15 +414,7 @@ class PrometheusProvider:
         try:
             query = self.render(ctx, metric)
         except ValueError as exc:
-            return MetricResult(
-                metric.name,
-                None,
-                None,
-                False,
-                False,
-                f"{metric.name} cannot be measured: {exc}",
-                "",
-            )
+            return _failed(metric.name, f"{metric.name} cannot be measured: {exc}")
         compare = metric.compare_to_stable is not None and _is_builtin(metric)
         try:
             if compare:
@@ -438,44 +434,29 @@ class PrometheusProvider:
                     "error": str(exc),
                 },
             )
-            return MetricResult(
-                metric.name,
-                None,
-                None,
-                False,
-                False,
-                f"{metric.name}: Prometheus could not be queried: {exc}",
-                query,
+            return _failed(
+                metric.name, f"{metric.name}: Prometheus could not be queried: {exc}", query
             )
         except UnusableResult as exc:
-            return MetricResult(
-                metric.name, None, None, False, False, f"{metric.name}: {exc}", query
-            )
+            return _failed(metric.name, f"{metric.name}: {exc}", query)
         return judge(ctx, metric, value, stable_value, query)
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost reason of a connection error, without hosts, URLs or credentials."""
-    seen: BaseException = exc
-    while True:
-        nxt = seen.__cause__ or seen.__context__
-        if nxt is None or nxt is seen:
-            break
-        seen = nxt
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = str(reason or seen)
-    for known in (
-        "Connection refused",
-        "Name or service not known",
-        "timed out",
-        "No route to host",
-        "Temporary failure in name resolution",
-        "certificate verify failed",
-        "Connection reset",
-    ):
-        if known.lower() in text.lower():
-            return known.lower()
-    return type(reason or seen).__name__
+_CONNECTION_REASONS = (
+    "connection refused",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "connection reset",
+    "certificate verify failed",
+    "timed out",
+)
+
+
+def _root_cause(exc: requests.ConnectionError) -> str:
+    """Why a connection failed, in a few words: never the host, URL or query."""
+    text = str(exc).lower()  # requests folds the whole cause chain into its text
+    return next((r for r in _CONNECTION_REASONS if r in text), type(exc).__name__)
 
 
 # -- running a release's checks ----------------------------------------------------------
@@ -495,15 +476,8 @@ async def run_checks(
             return await provider.measure(ctx, metric)
         except Exception as exc:  # a misbehaving provider must not abort the analysis
             log.exception("metric provider failed", extra={"metric": metric.name})
-            return MetricResult(
-                metric.name,
-                None,
-                None,
-                False,
-                False,
-                f"{metric.name} could not be measured: {type(exc).__name__}: {exc}"[:500],
-                "",
-            )
+            message = f"{metric.name} could not be measured: {type(exc).__name__}: {exc}"
+            return _failed(metric.name, message[:500])
 
     return list(await asyncio.gather(*(one(m) for m in metrics)))
 

@@ -192,6 +192,7 @@ class WebhookRunner:
         self, session: aiohttp.ClientSession, hook: Webhook, body: WebhookPayload
     ) -> WebhookResult:
         started = time.perf_counter()
+        sent = hook_payload(hook, body)
         timeout = hook.timeout_seconds
         attempts = 0
         status = 0
@@ -203,7 +204,7 @@ class WebhookRunner:
                     attempts += 1
                     retry = False
                     try:
-                        status, raw = await self._post(session, hook.url, hook_payload(hook, body))
+                        status, raw = await self._post(session, hook.url, sent)
                         ok = status <= 202
                         detail = f"HTTP {status}"
                         text = _short_body(raw)

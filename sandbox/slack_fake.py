@@ -722,7 +722,8 @@ class SlackFake:
                 web.get("/link/", self._socket_mode.handle),
             ]
         )
-        self._runner = web.AppRunner(app, handle_signals=False)
+        # No access log: request lines can carry tokens (?token=...) and response_url secrets.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
 

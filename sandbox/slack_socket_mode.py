@@ -112,7 +112,6 @@ class _Connection:
 class _State:
     connections: list[_Connection] = field(default_factory=list)
     envelopes: dict[str, SocketEnvelope] = field(default_factory=dict)
-    received: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SocketModeEndpoint:
@@ -152,16 +151,10 @@ class SocketModeEndpoint:
         with self._lock:
             return list(self._state.envelopes.values())
 
-    def received(self) -> list[dict[str, Any]]:
-        """Every JSON message the app sent over any connection."""
-        with self._lock:
-            return [dict(m) for m in self._state.received]
-
     def reset(self) -> None:
-        """Forget envelopes and received messages (connections stay as they are)."""
+        """Forget envelopes (connections stay as they are)."""
         with self._lock:
             self._state.envelopes.clear()
-            self._state.received.clear()
 
     # -- server loop -------------------------------------------------------------------
 
@@ -387,8 +380,6 @@ class SocketModeEndpoint:
             return
         if not isinstance(message, dict):
             return
-        with self._lock:
-            self._state.received.append(message)
         envelope_id = message.get("envelope_id")
         if not isinstance(envelope_id, str):
             return

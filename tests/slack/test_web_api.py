@@ -364,3 +364,17 @@ async def test_a_stopped_fake_can_start_again() -> None:
         assert (await client.auth_test())["ok"] is True
     finally:
         fake.stop()
+
+
+async def test_a_token_in_the_query_string_is_not_logged(
+    slack_fake: SlackFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(
+            slack_fake.api_url + "users.info",
+            params={"token": slack_fake.bot_token, "user": "U0BOB"},
+        )
+        assert (await response.json())["ok"] is True
+
+    assert slack_fake.bot_token not in caplog.text

@@ -197,8 +197,6 @@ def structural(root: type[BaseModel]) -> Schema:
             out["items"] = convert(out["items"])
         if "description" in out:
             out["description"] = _clean(out["description"])
-        if out.get("type") is None and "enum" in node:
-            out["type"] = "string"
         if model_name is not None and model_name in extras:
             field_rules, object_rules = extras[model_name]
             for alias, rule in field_rules.items():
@@ -235,8 +233,7 @@ def _union(node: Schema, convert: Callable[[Schema], Schema]) -> Schema:
 
 def _clean(text: str) -> str:
     """Docstrings as ``kubectl explain`` shows them: plain backticks, one line."""
-    paragraphs = [" ".join(p.split()) for p in text.replace("``", "`").split("\n\n")]
-    return " ".join(p for p in paragraphs if p)
+    return " ".join(text.replace("``", "`").split())
 
 
 def build_crd() -> Schema:

@@ -52,6 +52,8 @@ class BotProcess:
     host: str = "0.0.0.0"
     run_engine: bool = True
     leader_election: bool = True
+    # Only releases in this namespace (None: every namespace the credentials can see).
+    namespace: str | None = None
     identity: str = field(default_factory=default_identity)
     kube: Kube | None = None
     bolt: AsyncApp | None = None
@@ -103,6 +105,7 @@ class BotProcess:
                     metric_templates=config.metric_templates,
                     cluster=config.cluster,
                     leader_election=self.leader_election,
+                    namespace=self.namespace,
                 ),
                 self.identity,
             )

@@ -40,6 +40,7 @@ defaults:
   namespace: {namespace}
   profile: quick
   progressDeadlineSeconds: 60
+  targetPort: 9898
 profiles:
   quick:
     interval: 2s
@@ -82,6 +83,7 @@ async def running_bot(
     kube: Kube,
     *,
     run_engine: bool = False,
+    namespace: str | None = None,
 ) -> AsyncIterator[BotProcess]:
     """A started canary-bot process on a free port; stopped on exit."""
     process = BotProcess(
@@ -94,6 +96,7 @@ async def running_bot(
         leader_election=False,
         identity="test-bot",
         kube=kube,
+        namespace=namespace,
     )
     await process.start()
     try:

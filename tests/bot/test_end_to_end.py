@@ -1,0 +1,176 @@
+"""The whole process: signed Slack requests in, real control plane and Prometheus,
+simulated traffic, and the thread people read in the Slack fake."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rollout.kube import Kube
+from rollout.models import CanaryRelease, Phase
+from rollout.store import ReleaseStore
+from sandbox.slack_fake import SlackFake
+from tests.bot.harness import config_for, environment, post_signed, running_bot
+from tests.fixtures.slack import SlackRequests, eventually
+
+pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
+
+CHANNEL = "C0DEPLOYS"
+NEW = "stefanprodan/podinfo:6.0.3"
+
+
+async def only_release(store: ReleaseStore, namespace: str) -> CanaryRelease:
+    releases = await eventually(lambda: store.list_objects(namespace), message="no release")
+    assert len(releases) == 1
+    return releases[0]
+
+
+async def finished(store: ReleaseStore, namespace: str, name: str, within: float) -> CanaryRelease:
+    async def final() -> CanaryRelease | None:
+        release = await store.get(namespace, name)
+        return release if release is not None and release.status.phase.is_final else None
+
+    return await eventually(final, within=within, interval=0.2, message=f"{name} did not finish")
+
+
+def thread_of(fake: SlackFake) -> tuple[str, list[dict[str, Any]]]:
+    """The one card in the channel (roots only) and its thread."""
+    roots = [m for m in fake.messages(CHANNEL) if m.get("text", "").startswith("Canary ")]
+    assert len(roots) == 1, [m.get("text") for m in fake.messages(CHANNEL)]
+    return roots[0]["ts"], fake.thread(CHANNEL, roots[0]["ts"])
+
+
+def card_says(fake: SlackFake, ts: str, *words: str) -> bool:
+    card = json.dumps(fake.message(CHANNEL, ts), ensure_ascii=False)
+    return all(word in card for word in words)
+
+
+async def test_slash_command_release_promotes_with_one_threaded_card(
+    kube: Kube,
+    podinfo: str,
+    traffic: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    traffic(namespace, "podinfo", "podinfo", rps=40)
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(
+        env, config_for(namespace), kube, run_engine=True, namespace=namespace
+    ) as bot:
+        status, _ = await post_signed(
+            bot.bound_port, slack_requests.slash_command(text=f"start podinfo image={NEW}")
+        )
+        assert status == 200
+        release = await only_release(store, namespace)
+        release = await finished(store, namespace, release.metadata.name, within=120)
+        assert release.status.phase == Phase.SUCCEEDED, release.status.message
+        ts, thread = thread_of(slack_fake)
+        await eventually(
+            lambda: card_says(slack_fake, ts, "Succeeded", "took "),
+            message="the final card does not say Succeeded with its duration",
+        )
+    replies = [m["text"] for m in thread[1:]]
+    assert replies, "no event replies in the thread"
+    assert slack_fake.updates_of(CHANNEL, ts), "the card was never updated in place"
+    # every reply is in the one thread; nothing else went to the channel
+    assert [m["ts"] for m in slack_fake.messages(CHANNEL)] == [ts]
+    assert not card_says(slack_fake, ts, '"actions"'), "a finished card still has buttons"
+
+
+async def test_http_500s_roll_back_and_alert_the_channel(
+    kube: Kube,
+    podinfo: str,
+    traffic: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    sim = traffic(namespace, "podinfo", "podinfo", rps=40)
+    sim.set_side("canary", error_rate=0.5)
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(
+        env, config_for(namespace), kube, run_engine=True, namespace=namespace
+    ) as bot:
+        await post_signed(
+            bot.bound_port, slack_requests.slash_command(text=f"start podinfo image={NEW}")
+        )
+        release = await only_release(store, namespace)
+        release = await finished(store, namespace, release.metadata.name, within=120)
+        assert release.status.phase == Phase.FAILED
+
+        def alerts() -> list[dict[str, Any]]:
+            return [
+                m for m in slack_fake.messages(CHANNEL) if ":rotating_light:" in m.get("text", "")
+            ]
+
+        [alert] = await eventually(alerts, message="no failure alert in the channel")
+        ts, thread = thread_of(slack_fake)
+        await eventually(lambda: card_says(slack_fake, ts, "Failed"))
+    assert "<@U0ALICE>" in alert["text"]
+    assert "/archives/" in json.dumps(alert["blocks"]), "the alert does not link the thread"
+    replies = "\n".join(m["text"] for m in thread[1:])
+    assert "request-success-rate" in replies, replies
+    measured = next(m for m in release.status.metrics if m.name == "request-success-rate")
+    assert measured.value is not None
+    assert f"{measured.value:.4g}"[:2] in replies, "the measured success rate is not shown"
+
+
+@pytest.mark.parametrize(
+    ("button", "final"), [("abort", Phase.FAILED), ("promote", Phase.SUCCEEDED)]
+)
+async def test_card_buttons_steer_the_release(
+    button: str,
+    final: Phase,
+    kube: Kube,
+    podinfo: str,
+    traffic: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    traffic(namespace, "podinfo", "podinfo", rps=40)
+    store = ReleaseStore(kube)
+    slow = config_for(namespace).model_copy(deep=True)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(env, slow, kube, run_engine=True, namespace=namespace) as bot:
+        await post_signed(
+            bot.bound_port,
+            slack_requests.slash_command(text=f"start podinfo image={NEW} --max 90 --interval 5s"),
+        )
+        release = await only_release(store, namespace)
+
+        def card_with_button() -> str | None:
+            roots = [
+                m for m in slack_fake.messages(CHANNEL) if m.get("text", "").startswith("Canary ")
+            ]
+            if roots and f"canary_{button}" in json.dumps(roots[0].get("blocks")):
+                return str(roots[0]["ts"])
+            return None
+
+        ts = await eventually(card_with_button, within=60, message=f"no {button} button")
+        value = next(
+            e["value"]
+            for b in slack_fake.message(CHANNEL, ts)["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == f"canary_{button}"
+        )
+        click = slack_requests.block_actions(f"canary_{button}", value, message_ts=ts)
+        assert (await post_signed(bot.bound_port, click))[0] == 200
+        release = await finished(store, namespace, release.metadata.name, within=90)
+        replies = [m["text"] for m in slack_fake.thread(CHANNEL, ts)[1:]]
+    assert release.status.phase == final, release.status.message
+    verb = {"abort": "aborted", "promote": "promoted"}[button]
+    assert f":joystick: {verb} by <@U0ALICE>" in replies
+    assert [a.action for a in release.status.audit] == [button]

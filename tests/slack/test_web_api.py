@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -378,3 +380,15 @@ async def test_a_token_in_the_query_string_is_not_logged(
         assert (await response.json())["ok"] is True
 
     assert slack_fake.bot_token not in caplog.text
+
+
+async def test_slack_env_points_settings_at_the_fake(
+    slack_env: dict[str, str], slack_fake: SlackFake
+) -> None:
+    client = AsyncWebClient(
+        token=os.environ["SLACK_BOT_TOKEN"], base_url=os.environ["SLACK_API_URL"]
+    )
+
+    assert (await client.auth_test())["user_id"] == slack_fake.bot_user_id
+    assert os.environ["SLACK_APP_TOKEN"].startswith("xapp-")
+    assert os.environ["SLACK_SIGNING_SECRET"] == slack_env["SLACK_SIGNING_SECRET"]

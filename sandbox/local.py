@@ -1,0 +1,248 @@
+"""The local sandbox behind ``make run``: a small, real environment on this machine.
+
+It starts the Kubernetes control plane (with kwok so Pods turn Ready), installs the
+CanaryRelease CRD, deploys the tutorial's podinfo app (Deployment, Service, Ingress) in
+namespace ``test``, starts Prometheus, the ingress-nginx traffic simulator for podinfo,
+and a flagger-loadtester stand-in. Only the data plane is simulated: error injection
+(the tutorial's ``curl /status/500``) sets the canary side's error rate.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from sandbox.controlplane import ControlPlane
+from sandbox.loadtester import LoadRequest, LoadTester
+from sandbox.prometheus import PrometheusServer
+from sandbox.sample_app import deploy_podinfo
+from sandbox.traffic import TrafficSimulator
+
+CRD_PATH = Path(__file__).resolve().parents[1] / "manifests" / "crd.yaml"
+NAMESPACE = "test"
+BASE_RPS = 20.0
+
+
+def _say(message: str) -> None:
+    print(f"[sandbox] {message}", file=sys.stderr, flush=True)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start; the message says which part and why."""
+
+
+class LocalSandbox:
+    """Starts and stops every part of the local environment, in order."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        namespace: str = NAMESPACE,
+        rps: float = BASE_RPS,
+        progress: Callable[[str], None] = _say,
+    ) -> None:
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-bot-sandbox-"))
+        self.namespace = namespace
+        self.rps = rps
+        self.progress = progress
+        self.control_plane = ControlPlane(self.workdir / "cluster")
+        self.prometheus = PrometheusServer(self.workdir / "prometheus")
+        self.loadtester = LoadTester(on_load=self._on_load)
+        self.traffic: TrafficSimulator | None = None
+        self._api: k8s.ApiClient | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The sandbox cluster's admin kubeconfig."""
+        return self.control_plane.kubeconfig
+
+    @property
+    def prometheus_url(self) -> str:
+        """Prometheus's base URL."""
+        return self.prometheus.url
+
+    def start(self) -> None:
+        """Bring everything up; on failure stop what was started and raise."""
+        started = time.monotonic()
+        try:
+            self.progress(
+                "starting the Kubernetes control plane (etcd, kube-apiserver, controllers, kwok)"
+            )
+            self.control_plane.start()
+            self._api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+            self.progress("installing the CanaryRelease CRD")
+            self._install_crd()
+            self.progress(
+                f"deploying podinfo (Deployment, Service, Ingress) in namespace {self.namespace}"
+            )
+            self._deploy_app()
+            self.progress("starting Prometheus (scrapes every second)")
+            self.prometheus.start()
+            self.progress("starting the ingress-nginx traffic simulator and the load tester")
+            self.traffic = TrafficSimulator(
+                self.namespace, "podinfo", "podinfo", 80, kubeconfig=self.kubeconfig, rps=self.rps
+            ).start()
+            self.prometheus.add_target(self.traffic.address, {"job": "ingress-nginx"})
+            self.loadtester.start()
+        except Exception as exc:
+            self.stop()
+            raise SandboxError(f"the sandbox could not start: {exc}") from exc
+        self.progress(f"ready in {time.monotonic() - started:.1f}s")
+
+    def stop(self) -> None:
+        """Stop everything (safe to call twice)."""
+        if self.traffic is not None:
+            self.traffic.stop()
+            self.traffic = None
+        self.loadtester.stop()
+        self.prometheus.stop()
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        self.control_plane.stop()
+
+    def __enter__(self) -> LocalSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what a person does in the tutorial -----------------------------------------------
+
+    def inject_errors(self, rate: float = 0.5) -> None:
+        """The tutorial's ``curl /status/500`` loop: the canary answers 5xx at ``rate``."""
+        if self.traffic is None:
+            raise SandboxError("the sandbox is not running")
+        self.traffic.set_side("canary", error_rate=rate)
+
+    def heal(self) -> None:
+        """Stop injecting errors on both sides."""
+        if self.traffic is not None:
+            self.traffic.set_side("canary", error_rate=0.0)
+            self.traffic.set_side("stable", error_rate=0.0)
+
+    def config(self) -> dict[str, Any]:
+        """A canary-bot config for the sandbox: the tutorial's analysis, shorter interval."""
+        hooks = [
+            {
+                "name": "acceptance-test",
+                "type": "pre-rollout",
+                "url": self.loadtester.url + "/",
+                "timeout": "30s",
+                "metadata": {
+                    "type": "bash",
+                    "cmd": f"curl -sd 'test' http://podinfo-canary.{self.namespace}/token | grep token",
+                },
+            },
+            {
+                "name": "load-test",
+                "type": "rollout",
+                "url": self.loadtester.url + "/",
+                "timeout": "5s",
+                "metadata": {"cmd": "hey -z 1m -q 10 -c 2 http://app.example.com/"},
+            },
+        ]
+        return {
+            "cluster": "sandbox",
+            "defaults": {
+                "namespace": self.namespace,
+                "profile": "tutorial",
+                "progressDeadlineSeconds": 60,
+            },
+            "profiles": {
+                "tutorial": {
+                    "interval": "5s",
+                    "threshold": 5,
+                    "maxWeight": 50,
+                    "stepWeight": 10,
+                    "metrics": [
+                        {
+                            "name": "request-success-rate",
+                            "thresholdRange": {"min": 99},
+                            "interval": "30s",
+                        }
+                    ],
+                    "webhooks": hooks,
+                }
+            },
+        }
+
+    def write_config(self) -> Path:
+        """Write ``config()`` as YAML next to the sandbox's other files."""
+        path = self.workdir / "canary-bot.yaml"
+        path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        return path
+
+    def summary(self) -> str:
+        """What is running where, for the person at the terminal."""
+        lines = [
+            f"kubectl:    KUBECONFIG={self.kubeconfig} {self.control_plane.bin_dir}/kubectl get canaryreleases -A",
+            f"Prometheus: {self.prometheus_url}",
+        ]
+        if self.traffic is not None:
+            lines.append(f"traffic:    {self.traffic.url}/control (GET state, POST changes)")
+        return "\n".join(lines)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _install_crd(self) -> None:
+        assert self._api is not None
+        ext = k8s.ApiextensionsV1Api(self._api)
+        body = yaml.safe_load(CRD_PATH.read_text())
+        try:
+            ext.create_custom_resource_definition(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
+            if any(
+                c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+            ):
+                return
+            time.sleep(0.2)
+        raise SandboxError("the CanaryRelease CRD did not become Established within 30s")
+
+    def _deploy_app(self) -> None:
+        assert self._api is not None
+        core = k8s.CoreV1Api(self._api)
+        try:
+            core.create_namespace({"metadata": {"name": self.namespace}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        deadline = time.monotonic() + 60
+        while True:  # Pods are refused until the namespace's default ServiceAccount exists
+            try:
+                core.read_namespaced_service_account("default", self.namespace)
+                break
+            except ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+        deploy_podinfo(self._api, self.namespace)
+        apps = k8s.AppsV1Api(self._api)
+        while time.monotonic() < deadline:
+            status = apps.read_namespaced_deployment("podinfo", self.namespace).status
+            if (status.ready_replicas or 0) >= 2:
+                return
+            time.sleep(0.2)
+        raise SandboxError("podinfo did not become ready within 60s")
+
+    def _on_load(self, load: LoadRequest) -> None:
+        """A ``hey`` load test adds its requests per second on top of the base traffic."""
+        extra = load.total_rps or 0.0
+        if self.traffic is not None and extra:
+            self.traffic.set_rps(self.rps + extra)

@@ -55,7 +55,15 @@ _GATE_ROUTES = ("/gate/check", "/gate/open", "/gate/close")
 _ROLLBACK_ROUTES = ("/rollback/check", "/rollback/open", "/rollback/close")
 _FIXED_ROUTES = ("/healthz", "/gate/approve", "/gate/halt", *_GATE_ROUTES, *_ROLLBACK_ROUTES)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
 _TRUE_WORDS = ("1", "t", "T", "TRUE", "true", "True")
 
 

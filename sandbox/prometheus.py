@@ -134,7 +134,10 @@ class ScrapeSlot:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"scrape-slot-{self.port}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"scrape-slot-{self.port}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -383,12 +386,21 @@ class PrometheusServer:
         self.stop()
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of the server log (empty if there is none)."""
+        """The last ``lines`` lines of the server log (empty if there is none).
+
+        Error lines from before the tail are put first: a flag error is followed by
+        the whole usage text, which would otherwise push it out of view.
+        """
         try:
-            text = self.log_path.read_text(errors="replace")
+            all_lines = self.log_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        tail = all_lines[-lines:]
+        earlier = all_lines[:-lines] if len(all_lines) > lines else []
+        errors = [line for line in earlier if "error" in line.lower()][-10:]
+        if errors:
+            return "\n".join([*errors, "...", *tail])
+        return "\n".join(tail)
 
     # --------------------------------------------------------------- targets
 

@@ -305,6 +305,13 @@ class _IngressCollector(Collector):
 
 # --------------------------------------------------------------------------- simulator
 
+
+def _whole(carry: float) -> int:
+    """Whole units in an accumulator; the tolerance stops float error (0.1 * 10 ending
+    up as 0.9999999999) from delaying a unit by a tick."""
+    return max(int(carry + 1e-9), 0)
+
+
 WeightSource = Callable[[], "float | CanaryRouting"]
 
 
@@ -378,6 +385,7 @@ class TrafficSimulator:
         self._api_errors = 0
         self._ticks = 0
         self._routing_changes = 0
+        self._routing_changed_tick = 0
         # Fractional carry-overs that make the counts deterministic.
         self._request_carry = 0.0
         self._canary_carry = 0.0
@@ -441,6 +449,12 @@ class TrafficSimulator:
         """Number of ticks run so far."""
         with self._lock:
             return self._ticks
+
+    @property
+    def routing_changed_at_tick(self) -> int:
+        """The tick that first served with the current routing (0: never changed)."""
+        with self._lock:
+            return self._routing_changed_tick
 
     @property
     def last_error(self) -> str | None:
@@ -563,6 +577,7 @@ class TrafficSimulator:
                 "weight": self.current_weight,
                 "canary_upstream": self.canary_upstream,
                 "ticks": self._ticks,
+                "routing_changes": self._routing_changes,
                 "requests": {side: dict(counts) for side, counts in self._totals.items()},
                 "last_error": self._last_error,
                 "api_errors": self._api_errors,
@@ -591,6 +606,8 @@ class TrafficSimulator:
         with self._lock:
             if routing != self._routing:
                 self._routing_changes += 1
+                # Counted as part of the tick about to serve with it.
+                self._routing_changed_tick = self._ticks + 1
             self._routing = routing
             self._last_error = None
             return routing
@@ -601,18 +618,15 @@ class TrafficSimulator:
             if isinstance(value, CanaryRouting):
                 return value
             return CanaryRouting.weighted(float(value))
-        from kubernetes.client.exceptions import ApiException
-
         api = self._networking_api()
-        try:
-            ingress = api.read_namespaced_ingress(
-                self.canary_ingress, self.namespace, _request_timeout=self._request_timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return CanaryRouting()
-            raise
-        return CanaryRouting.from_ingress(ingress)
+        # A list filtered by name answers "absent" with an empty list; a GET would
+        # raise (and warn) on every tick until the canary Ingress exists.
+        found = api.list_namespaced_ingress(
+            self.namespace,
+            field_selector=f"metadata.name={self.canary_ingress}",
+            _request_timeout=self._request_timeout,
+        )
+        return CanaryRouting.from_ingress(found.items[0] if found.items else None)
 
     def _networking_api(self) -> Any:
         if self._networking is None:
@@ -653,13 +667,13 @@ class TrafficSimulator:
 
     def _serve(self, seconds: float) -> None:
         self._request_carry += self._rps * seconds
-        total = int(self._request_carry)
+        total = _whole(self._request_carry)
         self._request_carry -= total
         if total == 0:
             return
         share = self._routing.canary_share(self._header_share, self._cookie_share)
         self._canary_carry += total * share
-        to_canary = min(int(self._canary_carry), total)
+        to_canary = min(_whole(self._canary_carry), total)
         self._canary_carry -= to_canary
         self._serve_side("stable", total - to_canary)
         self._serve_side("canary", to_canary)
@@ -669,7 +683,7 @@ class TrafficSimulator:
             return
         settings = self._sides[side]
         self._error_carry[side] += count * settings.error_rate
-        errors = min(int(self._error_carry[side]), count)
+        errors = min(_whole(self._error_carry[side]), count)
         self._error_carry[side] -= errors
         canary_label = self.canary_upstream if side == "canary" else ""
         for status, n in ((str(settings.error_status), errors), ("200", count - errors)):
@@ -733,8 +747,13 @@ class TrafficSimulator:
             raise RuntimeError("the simulator is already started")
         self._server = ThreadingHTTPServer(self._listen, _make_handler(self))
         self._server.daemon_threads = True
+        # A short poll interval keeps stop() fast; serve_forever only checks for
+        # shutdown between polls.
         self._server_thread = threading.Thread(
-            target=self._server.serve_forever, name=f"traffic-http-{self.ingress}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"traffic-http-{self.ingress}",
+            daemon=True,
         )
         self._server_thread.start()
         self._stop.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
-from bot.render.facts import requester_text
+from bot.render.facts import metric_lines, requester_text
 from bot.render.limits import clip
 from rollout.models import CanaryRelease, ControlAction, RolloutEvent
 
@@ -59,7 +59,7 @@ def event_reply(event: RolloutEvent) -> tuple[str, list[Block]]:
 def failure_alert(
     release: CanaryRelease, event: RolloutEvent, thread_link: str
 ) -> tuple[str, list[Block]]:
-    """Top-level channel alert: who to look, what failed, why, and a link to the thread."""
+    """Top-level channel alert: whom it concerns, what failed, the measured values, the thread."""
     who = requester_text(release, slack=True)
     cluster = f" on {release.spec.cluster}" if release.spec.cluster else ""
     text = f":rotating_light: {who} canary {release.key}{cluster} failed: {event.message}"
@@ -68,11 +68,14 @@ def failure_alert(
         body += "\n" + "\n".join(
             f"• {key}: {value}" for key, value in sorted(event.details.items())
         )
-    body += (
-        f"\n<{thread_link}|Open the release thread>"
-        if thread_link.startswith("http")
-        else (f"\n{thread_link}" if thread_link else "")
-    )
+    # The measured values that failed, so nobody has to open the thread to see why.
+    failing = [line for line in metric_lines(release) if line.ok is False]
+    if failing:
+        body += "\n" + "\n".join(f"• last {line.text()}" for line in failing)
+    if thread_link.startswith("http"):
+        body += f"\n<{thread_link}|Open the release thread>"
+    elif thread_link:
+        body += f"\n{thread_link}"
     return clip(text, 3000), [SectionBlock(text=MarkdownTextObject(text=clip(body, 3000)))]
 
 

@@ -129,11 +129,14 @@ def test_failure_alert_mentions_requester_cause_and_thread() -> None:
             details={"request-success-rate": "48.1"},
         )
     )
-    text, blocks = failure_alert(release(Phase.FAILED), failed, "https://x.slack.com/archives/C/p1")
+    text, blocks = failure_alert(
+        release(Phase.FAILED, metric_value=48.1), failed, "https://x.slack.com/archives/C/p1"
+    )
     rendered = all_text(check_message(blocks, text))
     assert "<@U0ALICE>" in text and "prod-eu-1" in text and "48.1%" in text
     assert "<https://x.slack.com/archives/C/p1|Open the release thread>" in rendered
     assert "request-success-rate: 48.1" in rendered
+    assert "last request-success-rate 48.1 (>= 99)" in rendered
 
 
 def test_audit_line() -> None:

@@ -83,5 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         run_engine=not args.no_engine,
         leader_election=not args.no_leader_election,
     )
-    asyncio.run(_run(process))
+    try:
+        asyncio.run(_run(process))
+    except Exception as exc:  # start-up failures: one readable line, not a trace
+        print(f"canary-bot: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0

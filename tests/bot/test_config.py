@@ -139,3 +139,16 @@ def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_api_url_gets_the_trailing_slash_slack_sdk_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9999/api")
     assert Environment().api_url == "http://127.0.0.1:9999/api/"
+
+
+def test_the_shipped_example_is_valid_and_matches_the_tutorial() -> None:
+    example = Path(__file__).resolve().parents[2] / "manifests" / "canary-bot.example.yaml"
+    config = load_config(example)
+    tutorial = config.profiles["tutorial"]
+    assert (tutorial.interval, tutorial.threshold, tutorial.max_weight, tutorial.step_weight) == (
+        "10s",
+        10,
+        50,
+        5,
+    )
+    assert [w.name for w in tutorial.webhooks] == ["acceptance-test", "load-test"]

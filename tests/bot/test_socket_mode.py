@@ -35,7 +35,9 @@ async def test_slash_command_round_trip(
             in told[0]
         )
 
-        await slack_fake.deliver_slash_command(slack_requests.slash_command_payload(text="list"))
+        await slack_fake.deliver_slash_command(
+            slack_requests.slash_command_payload(text=f"list -n {namespace}")
+        )
         told = await eventually(lambda: ephemeral_texts(slack_fake, ALICE))
         assert told[0] == f"No active releases in {namespace}."
     assert not [c for c in slack_fake.socket_connections() if c.closed_at is None]

@@ -199,6 +199,9 @@ class PrometheusServer:
             prom.query("up")
 
     ``workdir`` holds the configuration, the target file, the TSDB and the log.
+    ``prewarm_slots`` scrape slots are registered at start so that the first
+    :meth:`acquire_slot` calls find them already discovered; ``slot_labels`` are the
+    target labels of every slot (e.g. ``{"job": "ingress-nginx"}``).
     """
 
     def __init__(
@@ -287,11 +290,7 @@ class PrometheusServer:
                 if not in_use or attempt == attempts:
                     raise
         if self._prewarm_slots:
-            try:
-                self._prewarm(self._prewarm_slots)
-            except BaseException:
-                self.stop()
-                raise
+            self._prewarm(self._prewarm_slots)
         return self
 
     def _start_once(self) -> None:
@@ -448,23 +447,27 @@ class PrometheusServer:
         return slot
 
     def _prewarm(self, count: int) -> None:
+        # Registered now, waited for in acquire_slot(): discovery runs in the
+        # background while the caller does something else.
         slots = [self._new_slot() for _ in range(count)]
-        for slot in slots:
-            self.wait_for_target_up(slot.address, timeout=60)
         with self._lock:
             self._free_slots.extend(slots)
 
     def acquire_slot(self, timeout: float = 60.0) -> ScrapeSlot:
         """A scrape slot Prometheus already scrapes; a new one is added if none is free.
 
-        A new slot costs one target-discovery round trip (seconds); a reused one none.
-        Give it back with :meth:`release_slot`.
+        A new slot costs one target-discovery round trip (about 5 s); a reused or
+        pre-warmed one none. Give it back with :meth:`release_slot`.
         """
         with self._lock:
-            if self._free_slots:
-                return self._free_slots.pop()
-        slot = self._new_slot()
-        self.wait_for_target_up(slot.address, timeout=timeout)
+            slot = self._free_slots.pop() if self._free_slots else None
+        if slot is None:
+            slot = self._new_slot()
+        try:
+            self.wait_for_target_up(slot.address, timeout=timeout)
+        except BaseException:
+            self.release_slot(slot)
+            raise
         return slot
 
     def release_slot(self, slot: ScrapeSlot) -> None:

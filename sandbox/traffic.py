@@ -320,8 +320,8 @@ class TrafficSimulator:
 
     By default the canary routing is read from the Kubernetes API server (give
     ``kubeconfig`` or ``api_client``; with neither, the default kubeconfig is loaded).
-    Pass ``weight`` (a callable returning the canary weight in percent, or a
-    :class:`CanaryRouting`) to run without an API server.
+    Pass ``weight`` (a number, a :class:`CanaryRouting`, or a callable returning
+    either; numbers are percent of traffic) to run without an API server.
 
     ``start()`` runs the tick loop in a background thread and serves ``/metrics`` and
     ``/control`` on ``127.0.0.1:<free port>``; ``stop()`` ends both.
@@ -336,7 +336,7 @@ class TrafficSimulator:
         *,
         kubeconfig: str | Path | None = None,
         api_client: Any = None,
-        weight: WeightSource | None = None,
+        weight: WeightSource | float | CanaryRouting | None = None,
         canary_ingress: str | None = None,
         rps: float = 10.0,
         tick: float = 0.25,
@@ -369,7 +369,12 @@ class TrafficSimulator:
         self._listen = (listen_host, listen_port)
         self._request_timeout = request_timeout
 
-        self._weight_fn = weight
+        self._weight_fn: WeightSource | None
+        if weight is None or callable(weight):
+            self._weight_fn = weight
+        else:
+            fixed: float | CanaryRouting = weight  # a constant routing, e.g. weight=20
+            self._weight_fn = lambda: fixed
         self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
         self._api_client = api_client
         self._own_api_client = False

@@ -294,3 +294,11 @@ def test_metrics_endpoint_serves_the_exposition(running_sim: TrafficSimulator) -
             break
         assert time.monotonic() < deadline, "no requests exported after 10s at 5 rps"
         time.sleep(0.1)
+
+
+def test_a_constant_weight_needs_no_callable() -> None:
+    sim = TrafficSimulator("shop", "web", "web", weight=35, rps=100)
+    sim.refresh_routing()
+    sim.step(1.0)
+    assert sim.current_weight == 35
+    assert sum(sim.totals()["canary"].values()) == 35

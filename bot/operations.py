@@ -188,11 +188,10 @@ class Operations:
         ns = self.namespace_of(namespace) if name is not None else namespace
         releases = await releases_of(self.store, ns, name)
         finished = [r for r in releases if not is_active(r)][::-1][:MAX_LISTED]
-        subject = f"of {name}" if name else ("in " + ns if ns else "")
+        subject = f"of {name}" if name else (f"in {ns}" if ns else "in any namespace")
         if not finished:
-            return Reply(f"No finished releases {subject}.".replace("  ", " "))
-        lines = [f"*Release history {subject}*".replace("  ", " ")]
-        lines += [self._summary(r) for r in finished]
+            return Reply(f"No finished releases {subject}.")
+        lines = [f"*Release history {subject}*", *(self._summary(r) for r in finished)]
         return Reply(clip("\n".join(lines), 3000))
 
     def _summary(self, release: CanaryRelease) -> str:

@@ -113,7 +113,21 @@ async def test_start_creates_one_release_and_a_bad_start_creates_none(
         status, _ = await post_signed(bot.bound_port, start)
         assert status == 200
         told = await eventually(lambda: ephemeral_texts(slack_fake, ALICE)[1:])
-    assert "Started release `podinfo-" in told[0] and "3 steps: 10% → 20% → 30%" in told[0]
+        assert "Started release `podinfo-" in told[0] and "3 steps: 10% → 20% → 30%" in told[0]
+        for text in ("status podinfo", "plan podinfo --step 15", "history podinfo"):
+            await post_signed(bot.bound_port, slack_requests.slash_command(text=text))
+        told = await eventually(
+            lambda: (
+                ephemeral_texts(slack_fake, ALICE)[2:5]
+                if len(ephemeral_texts(slack_fake, ALICE)) >= 5
+                else None
+            )
+        )
+    replies = "\n".join(told)
+    assert "Canary podinfo-" in replies and f".{namespace}: Initializing" in replies
+    assert f"Plan for podinfo in {namespace}* (nothing was changed)" in replies
+    assert "2 steps: 15% → 30%" in replies
+    assert "No finished releases of podinfo." in replies
     [name] = await releases_in(kube, namespace)
     release = await ReleaseStore(kube).get(namespace, name)
     assert release is not None

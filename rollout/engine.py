@@ -9,6 +9,8 @@ that was read. A crash at any line followed by another call reaches the same out
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +35,14 @@ from rollout.decide import (
     plan_checks,
 )
 from rollout.kube import Conflict, JsonObject, Kube, KubeError
-from rollout.models import CanaryRelease, CanaryReleaseStatus, Phase, Webhook, WebhookType
+from rollout.models import (
+    CanaryRelease,
+    CanaryReleaseStatus,
+    Phase,
+    RolloutEvent,
+    Webhook,
+    WebhookType,
+)
 from rollout.notify import Notifier, undelivered
 from rollout.owner import owned_by
 from rollout.preflight import check_start
@@ -119,6 +128,7 @@ class Engine:
             stats.wrote_status = True
             for event in decision.new_events:
                 await self._kube_event(release, event.type, event.message, event.severity != "info")
+            await self._event_hooks(release, decision.new_events)
             await self._deliver(release)
         elif undelivered(release):
             await self._deliver(release)
@@ -178,7 +188,7 @@ class Engine:
             release.spec.target_ref.name,
             release.metadata.namespace,
             release.status.phase,
-            release.metadata.resource_version,
+            spec_checksum(release),
             {},
         )
         results: list[WebhookResult] = await self.webhooks.call_all(hooks, body)
@@ -240,7 +250,7 @@ class Engine:
                     release.spec.target_ref.name,
                     release.metadata.namespace,
                     release.status.phase,
-                    release.metadata.resource_version,
+                    spec_checksum(release),
                     {},
                 )
                 results = await self.webhooks.call_all(hooks, body)
@@ -284,6 +294,24 @@ class Engine:
             # Someone changed the object; the next advance re-offers only what is left.
             return release
 
+    async def _event_hooks(self, release: CanaryRelease, events: tuple[RolloutEvent, ...]) -> None:
+        """Flagger's ``event`` webhooks: every event, fire and forget (failures are logged)."""
+        hooks = release.spec.analysis.webhooks_of("event")
+        if not hooks or not events:
+            return
+        for event in events:
+            body = payload(
+                release.spec.target_ref.name,
+                release.metadata.namespace,
+                release.status.phase,
+                spec_checksum(release),
+                {},
+                event=(event.message, "Warning" if event.severity != "info" else "Normal"),
+            )
+            for result in await self.webhooks.call_all(hooks, body):
+                if not result.ok:
+                    log.warning("event webhook %s failed: %s", result.name, result.message)
+
     async def _refuse_invalid(self, raw: JsonObject, reason: str) -> None:
         """A spec that does not validate: say why in status and an Event, change nothing."""
         current = raw.get("status", {}) or {}
@@ -304,6 +332,13 @@ class Engine:
             )
         except KubeError as exc:
             log.warning("could not report invalid spec: %s", exc)
+
+
+def spec_checksum(release: CanaryRelease) -> str:
+    """A hash of what is being released (images and analysis), like Flagger's checksum."""
+    spec = release.spec.model_dump(mode="json", by_alias=True, exclude={"control_requests"})
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
 
 
 def _needs_target(actions: tuple[Action, ...]) -> bool:

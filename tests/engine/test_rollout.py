@@ -95,6 +95,22 @@ def events(api: k8s.ApiClient, namespace: str) -> list[str]:
     return [e.message for e in ours]
 
 
+async def story_ending(api: k8s.ApiClient, namespace: str, last: str) -> list[str]:
+    """The events once ``last`` has been recorded (Events are written after the status)."""
+
+    async def ended() -> list[str] | None:
+        story = events(api, namespace)
+        return story if story and story[-1] == last else None
+
+    try:
+        result: list[str] = await async_wait_for(ended, 10, f"the last event to be {last!r}")
+    except pytest.fail.Exception:
+        pytest.fail(
+            f"expected the story to end with {last!r}:\n" + "\n".join(events(api, namespace))
+        )
+    return result
+
+
 def canary_objects(api: k8s.ApiClient, namespace: str) -> list[str]:
     """Which canary objects exist."""
     found = []
@@ -135,24 +151,35 @@ async def test_tutorial_release_promotes_step_by_step(
     namespace = podinfo
     sim = traffic(namespace, "podinfo", "podinfo", rps=40)
     store = ReleaseStore(kube)
-    await store.create(namespace, "podinfo", tutorial_spec(loadtester.url))
+    spec = tutorial_spec(loadtester.url)
+    events_hook = {"name": "events", "type": "event", "url": loadtester.url + "/events"}
+    hooks = [w.model_dump(by_alias=True) for w in spec.analysis.webhooks] + [events_hook]
+    spec = tutorial_spec(loadtester.url, analysis={"webhooks": hooks})
+    await store.create(namespace, "podinfo", spec)
     await controller_factory(namespace)
 
     release = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 180)
-    story = events(kube_api_client, namespace)
-    assert release.status.phase == Phase.SUCCEEDED, "\n".join(story)
+    assert release.status.phase == Phase.SUCCEEDED, "\n".join(events(kube_api_client, namespace))
+    story = await story_ending(
+        kube_api_client, namespace, f"Promotion completed! podinfo.{namespace} now runs {NEW}"
+    )
     advances = [int(m.rsplit(" ", 1)[1]) for m in story if m.startswith("Advance podinfo.")]
     assert advances == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50], story
     assert "Pre-rollout check acceptance-test passed" in story
     assert "Routing all traffic to primary" in story
-    assert story[-1] == f"Promotion completed! podinfo.{namespace} now runs {NEW}"
     assert target_image(kube_api_client, namespace) == NEW
     assert canary_objects(kube_api_client, namespace) == []
-    assert sim.current_weight == 0
+    sim.wait_for_weight(0, timeout=10)  # the data plane follows the Ingress within ticks
     # the load tester was asked to run the acceptance test and the load test
     assert loadtester.calls("acceptance-test") and loadtester.calls("load-test")
     rate = next(m for m in release.status.metrics if m.name == "request-success-rate")
     assert rate.value is not None and rate.value >= 99
+    # event webhooks hear every event with Flagger's metadata fields
+    heard = [c.metadata.get("eventMessage", "") for c in loadtester.calls("events")]
+    assert f"Advance podinfo.{namespace} canary weight 5" in heard
+    assert all(
+        c.metadata.get("eventType") in ("Normal", "Warning") for c in loadtester.calls("events")
+    )
 
 
 async def test_http_500s_roll_back_after_threshold(
@@ -173,17 +200,20 @@ async def test_http_500s_roll_back_after_threshold(
     await controller_factory(namespace)
 
     release = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 120)
-    story = events(kube_api_client, namespace)
-    assert release.status.phase == Phase.FAILED, story
+    assert release.status.phase == Phase.FAILED, events(kube_api_client, namespace)
     assert release.status.failed_checks == 3
-    assert story[-1] == f"Rolling back podinfo.{namespace} failed checks threshold reached 3"
+    story = await story_ending(
+        kube_api_client,
+        namespace,
+        f"Rolling back podinfo.{namespace} failed checks threshold reached 3",
+    )
     halts = [m for m in story if m.startswith("Halt advancement request-success-rate")]
     assert halts, story
     measured = [m for m in release.status.metrics if m.name == "request-success-rate"][0]
     assert measured.value is not None and 30 < measured.value < 70
     assert target_image(kube_api_client, namespace) == OLD
     assert canary_objects(kube_api_client, namespace) == []
-    assert sim.current_weight == 0
+    sim.wait_for_weight(0, timeout=10)  # the data plane follows the Ingress within ticks
     assert release.status.canary_weight == 0
 
 

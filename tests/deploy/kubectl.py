@@ -1,0 +1,282 @@
+"""Helpers for installing canary-bot's manifests on the test control plane.
+
+Everything goes through the same kubectl binary the control plane was built with (its
+built-in kustomize renders the manifests), so the tests see what an operator running
+``kubectl apply -k manifests/`` sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from sandbox.controlplane import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+BASE = MANIFESTS / "base"
+NAMESPACED = MANIFESTS / "overlays" / "namespaced"
+
+NAMESPACE = "canary-bot"
+SERVICE_ACCOUNT = "canary-bot"
+SA_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+# What the API server attaches to a request made with the ServiceAccount's token; a
+# SubjectAccessReview must carry them too, or bindings to these groups would be missed.
+SA_GROUPS = [
+    "system:serviceaccounts",
+    f"system:serviceaccounts:{NAMESPACE}",
+    "system:authenticated",
+]
+LEASE = "canary-bot-leader"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """The control plane's kubectl with its admin kubeconfig."""
+
+    binary: Path
+    kubeconfig: Path
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; with ``check`` a non-zero exit fails the test with its output."""
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        result = subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"kubectl {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def render(self, directory: Path) -> list[Manifest]:
+        """``kubectl kustomize <directory>`` as a list of objects."""
+        output = self.run("kustomize", str(directory)).stdout
+        return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def find(objects: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
+    """Objects of one kind (and name, when given)."""
+    return [
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+
+
+def one(objects: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    """The single object of that kind (and name)."""
+    found = find(objects, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _gone(read: Any) -> bool:
+    try:
+        read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
+def uninstall(kubectl: Kubectl, api: k8s.ApiClient, directory: Path) -> None:
+    """Delete what ``directory`` installs except the CRD, and wait for the namespace to go.
+
+    The CRD stays: the session's other tests keep using it (the ``crd`` fixture), and
+    deleting it would delete every CanaryRelease in the cluster.
+    """
+    objects = [o for o in kubectl.render(directory) if o["kind"] != "CustomResourceDefinition"]
+    kubectl.run(
+        "delete", "--ignore-not-found", "--wait=false", "-f", "-",
+        stdin=yaml.safe_dump_all(objects),
+    )  # fmt: skip
+    core = k8s.CoreV1Api(api)
+    wait_for(
+        lambda: _gone(lambda: core.read_namespace(NAMESPACE)),
+        180,
+        f"namespace {NAMESPACE} to be deleted",
+        interval=0.5,
+    )
+
+
+def rendered_namespace(objects: list[Manifest]) -> Manifest:
+    """The bot's Namespace object as rendered."""
+    return one(objects, "Namespace", NAMESPACE)
+
+
+def can(
+    api: k8s.ApiClient,
+    verb: str,
+    resource: str,
+    *,
+    group: str = "",
+    namespace: str | None = None,
+    subresource: str = "",
+    name: str = "",
+) -> bool:
+    """A SubjectAccessReview: may the bot's ServiceAccount do this?"""
+    review = k8s.V1SubjectAccessReview(
+        spec=k8s.V1SubjectAccessReviewSpec(
+            user=SA_USER,
+            groups=SA_GROUPS,
+            resource_attributes=k8s.V1ResourceAttributes(
+                verb=verb,
+                group=group,
+                resource=resource,
+                subresource=subresource or None,
+                namespace=namespace,
+                name=name or None,
+            ),
+        )
+    )
+    result = k8s.AuthorizationV1Api(api).create_subject_access_review(review)
+    return bool(result.status.allowed)
+
+
+def service_account_kubeconfig(kubectl: Kubectl, control_plane: ControlPlane, path: Path) -> Path:
+    """A kubeconfig that authenticates as the bot's ServiceAccount (TokenRequest API).
+
+    The cluster entry (server and CA) is copied from the admin kubeconfig; the user is
+    only a bearer token, as a Pod's mounted token would be.
+    """
+    token = kubectl.run(
+        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    ca = cluster.get("certificate-authority-data")
+    if ca is None:
+        ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {"server": cluster["server"], "certificate-authority-data": ca},
+            }
+        ],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [
+            {"name": "canary-bot", "context": {"cluster": "test", "user": SERVICE_ACCOUNT}}
+        ],
+        "current-context": "canary-bot",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class EngineProcess:
+    """``python -m rollout`` running in the background; its log is ``log_path``."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    identity: str
+
+    def log(self) -> str:
+        """Everything it logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (the engine hands its Lease back), then the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            pytest.fail(f"the engine ignored SIGTERM for {timeout:.0f}s\n{self.log()}")
+
+
+@contextlib.contextmanager
+def engine(
+    kubeconfig: Path, namespace: str, prometheus_url: str, log_path: Path, identity: str
+) -> Iterator[EngineProcess]:
+    """Run the engine alone as a separate process, as the bot's Pod would run it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "POD_NAMESPACE")}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "rollout",
+                "--kubeconfig", str(kubeconfig),
+                "--namespace", namespace,
+                "--lease-namespace", NAMESPACE,
+                "--prometheus-url", prometheus_url,
+                "--identity", identity,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    running = EngineProcess(process, log_path, identity)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def lease_holder(api: k8s.ApiClient) -> str | None:
+    """Who holds the bot's leader Lease now (None: no Lease; "" released)."""
+    try:
+        lease = k8s.CoordinationV1Api(api).read_namespaced_lease(LEASE, NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return str(lease.spec.holder_identity or "")
+
+
+def create_namespace(api: k8s.ApiClient, name: str) -> None:
+    """Create a namespace (if missing) and wait until it can run Pods."""
+    core = k8s.CoreV1Api(api)
+    try:
+        core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    wait_for(
+        lambda: not _gone(lambda: core.read_namespaced_service_account("default", name)),
+        60,
+        f"ServiceAccount {name}/default",
+    )

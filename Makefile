@@ -45,7 +45,7 @@ test: control-plane lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 run: control-plane
-	$(VENV)/bin/canary-bot run $(ARGS)
+	@VENV=$(VENV) bash hack/run.sh $(ARGS)
 
 cluster-up: control-plane
 	@$(PY) -m sandbox.controlplane up

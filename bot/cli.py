@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import stat
 import sys
+from collections.abc import Mapping
 
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from bot import logs
 from bot.config import ConfigError, Environment, load_config
+from bot.console import ConsoleNotifier, ConsoleSession, ExtraCommand, stdin_reader
 from bot.process import BotProcess
 
 
@@ -39,7 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(process: BotProcess) -> None:
+async def run_process(
+    process: BotProcess,
+    *,
+    interactive: bool,
+    extra: Mapping[str, ExtraCommand] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM; in console mode also until ``quit`` or end of input."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -47,9 +57,27 @@ async def _run(process: BotProcess) -> None:
             loop.add_signal_handler(sig, stop.set)
     await process.start()
     try:
-        await stop.wait()
+        notifier = process.notifier
+        if interactive and isinstance(notifier, ConsoleNotifier) and process.operations:
+            session = ConsoleSession(process.operations, notifier, extra=extra)
+            console = asyncio.create_task(session.run(stdin_reader()))
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({console, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (console, stopped):
+                task.cancel()
+        else:
+            await stop.wait()
     finally:
         await process.stop()
+
+
+def stdin_is_interactive() -> bool:
+    """A terminal or a pipe feeds the console; /dev/null or a closed stdin does not."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError):
+        return False
+    return sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         leader_election=not args.no_leader_election,
     )
     try:
-        asyncio.run(_run(process))
+        asyncio.run(run_process(process, interactive=stdin_is_interactive()))
     except Exception as exc:  # start-up failures: one readable line, not a trace
         print(f"canary-bot: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -20,8 +20,8 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.app import build_app
 from bot.authz import Authorizer, SlackGroupDirectory
-from bot.config import BotConfig, Environment
-from bot.console import ConsoleNotifier
+from bot.config import Authorization, AuthorizationRule, BotConfig, Environment
+from bot.console import CONSOLE_USER, ConsoleNotifier
 from bot.deps import Deps
 from bot.metrics import BotMetrics
 from bot.notifier import SlackNotifier
@@ -34,6 +34,10 @@ from rollout.notify import Notifier
 from rollout.store import ReleaseStore
 
 log = logging.getLogger("canary_bot.process")
+
+CONSOLE_AUTHORIZATION = Authorization(
+    rules=[AuthorizationRule(namespaces=["*"], verbs=["*"], users=[CONSOLE_USER])]
+)
 
 
 def default_identity() -> str:
@@ -59,6 +63,7 @@ class BotProcess:
     bolt: AsyncApp | None = None
     notifier: Notifier | None = None
     controller: Controller | None = None
+    operations: Operations | None = None
     _runner: web.AppRunner | None = None
     _socket: AsyncSocketModeHandler | None = None
     _engine_started: bool = False
@@ -79,8 +84,13 @@ class BotProcess:
             config=config,
             store=ReleaseStore(kube),
             kube=kube,
-            authorizer=Authorizer(config.authorization, SlackGroupDirectory(client)),
+            authorizer=Authorizer(
+                # at a terminal the operator acts with their own kube credentials
+                CONSOLE_AUTHORIZATION if transport == "console" else config.authorization,
+                SlackGroupDirectory(client),
+            ),
         )
+        self.operations = operations
         deps = Deps(operations=operations, config=config, metrics=metrics, client=client)
         secret = env.slack_signing_secret.get_secret_value() if env.slack_signing_secret else ""
         if transport != "console":

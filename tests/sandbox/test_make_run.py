@@ -1,0 +1,109 @@
+"""The README's quick start, as a newcomer runs it: the sandbox console, a promotion, then
+error injection and a rollback. Drives ``python -m sandbox`` (what ``make run`` starts when
+nothing is configured) through its terminal, exactly as documented.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Terminal:
+    """A child process with a line-reading thread, so tests can wait for output."""
+
+    def __init__(self, args: list[str]) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+        env.pop("KUBECONFIG", None)
+        self.proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.transcript: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def type(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, fragment: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.transcript.append(line)
+            if fragment in line:
+                return line
+        tail = "\n".join(self.transcript[-40:])
+        pytest.fail(f"no line with {fragment!r} within {timeout:.0f}s; last output:\n{tail}")
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            self.type("quit")
+            try:
+                return self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    term = Terminal([sys.executable, "-m", "sandbox", "--port", "0"])
+    yield term
+    term.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.prometheus
+def test_sandbox_promotes_then_rolls_back_after_error_injection(terminal: Terminal) -> None:
+    terminal.wait_for("Type help for the commands", 120)
+
+    terminal.type("start podinfo image=stefanprodan/podinfo:6.0.3")
+    started = terminal.wait_for("Started release", 30)
+    assert "of podinfo in test" in started
+    terminal.wait_for("Advance podinfo.test canary weight 10", 60)
+    terminal.wait_for("Advance podinfo.test canary weight 50", 90)
+    done = terminal.wait_for("Promotion completed!", 90)
+    assert "podinfo.test now runs stefanprodan/podinfo:6.0.3" in done
+    terminal.wait_for("phase  Succeeded", 10)
+
+    terminal.type("errors 50")
+    terminal.wait_for("now answers HTTP 500 to 50% of its requests", 10)
+    terminal.type("start podinfo image=stefanprodan/podinfo:6.0.4")
+    terminal.wait_for("Started release", 30)
+    halt = terminal.wait_for("Halt advancement request-success-rate", 90)
+    assert "threshold >= 99" in halt
+    rolled = terminal.wait_for("Rolling back podinfo.test failed checks threshold reached", 120)
+    assert "error" in rolled
+    terminal.wait_for("phase  Failed", 10)
+
+    terminal.type("list")
+    terminal.wait_for("No active releases", 15)
+    assert terminal.close() == 0

@@ -16,11 +16,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 # Only what the wheel is built from (.dockerignore keeps everything else out of the
-# context, so tests, fixtures and local credentials never reach a layer).
+# context, so tests, fixtures and local credentials never reach a layer). sandbox/, the
+# local fakes for development, stays out: the product never imports it (import-linter).
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY rollout ./rollout
-COPY sandbox ./sandbox
 
 # The project's wheel plus a wheel of every dependency, resolved here once.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

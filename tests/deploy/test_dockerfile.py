@@ -10,6 +10,7 @@ stage makes is built here too, to see it carries the ``canary-bot`` console scri
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -213,17 +214,21 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
-def test_build_context_holds_only_the_wheels_sources() -> None:
-    patterns = [
+def _dockerignore_patterns() -> list[str]:
+    return [
         line.strip()
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
+
+
+def test_build_context_holds_only_the_wheels_sources() -> None:
+    patterns = _dockerignore_patterns()
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     sent = {p for p in tracked if not _ignored(p, patterns)}
-    sources = ("bot/", "rollout/", "sandbox/")
+    sources = ("bot/", "rollout/")
     assert {p for p in sent if not p.startswith(sources)} == {"pyproject.toml", "README.md"}
     assert {p for p in tracked if p.startswith(sources)} <= sent
     for local in (
@@ -234,6 +239,8 @@ def test_build_context_holds_only_the_wheels_sources() -> None:
         "tests/deploy/test_dockerfile.py",
         "bot/__pycache__/cli.cpython-311.pyc",
         "manifests/secret.example.yaml",
+        # development fakes: the product never imports them
+        "sandbox/slack_fake.py",
     ):
         assert _ignored(local, patterns), f"{local} would be sent to the docker daemon"
     # everything the build stage copies is in the context
@@ -254,18 +261,59 @@ def test_hadolint_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_build_stage_wheel_provides_the_console_script(tmp_path: Path) -> None:
-    # What `pip wheel .` makes in the build stage (our wheel only; deps come from PyPI).
+def _build_stage_context(destination: Path) -> Path:
+    """Lay out /src as the build stage's COPY lines would, from what .dockerignore sends."""
+    patterns = _dockerignore_patterns()
+    src = destination / "src"
+    build = parse_dockerfile(DOCKERFILE.read_text())[0]
+    for copy in build.all("COPY"):
+        *sources, target = copy.arguments.split()
+        for source in sources:
+            origin = ROOT / source
+            if origin.is_file():
+                into = src / target / source if target.endswith("/") else src / target
+                files = [(origin, into)]
+            else:
+                files = [(f, src / target / f.relative_to(origin)) for f in origin.rglob("*")]
+            for file, into in files:
+                if file.is_file() and not _ignored(file.relative_to(ROOT).as_posix(), patterns):
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(file, into)
+    return src
+
+
+def test_build_stage_wheel_runs_the_bot_without_the_sandbox(tmp_path: Path) -> None:
+    # `pip wheel .` as the build stage runs it, on exactly the files it gets (our wheel
+    # only here; its dependencies are the ones this virtualenv already has).
+    src = _build_stage_context(tmp_path)
+    wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(src)],
         check=True,
         capture_output=True,
     )  # fmt: skip
-    (wheel,) = tmp_path.glob("canary_bot-*.whl")
+    (wheel,) = wheels.glob("canary_bot-*.whl")
+    installed = tmp_path / "installed"
     with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        archive.extractall(installed)
+        entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
         scripts = archive.read(entry_points).decode()
     assert "[console_scripts]" in scripts and "canary-bot = bot.cli:main" in scripts
-    for module in ("bot/cli.py", "bot/process.py", "rollout/__main__.py", "rollout/kube.py"):
-        assert module in names
+    assert not (installed / "sandbox").exists()
+    # The console script's module starts from the wheel alone, with the sandbox blocked.
+    check = (
+        "import sys; sys.modules['sandbox'] = None\n"
+        "import bot.cli, bot.process, rollout.__main__\n"
+        "assert bot.cli.__file__.startswith(sys.argv[1]), bot.cli.__file__\n"
+        "bot.cli.main(['--help'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check, str(installed)],
+        env={**os.environ, "PYTHONPATH": str(installed)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "canary-bot" in result.stdout and "run" in result.stdout

@@ -6,7 +6,7 @@ the ServiceAccount rights this overlay does not grant.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -127,14 +127,13 @@ def test_service_account_token_is_refused_outside_apps(
     kubeconfig = service_account_kubeconfig(kubectl, control_plane, tmp_path / "sa.kubeconfig")
     bot_client = k8s_config.new_client_from_config(config_file=str(kubeconfig))
     bot = k8s.AppsV1Api(bot_client)
+    attempts: list[Callable[[], Any]] = [
+        lambda: bot.read_namespaced_deployment("other-team", namespace),
+        lambda: bot.delete_namespaced_deployment("other-team", namespace),
+        lambda: bot.patch_namespaced_deployment("other-team", namespace, {"spec": {"replicas": 0}}),
+    ]
     try:
-        for attempt in (
-            lambda: bot.read_namespaced_deployment("other-team", namespace),
-            lambda: bot.delete_namespaced_deployment("other-team", namespace),
-            lambda: bot.patch_namespaced_deployment(
-                "other-team", namespace, {"spec": {"replicas": 0}}
-            ),
-        ):
+        for attempt in attempts:
             with pytest.raises(ApiException) as refused:
                 attempt()
             assert refused.value.status == 403

@@ -7,6 +7,11 @@ What ``publish`` does for a release:
    in the channel that mentions the requester and links the thread.
 3. Refresh the card in place (``chat.update``). Card refreshes are coalesced per card: a
    burst of changes sends only the latest state, in the background.
+4. When the event that ends the release (promoted, rolled back) has been posted, upload
+   the rollout chart (``bot.chart``) into the thread, in the background, when a timeline
+   source is configured. It is started exactly when that event is first delivered, so
+   ``deliveredSeq`` keeps it to one upload per thread; a chart that cannot be built or
+   uploaded is logged and never fails the publish (a chart is lost rather than doubled).
 
 Sends to one channel go one at a time through a token bucket (Slack allows about one
 post per second per channel), and the client waits out 429s as ``Retry-After`` says.
@@ -36,6 +41,7 @@ from bot.render.card import card_blocks, headline
 from bot.render.events import event_reply, failure_alert, is_failure
 from bot.render.limits import check_message
 from rollout.models import CanaryRelease, NotificationState, RolloutEvent
+from rollout.timeline import Timeline, TimelineSource
 
 log = logging.getLogger("canary_bot.notifier")
 
@@ -76,7 +82,14 @@ class SlackNotifier:
         posts_per_second: float = 1.0,
         post_burst: int = 5,
         clock: Callable[[], datetime] = _utc_now,
+        timelines: TimelineSource | None = None,
+        chart_deadline_seconds: float = 60.0,
     ) -> None:
+        """``timelines`` builds a finished release's timeline (e.g.
+        ``rollout.timeline.timeline_source(PrometheusProvider(url))``); without it no
+        rollout chart is posted. ``chart_deadline_seconds`` bounds building, rendering
+        and uploading one chart.
+        """
         self._client = client
         self._channels = channels
         self._metrics = metrics
@@ -89,6 +102,11 @@ class SlackNotifier:
         # Progress per release uid, ahead of what the engine may have stored.
         self._progress: dict[str, NotificationState] = {}
         self._last_reply: dict[str, tuple[str, str]] = {}
+        self._timelines = timelines
+        self._chart_deadline = chart_deadline_seconds
+        # (release, thread) pairs whose chart was started: one chart per thread.
+        self._charted: set[tuple[str, str]] = set()
+        self._chart_tasks: set[asyncio.Task[None]] = set()
 
     # -- the Notifier protocol ----------------------------------------------------------
 
@@ -124,14 +142,18 @@ class SlackNotifier:
     async def aclose(self) -> None:
         """Send the last card refreshes (bounded), e.g. before the process exits."""
         senders = [c.sender for c in self._cards.values() if c.sender is not None]
+        senders += list(self._chart_tasks)
         if senders:
             _, pending = await asyncio.wait(senders, timeout=self._deadline)
             for task in pending:
                 task.cancel()
 
     async def flush(self) -> None:
-        """Wait for queued card refreshes (tests and shutdown)."""
-        while senders := [c.sender for c in self._cards.values() if c.sender is not None]:
+        """Wait for queued card refreshes and chart uploads (tests and shutdown)."""
+        while senders := [
+            *(c.sender for c in self._cards.values() if c.sender is not None),
+            *self._chart_tasks,
+        ]:
             await asyncio.gather(*senders, return_exceptions=True)
 
     # -- delivery -----------------------------------------------------------------------
@@ -195,6 +217,8 @@ class SlackNotifier:
                 )
                 self._last_reply[key] = signature
             state = self._remember(key, state.model_copy(update={"delivered_seq": event.seq}))
+            if _ends_rollout(event, release):
+                self._start_chart(release, state, key)
             if is_failure(event) and not state.alerted:
                 await self._alert(release, event, state)
                 state = self._remember(key, state.model_copy(update={"alerted": True}))
@@ -224,12 +248,16 @@ class SlackNotifier:
             unfurl_links=False,
         )
 
-    async def _send(self, channel_id: str, method: str, /, **params: Any) -> dict[str, Any]:
+    def _lane(self, channel_id: str) -> tuple[_Channel, Pacer]:
         lane = self._per_channel.setdefault(channel_id, _Channel())
         if lane.pacer is None:
             lane.pacer = Pacer(self._rate, self._burst)
+        return lane, lane.pacer
+
+    async def _send(self, channel_id: str, method: str, /, **params: Any) -> dict[str, Any]:
+        lane, pacer = self._lane(channel_id)
         async with lane.lock:
-            await lane.pacer.acquire()
+            await pacer.acquire()
             try:
                 response = await self._client.api_call(method, json=params)
             except SlackApiError as exc:
@@ -240,6 +268,56 @@ class SlackNotifier:
                 raise
         self._count(method, "ok")
         return dict(response.data) if isinstance(response.data, dict) else {}
+
+    # -- the rollout chart --------------------------------------------------------------
+
+    def _start_chart(self, release: CanaryRelease, state: NotificationState, key: str) -> None:
+        """Build and upload the chart in the background, once per release thread."""
+        mark = (key, state.thread_ts)
+        if self._timelines is None or mark in self._charted:
+            return
+        self._charted.add(mark)
+        task = asyncio.get_running_loop().create_task(
+            self._post_chart(self._timelines, release, state.channel, state.thread_ts)
+        )
+        self._chart_tasks.add(task)
+        task.add_done_callback(self._chart_tasks.discard)
+
+    async def _post_chart(
+        self, timelines: TimelineSource, release: CanaryRelease, channel: str, thread_ts: str
+    ) -> None:
+        try:
+            async with asyncio.timeout(self._chart_deadline):
+                timeline = await timelines(release)
+                # rendering is CPU-bound (a few hundred ms): keep the event loop free
+                png, label, alt_text = await asyncio.to_thread(_render_chart, release, timeline)
+                lane, pacer = self._lane(channel)
+                async with lane.lock:
+                    await pacer.acquire()  # sharing the file posts into the channel
+                try:
+                    await self._client.files_upload_v2(
+                        channel=channel,
+                        thread_ts=thread_ts,
+                        file=png,
+                        filename=f"{release.metadata.name}-rollout.png",
+                        title=f"Rollout of {release.key}: {label}"[:250],
+                        alt_txt=alt_text,
+                        initial_comment=(
+                            ":chart_with_upwards_trend: How the rollout went: success rate "
+                            "and p99 latency, canary vs stable, with the canary weight"
+                        ),
+                    )
+                except SlackApiError as exc:
+                    self._count("files.upload_v2", str(exc.response.get("error") or "error"))
+                    raise
+            self._count("files.upload_v2", "ok")
+        except Exception as exc:  # a missing chart must never break notifications
+            log.warning(
+                "rollout chart for %s not posted: %s",
+                release.key,
+                _describe(exc),
+                extra={"namespace": release.metadata.namespace, "release": release.metadata.name},
+            )
 
     def _count(self, method: str, outcome: str) -> None:
         if self._metrics is not None:
@@ -283,6 +361,26 @@ class SlackNotifier:
                     del self._cards[(channel, ts)]
                 else:
                     card.sender = None
+
+
+def _render_chart(release: CanaryRelease, timeline: Timeline) -> tuple[bytes, str, str]:
+    """The chart's PNG, its decision label and its alt text."""
+    # matplotlib (and numpy) load with the first chart, not at start-up
+    from bot.chart import chart_alt_text, decision_label, render_rollout_chart
+
+    return (
+        render_rollout_chart(release, timeline),
+        decision_label(timeline),
+        chart_alt_text(release, timeline),
+    )
+
+
+def _ends_rollout(event: RolloutEvent, release: CanaryRelease) -> bool:
+    """Whether ``event`` ends a rollout that ran (a spec refused at the start did not)."""
+    final = event.type in ("Promoted", "RolledBack") or (
+        event.phase is not None and event.phase.is_final
+    )
+    return final and release.status.started_at is not None
 
 
 def _describe(exc: BaseException) -> str:

@@ -28,10 +28,12 @@ from bot.notifier import SlackNotifier
 from bot.operations import Operations
 from bot.slack_client import make_client
 from bot.web import build_web_app, serve
+from rollout.analysis import PrometheusProvider
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.notify import Notifier
 from rollout.store import ReleaseStore
+from rollout.timeline import timeline_source
 
 log = logging.getLogger("canary_bot.process")
 
@@ -67,6 +69,7 @@ class BotProcess:
     _runner: web.AppRunner | None = None
     _socket: AsyncSocketModeHandler | None = None
     _engine_started: bool = False
+    _chart_prometheus: PrometheusProvider | None = None
 
     async def start(self) -> None:
         """Connect to the cluster and Slack, serve HTTP, start the engine."""
@@ -79,7 +82,16 @@ class BotProcess:
         if transport == "console":
             self.notifier = ConsoleNotifier()
         else:
-            self.notifier = SlackNotifier(client, config.channels, metrics=metrics)
+            # the end-of-rollout chart reads the same Prometheus as the analysis
+            self._chart_prometheus = PrometheusProvider(
+                env.prometheus_url or EngineSettings.prometheus_url, config.metric_templates
+            )
+            self.notifier = SlackNotifier(
+                client,
+                config.channels,
+                metrics=metrics,
+                timelines=timeline_source(self._chart_prometheus),
+            )
         operations = Operations(
             config=config,
             store=ReleaseStore(kube),
@@ -144,5 +156,7 @@ class BotProcess:
             await self._socket.close_async()  # type: ignore[no-untyped-call]  # Bolt's stub
         if isinstance(self.notifier, SlackNotifier):
             await self.notifier.aclose()
+        if self._chart_prometheus is not None:
+            self._chart_prometheus.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -23,6 +23,9 @@ found" wording; a value outside ``thresholdRange`` fails; with ``compareToStable
 canary worse than the stable side by more than the tolerance fails too. ``failFast`` marks
 a value so far off that the engine should roll back at once instead of counting checks.
 A Prometheus that cannot be queried fails the check with the reason, never the URL.
+
+``PrometheusProvider.query_range`` runs the same queries over a time range, for the
+end-of-rollout chart (``rollout.timeline``).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -46,6 +50,8 @@ from urllib3.util.retry import Retry
 from rollout.models import Metric
 
 log = logging.getLogger("canary_bot.analysis")
+
+_T = TypeVar("_T")
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
 REQUEST_DURATION = "request-duration"
@@ -307,6 +313,34 @@ def _sample_value(result: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _range_samples(result: Any) -> list[tuple[datetime, float]]:
+    """The samples of a range query's one series, oldest first.
+
+    No series means no data (an empty list). NaN and Inf samples (e.g. a success rate
+    over a window without requests, 0/0) are dropped: a chart shows them as a gap.
+    """
+    if not result:
+        return []
+    if not isinstance(result, list) or not isinstance(result[0], dict):
+        raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
+    if len(result) > 1:
+        raise UnusableResult(
+            f"the query returned {len(result)} series; it must return one "
+            "(aggregate it, e.g. with sum(...))"
+        )
+    samples: list[tuple[datetime, float]] = []
+    for pair in result[0].get("values") or []:
+        try:
+            stamp, raw = pair
+            at = datetime.fromtimestamp(float(stamp), UTC)
+            value = float(raw)
+        except (TypeError, ValueError, OverflowError, OSError):
+            continue
+        if math.isfinite(value):
+            samples.append((at, value))
+    return samples
+
+
 def _describe_api_error(exc: PrometheusApiClientException) -> str:
     """Prometheus's own error text (``bad_data: parse error …``) without the raw bytes.
 
@@ -393,6 +427,49 @@ class PrometheusProvider:
     async def query(self, promql: str) -> float | None:
         """``query_sync`` in a worker thread."""
         return await asyncio.to_thread(self.query_sync, promql)
+
+    def query_range_sync(
+        self, promql: str, start: datetime, end: datetime, step_seconds: float
+    ) -> list[tuple[datetime, float]]:
+        """Run a range query (blocking): ``(time, value)`` samples of its one series.
+
+        Prometheus's query_range API evaluates ``promql`` every ``step_seconds`` from
+        ``start`` to ``end`` (both rounded to whole seconds by the client). An empty
+        result is an empty list; errors are raised as by ``query_sync``.
+        """
+        if step_seconds <= 0:
+            raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
+        result = self._guarded(
+            lambda: self._client.custom_query_range(
+                promql,
+                start_time=start,
+                end_time=end,
+                step=f"{step_seconds:g}",
+                timeout=self._timeout,
+            )
+        )
+        return _range_samples(result)
+
+    async def query_range(
+        self, promql: str, start: datetime, end: datetime, step_seconds: float
+    ) -> list[tuple[datetime, float]]:
+        """``query_range_sync`` in a worker thread."""
+        return await asyncio.to_thread(self.query_range_sync, promql, start, end, step_seconds)
+
+    def _guarded(self, call: Callable[[], _T]) -> _T:
+        """Run one client call; failures become ``PrometheusUnavailable`` with a reason."""
+        try:
+            return call()
+        except PrometheusApiClientException as exc:
+            raise PrometheusUnavailable(_describe_api_error(exc)) from None
+        except requests.Timeout:
+            raise PrometheusUnavailable(f"no answer within {self._timeout:g}s") from None
+        except requests.ConnectionError as exc:
+            raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
+        except requests.RequestException as exc:
+            raise PrometheusUnavailable(type(exc).__name__) from None
+        except ValueError:  # the answer was not JSON: not a Prometheus API
+            raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
 
     def render(self, ctx: QueryContext, metric: Metric) -> str:
         """The canary-side PromQL of ``metric``: inline query, template, or built-in."""

@@ -171,7 +171,9 @@ def _header(fig: Figure, release: CanaryRelease, timeline: Timeline, colour: str
         sub = f"{_image_change(release)}\n{started}, {took}"
     lines = sub.count("\n") + 1
     fig.text(0.03, 1 - 60 / HEIGHT_PX, sub, fontsize=TEXT_PT - 2, color=NEUTRAL, va="top")
-    banner = textwrap.wrap(decision_label(timeline), _TEXT_CHARS - 4, max_lines=3 - lines)
+    banner = textwrap.wrap(
+        decision_label(timeline), _TEXT_CHARS - 4, max_lines=3 - lines, placeholder=" …"
+    )
     fig.text(
         0.03,
         1 - (70 + 30 * lines) / HEIGHT_PX,
@@ -287,7 +289,9 @@ def _threshold(ax: Axes, value: float, label: str) -> None:
 def _no_data(ax: Axes, timeline: Timeline) -> None:
     text = "no data from Prometheus"
     if timeline.problems:
-        text += "\n" + textwrap.shorten(timeline.problems[0], 50, placeholder="…")
+        text += "\n" + "\n".join(
+            textwrap.wrap(timeline.problems[0], 46, max_lines=2, placeholder=" …")
+        )
     ax.text(
         0.5,
         0.5,
@@ -399,24 +403,25 @@ def _image_change(release: CanaryRelease) -> str:
 
 
 def _one_change(old: str, new: str) -> str:
-    old_repo, old_tag = _split_image(old)
-    new_repo, new_tag = _split_image(new)
+    old_repo, old_version = _split_image(old)
+    new_repo, new_version = _split_image(new)
     if old and old_repo == new_repo:
-        return f"{_short(new_repo)} {old_tag} → {new_tag}"
-    before = f"{_short(old_repo)}:{old_tag}" if old else "?"
-    return f"{before} → {_short(new_repo)}:{new_tag}"
+        return f"{_short(new_repo)} {old_version.lstrip(':')} → {new_version.lstrip(':')}"
+    before = f"{_short(old_repo)}{old_version}" if old else "?"
+    return f"{before} → {_short(new_repo)}{new_version}"
 
 
 def _split_image(ref: str) -> tuple[str, str]:
-    """``(repository, tag-or-short-digest)``; ``latest`` when the reference has neither."""
-    repo, _, digest = ref.partition("@")
+    """``(repository, ":tag" or "@digest-prefix")``; ``:latest`` when it has neither."""
+    named, _, digest = ref.partition("@")
     if digest:
-        return repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo, digest[:19]
-    name = repo.rsplit("/", 1)[-1]
-    if ":" in name:
-        base, tag = repo.rsplit(":", 1)
-        return base, tag
-    return repo, "latest"
+        # a reference may carry both (repo:tag@digest); the digest is what runs
+        repo = named.rsplit(":", 1)[0] if ":" in named.rsplit("/", 1)[-1] else named
+        return repo, f"@{digest[:19]}…"
+    if ":" in named.rsplit("/", 1)[-1]:
+        repo, tag = named.rsplit(":", 1)
+        return repo, f":{tag}"
+    return named, ":latest"
 
 
 def _short(repo: str) -> str:

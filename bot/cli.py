@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-leader-election", action="store_true", help="act at once (single replica)"
     )
+    run.add_argument(
+        "--namespace",
+        help="only handle releases in this namespace (for a namespace-scoped install)",
+    )
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", help="config file (default: $CANARY_BOT_CONFIG)")
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         run_engine=not args.no_engine,
         leader_election=not args.no_leader_election,
+        namespace=args.namespace,
     )
     try:
         asyncio.run(run_process(process, interactive=stdin_is_interactive()))

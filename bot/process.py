@@ -128,8 +128,11 @@ class BotProcess:
                     cluster=config.cluster,
                     leader_election=self.leader_election,
                     namespace=self.namespace,
+                    # the Lease lives next to the bot (its Role allows only that namespace)
+                    lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
                 ),
                 self.identity,
+                registry=self.registry,
             )
             await self.controller.start()
         self._engine_started = True

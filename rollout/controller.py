@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
 
 from rollout.analysis import MetricProvider, PrometheusProvider
 from rollout.engine import Clock, Engine, utc_now
 from rollout.kube import RELEASES, JsonObject, Kube, KubeError
 from rollout.leader import LeaderElector
+from rollout.metrics import EngineMetrics
 from rollout.models import Phase, parse_duration
 from rollout.notify import Notifier
 from rollout.webhooks import WebhookRunner
@@ -64,6 +66,7 @@ class Controller:
         metrics: MetricProvider | None = None,
         webhooks: WebhookRunner | None = None,
         clock: Clock = utc_now,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -77,6 +80,10 @@ class Controller:
             clock=clock,
             cluster=settings.cluster,
         )
+        self.metrics: EngineMetrics | None = None
+        if registry is not None:
+            self.metrics = EngineMetrics(registry, kube.requests)
+            self.engine.on_advanced = self.metrics.observe
         self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -127,6 +134,8 @@ class Controller:
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._scheduler.start()
         self.leading.set()
+        if self.metrics is not None:
+            self.metrics.leader.set(1)
         resource_version = await self._resync()
         self._watch_stop.clear()
         self._watch_thread = threading.Thread(
@@ -136,6 +145,8 @@ class Controller:
 
     async def _stop_leading(self) -> None:
         self.leading.clear()
+        if self.metrics is not None:
+            self.metrics.leader.set(0)
         self._watch_stop.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
@@ -194,6 +205,13 @@ class Controller:
             coalesce=True,
             misfire_grace_time=None,
         )
+
+    def _forget(self, key: str) -> None:
+        self._unschedule(key)
+        self._generations.pop(key, None)
+        if self.metrics is not None:
+            namespace, name = key.split("/", 1)
+            self.metrics.forget(namespace, name)
 
     def _unschedule(self, key: str) -> None:
         if self._scheduler is not None and self._scheduler.get_job(key) is not None:
@@ -260,7 +278,7 @@ class Controller:
                         continue
                     if event.get("type") == "DELETED":
                         key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-                        loop.call_soon_threadsafe(self._unschedule, key)
+                        loop.call_soon_threadsafe(self._forget, key)
                         continue
                     loop.call_soon_threadsafe(self._observe, obj)
             except KubeError as exc:

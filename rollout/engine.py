@@ -74,6 +74,7 @@ class AdvanceStats:
     actions: int = 0
     wrote_status: bool = False
     phase: str = ""
+    checks: tuple[MetricCheck, ...] = ()
 
 
 class Engine:
@@ -122,7 +123,9 @@ class Engine:
         target = await self.workloads.target(release) if _needs_target(decision.actions) else None
         for action in decision.actions:
             await self._act(release, action, target)
-        stats = AdvanceStats(actions=len(decision.actions), phase=decision.status.phase.value)
+        stats = AdvanceStats(
+            actions=len(decision.actions), phase=decision.status.phase.value, checks=checks.metrics
+        )
         if decision.status != release.status:
             release = await self.store.write_status(release, decision.status)
             stats.wrote_status = True

@@ -147,7 +147,7 @@ class Kube:
         timeout: float = 30.0,
     ) -> JsonObject:
         """One API request; raises ``NotFound``, ``Conflict`` or ``KubeError``."""
-        plural = path.rstrip("/").split("/")[-1]
+        plural = resource_of(path)
         self.requests.add(method, plural)
         try:
             response = self._api.call_api(
@@ -340,6 +340,18 @@ class Kube:
                     yield event
         finally:
             response.release_conn()
+
+
+def resource_of(path: str) -> str:
+    """The resource a REST path addresses: ``/apis/apps/v1/namespaces/x/deployments/y`` ->
+    ``deployments``; a subresource is named with its parent (``canaryreleases/status``)."""
+    parts = path.strip("/").split("/")
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    if not rest:
+        return ""
+    return f"{rest[0]}/{rest[2]}" if len(rest) > 2 else rest[0]
 
 
 def _translate(exc: ApiException) -> KubeError:

@@ -367,11 +367,6 @@ def test_bot_process_answers_the_probes_as_the_service_account(
     assert status == 200 and "# TYPE" in metrics
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="canary-bot run ignores POD_NAMESPACE: its engine campaigns for the Lease in "
-    "`default`, which the bot may not touch (bot/process.py sets no lease_namespace)",
-)
 def test_bot_process_leads_with_the_lease_in_its_own_namespace(
     bot_process: tuple[int, Path], kube_api_client: k8s.ApiClient
 ) -> None:

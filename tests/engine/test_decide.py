@@ -429,3 +429,16 @@ def test_invariants_hold_for_any_sequence_of_outcomes(
         assert world.target_images == {"podinfod": expected}
     rollbacks = [a for a in world.actions if isinstance(a, NotifyHooks) and a.type == "rollback"]
     assert len(rollbacks) <= 1
+
+
+def test_request_counts_are_keyed_by_resource_not_object_name() -> None:
+    from rollout.kube import resource_of
+
+    assert (
+        resource_of("/apis/networking.k8s.io/v1/namespaces/t/ingresses/podinfo-canary")
+        == "ingresses"
+    )
+    assert resource_of("/apis/canarybot.io/v1alpha1/namespaces/t/canaryreleases/p/status") == (
+        "canaryreleases/status"
+    )
+    assert resource_of("/api/v1/namespaces/t/events") == "events"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 
 from rollout.controller import Controller
 from rollout.kube import Kube
@@ -156,7 +157,8 @@ async def test_tutorial_release_promotes_step_by_step(
     hooks = [w.model_dump(by_alias=True) for w in spec.analysis.webhooks] + [events_hook]
     spec = tutorial_spec(loadtester.url, analysis={"webhooks": hooks})
     await store.create(namespace, "podinfo", spec)
-    await controller_factory(namespace)
+    registry = CollectorRegistry()
+    await controller_factory(namespace, registry=registry)
 
     release = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 180)
     assert release.status.phase == Phase.SUCCEEDED, "\n".join(events(kube_api_client, namespace))
@@ -174,6 +176,29 @@ async def test_tutorial_release_promotes_step_by_step(
     assert loadtester.calls("acceptance-test") and loadtester.calls("load-test")
     rate = next(m for m in release.status.metrics if m.name == "request-success-rate")
     assert rate.value is not None and rate.value >= 99
+
+    # /metrics tells the same story
+    def sample(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    await async_wait_for(
+        lambda: _async(sample("canarybot_rollouts", phase="Succeeded") == 1),
+        10,
+        "canarybot_rollouts{phase=Succeeded} to be 1",
+    )
+    assert sample("canarybot_rollouts", phase="Progressing") == 0
+    assert sample("canarybot_rollout_duration_seconds_count", outcome="succeeded") == 1
+    assert (
+        sample(
+            "canarybot_analysis_results_total",
+            namespace=namespace,
+            metric="request-success-rate",
+            result="ok",
+        )
+        >= 10
+    )
+    assert sample("canarybot_kube_api_requests_total", verb="PATCH", resource="ingresses") >= 10
+    assert sample("canarybot_canary_weight", namespace=namespace, release="podinfo") == 0
     # event webhooks hear every event with Flagger's metadata fields
     heard = [c.metadata.get("eventMessage", "") for c in loadtester.calls("events")]
     assert f"Advance podinfo.{namespace} canary weight 5" in heard

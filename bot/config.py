@@ -316,13 +316,26 @@ class Environment(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_api_url: str | None = None
-    kubeconfig: str | None = None
-    prometheus_url: str | None = None
-    canary_bot_config: str | None = None
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="Bot token (`xoxb-…`). Without it: console mode."
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, description="App-level token (`xapp-…`): selects Socket Mode."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret: HTTP mode (`/slack/events`) when there is no app token.",
+    )
+    slack_api_url: str | None = Field(
+        default=None, description="Web API base URL override (proxies, tests)."
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="kubeconfig file; in a Pod the ServiceAccount is used."
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus base URL (default `http://127.0.0.1:9090`)."
+    )
+    canary_bot_config: str | None = Field(default=None, description="Path of the YAML config file.")
 
     @property
     def transport(self) -> Literal["socket", "http", "console"]:

@@ -57,6 +57,9 @@ TITLE_PT = 28
 TEXT_PT = 21
 TICK_PT = 19
 LINE_PT = 4.0
+# Stable is drawn wide under a narrower canary line: where the two sides measure the
+# same (a healthy canary) both stay visible, blue edges around orange.
+STABLE_PT = 9.0
 
 # Characters per line at TEXT_PT across the canvas (DejaVu Sans averages ~0.55 em).
 _TEXT_CHARS = 58
@@ -196,8 +199,8 @@ def _success_panel(ax: Axes, timeline: Timeline, gap: float) -> None:
     ax.set_ylim(floor, 100 + (100 - floor) * 0.05)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     ax.set_ylabel("success %", fontsize=TEXT_PT)
-    _series(ax, timeline, timeline.stable_success, STABLE, gap)
-    _series(ax, timeline, timeline.canary_success, CANARY, gap)
+    _series(ax, timeline, timeline.stable_success, STABLE, STABLE_PT, gap)
+    _series(ax, timeline, timeline.canary_success, CANARY, LINE_PT, gap)
     if timeline.success_min is not None:
         _threshold(ax, timeline.success_min, f"≥{timeline.success_min:g}")
     failed = [c for c in timeline.checks if not c.ok]
@@ -229,8 +232,8 @@ def _latency_panel(ax: Axes, timeline: Timeline, gap: float) -> None:
     ax.set_ylim(0, top * 1.15 if top > 0 else 100)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     ax.set_ylabel("p99 ms", fontsize=TEXT_PT)
-    _series(ax, timeline, timeline.stable_p99_ms, STABLE, gap)
-    _series(ax, timeline, timeline.canary_p99_ms, CANARY, gap)
+    _series(ax, timeline, timeline.stable_p99_ms, STABLE, STABLE_PT, gap)
+    _series(ax, timeline, timeline.canary_p99_ms, CANARY, LINE_PT, gap)
     if timeline.p99_max_ms is not None:
         _threshold(ax, timeline.p99_max_ms, f"≤{timeline.p99_max_ms:g}")
     if not (timeline.canary_p99_ms or timeline.stable_p99_ms):
@@ -246,14 +249,20 @@ def _weight_panel(ax: Axes, timeline: Timeline, span: float) -> None:
     ax.set_ylabel("weight %", fontsize=TEXT_PT)
     if not steps:
         return
-    xs = [_seconds(timeline.start, w.at) for w in steps] + [span]
+    # drawn to the right edge, so the drop to 0 at the decision shows past its line
+    xs = [_seconds(timeline.start, w.at) for w in steps] + [span * 1.03]
     ys = [float(w.weight) for w in steps] + [float(steps[-1].weight)]
     ax.fill_between(xs, ys, step="post", color=CANARY, alpha=0.18, linewidth=0)
     ax.step(xs, ys, where="post", color=CANARY, linewidth=LINE_PT, solid_joinstyle="miter")
 
 
 def _series(
-    ax: Axes, timeline: Timeline, samples: Sequence[Sample], colour: str, gap: float
+    ax: Axes,
+    timeline: Timeline,
+    samples: Sequence[Sample],
+    colour: str,
+    width: float,
+    gap: float,
 ) -> None:
     if not samples:
         return
@@ -267,7 +276,7 @@ def _series(
             ys.append(math.nan)
         xs.append(x)
         ys.append(sample.value)
-    ax.plot(xs, ys, color=colour, linewidth=LINE_PT, solid_capstyle="round", zorder=3)
+    ax.plot(xs, ys, color=colour, linewidth=width, solid_capstyle="round", zorder=3)
 
 
 def _threshold(ax: Axes, value: float, label: str) -> None:
@@ -307,7 +316,7 @@ def _no_data(ax: Axes, timeline: Timeline) -> None:
 def _legend(fig: Figure, timeline: Timeline) -> None:
     handles = [
         Line2D([], [], color=CANARY, linewidth=LINE_PT, label="canary"),
-        Line2D([], [], color=STABLE, linewidth=LINE_PT, label="stable"),
+        Line2D([], [], color=STABLE, linewidth=STABLE_PT, label="stable"),
     ]
     if timeline.success_min is not None or timeline.p99_max_ms is not None:
         handles.append(

@@ -1,0 +1,161 @@
+"""What the fault tests check after the dust settles, written once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from rollout.models import CanaryRelease, CanaryReleaseSpec, new_object
+
+OLD = "stefanprodan/podinfo:6.0.0"
+NEW = "stefanprodan/podinfo:6.0.3"
+FINAL = ("Succeeded", "Failed")
+RELEASE_LABEL = "canarybot.io/release"
+
+
+def spec(
+    app: str,
+    *,
+    interval: str = "1s",
+    threshold: int = 5,
+    step_weight: int = 25,
+    max_weight: int = 50,
+    deadline: int = 120,
+) -> CanaryReleaseSpec:
+    """The tutorial's release with test-sized numbers (1 s interval, 10 s rate window)."""
+    return CanaryReleaseSpec.model_validate(
+        {
+            "targetRef": {"name": app},
+            "ingressRef": {"name": app},
+            "images": {"podinfod": NEW},
+            "service": {"port": 80, "targetPort": 9898},
+            "progressDeadlineSeconds": deadline,
+            "analysis": {
+                "interval": interval,
+                "threshold": threshold,
+                "maxWeight": max_weight,
+                "stepWeight": step_weight,
+                "metrics": [
+                    {
+                        "name": "request-success-rate",
+                        "thresholdRange": {"min": 99},
+                        "interval": "10s",
+                    }
+                ],
+            },
+        }
+    )
+
+
+def create(api: k8s.ApiClient, namespace: str, name: str, release: CanaryReleaseSpec) -> None:
+    """Create a CanaryRelease the way kubectl would."""
+    k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+        "canarybot.io",
+        "v1alpha1",
+        namespace,
+        "canaryreleases",
+        new_object(name, namespace, release),
+    )
+
+
+def releases(api: k8s.ApiClient, namespace: str) -> dict[str, CanaryRelease]:
+    """Every CanaryRelease in the namespace, by name."""
+    items = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+        "canarybot.io", "v1alpha1", namespace, "canaryreleases"
+    )["items"]
+    return {i["metadata"]["name"]: CanaryRelease.from_object(i) for i in items}
+
+
+def phases(api: k8s.ApiClient, namespace: str) -> dict[str, str]:
+    """Phase of every release, by name."""
+    return {name: r.status.phase.value for name, r in releases(api, namespace).items()}
+
+
+def all_final(api: k8s.ApiClient, namespace: str, names: list[str]) -> dict[str, str] | None:
+    """The phases once every release in ``names`` has ended, else None."""
+    current = phases(api, namespace)
+    if all(current.get(n) in FINAL for n in names):
+        return current
+    return None
+
+
+def image_of(api: k8s.ApiClient, namespace: str, app: str) -> str:
+    """The image the app's Deployment runs."""
+    deployment = k8s.AppsV1Api(api).read_namespaced_deployment(app, namespace)
+    return str(deployment.spec.template.spec.containers[0].image)
+
+
+def canary_objects(api: k8s.ApiClient, namespace: str) -> list[str]:
+    """Canary Deployments, Services and Ingresses still present (not being deleted).
+
+    Found both by the engine's label and by the ``-canary`` name, so an object that lost
+    its label would not hide.
+    """
+    listings: list[tuple[str, Any]] = [
+        ("deployment", k8s.AppsV1Api(api).list_namespaced_deployment(namespace).items),
+        ("service", k8s.CoreV1Api(api).list_namespaced_service(namespace).items),
+        ("ingress", k8s.NetworkingV1Api(api).list_namespaced_ingress(namespace).items),
+    ]
+    found = []
+    for kind, items in listings:
+        for obj in items:
+            labels = obj.metadata.labels or {}
+            if obj.metadata.deletion_timestamp is not None:
+                continue
+            if RELEASE_LABEL in labels or obj.metadata.name.endswith("-canary"):
+                found.append(f"{kind}/{obj.metadata.name}")
+    return sorted(found)
+
+
+def outbox_problems(release: CanaryRelease) -> list[str]:
+    """What is wrong with a release's event outbox (empty when all is well).
+
+    Sequence numbers are contiguous and end at ``eventSeq`` (nothing lost or repeated),
+    start at 1 unless the bounded list dropped the oldest, every event was delivered,
+    and the story has one start and at most one ending.
+    """
+    status = release.status
+    seqs = [e.seq for e in status.events]
+    problems = []
+    if not seqs:
+        return [f"{release.metadata.name}: no events at all"]
+    if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        problems.append(f"{release.metadata.name}: event seqs not contiguous: {seqs}")
+    if seqs[-1] != status.event_seq:
+        problems.append(
+            f"{release.metadata.name}: last seq {seqs[-1]} != eventSeq {status.event_seq}"
+        )
+    if seqs[0] != 1 and len(seqs) < 40:
+        problems.append(f"{release.metadata.name}: events start at seq {seqs[0]}: {seqs}")
+    if status.notification.delivered_seq != status.event_seq:
+        problems.append(
+            f"{release.metadata.name}: delivered up to {status.notification.delivered_seq} "
+            f"of {status.event_seq}"
+        )
+    types = [e.type for e in status.events]
+    if seqs[0] == 1 and types.count("Started") != 1:
+        problems.append(
+            f"{release.metadata.name}: {types.count('Started')} Started events: {types}"
+        )
+    endings = types.count("Promoted") + types.count("RolledBack")
+    if endings > 1:
+        problems.append(f"{release.metadata.name}: {endings} ending events: {types}")
+    return problems
+
+
+def lease_holder(api: k8s.ApiClient, namespace: str, name: str = "canary-bot-leader") -> str:
+    """The Lease's holderIdentity ('' when nobody holds it or it does not exist)."""
+    try:
+        lease = k8s.CoordinationV1Api(api).read_namespaced_lease(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return ""
+        raise
+    return str(lease.spec.holder_identity or "")
+
+
+def story(release: CanaryRelease) -> str:
+    """The release's events as lines, for failure messages."""
+    return "\n".join(f"  {e.seq:>3} {e.type:<13} {e.message}" for e in release.status.events)

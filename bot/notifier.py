@@ -83,12 +83,15 @@ class SlackNotifier:
         post_burst: int = 5,
         clock: Callable[[], datetime] = _utc_now,
         timelines: TimelineSource | None = None,
+        chart_delay_seconds: float = 15.0,
         chart_deadline_seconds: float = 60.0,
     ) -> None:
         """``timelines`` builds a finished release's timeline (e.g.
         ``rollout.timeline.timeline_source(PrometheusProvider(url))``); without it no
-        rollout chart is posted. ``chart_deadline_seconds`` bounds building, rendering
-        and uploading one chart.
+        rollout chart is posted. The chart is built ``chart_delay_seconds`` after the
+        final event, so that Prometheus has scraped the rollout's last seconds (scrape
+        intervals are often 15 s); ``chart_deadline_seconds`` bounds building, rendering
+        and uploading it.
         """
         self._client = client
         self._channels = channels
@@ -103,6 +106,7 @@ class SlackNotifier:
         self._progress: dict[str, NotificationState] = {}
         self._last_reply: dict[str, tuple[str, str]] = {}
         self._timelines = timelines
+        self._chart_delay = chart_delay_seconds
         self._chart_deadline = chart_deadline_seconds
         # (release, thread) pairs whose chart was started: one chart per thread.
         self._charted: set[tuple[str, str]] = set()
@@ -140,7 +144,10 @@ class SlackNotifier:
         return state
 
     async def aclose(self) -> None:
-        """Send the last card refreshes (bounded), e.g. before the process exits."""
+        """Send the last card refreshes and charts (bounded), e.g. before the process exits.
+
+        A chart still waiting for its delay or its deadline then is dropped.
+        """
         senders = [c.sender for c in self._cards.values() if c.sender is not None]
         senders += list(self._chart_tasks)
         if senders:
@@ -287,6 +294,7 @@ class SlackNotifier:
         self, timelines: TimelineSource, release: CanaryRelease, channel: str, thread_ts: str
     ) -> None:
         try:
+            await asyncio.sleep(self._chart_delay)
             async with asyncio.timeout(self._chart_deadline):
                 timeline = await timelines(release)
                 # rendering is CPU-bound (a few hundred ms): keep the event loop free

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,8 +40,10 @@ log = logging.getLogger("canary_bot.timeline")
 
 #: Rate window when the release has no matching metric (or no release is given).
 DEFAULT_WINDOW = "30s"
-#: Default resolution of the range queries, in seconds.
+#: Default resolution of the range queries, in seconds. A release's timeline uses a
+#: finer step for a short rollout (down to 1 s, about 240 points across it).
 DEFAULT_STEP_SECONDS = 5.0
+_AUTO_POINTS = 240
 # A chart about 1000 px wide cannot show more points than this; longer rollouts get a
 # coarser step (Prometheus itself refuses more than 11,000 points per series).
 MAX_POINTS = 720
@@ -150,7 +153,7 @@ def effective_step(start: datetime, end: datetime, step_seconds: float) -> float
     if step_seconds <= 0:
         raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
     span = max((end - start).total_seconds(), 0.0)
-    return max(step_seconds, float(-(-span // MAX_POINTS)))
+    return max(step_seconds, float(math.ceil(span / MAX_POINTS)))
 
 
 async def rollout_timeline(
@@ -220,19 +223,23 @@ async def release_timeline(
     provider: RangeQuerier,
     release: CanaryRelease,
     *,
-    step_seconds: float = DEFAULT_STEP_SECONDS,
+    step_seconds: float | None = None,
     now: datetime | None = None,
 ) -> Timeline:
-    """The timeline of ``release`` from its start to its end (or ``now`` while running)."""
+    """The timeline of ``release`` from its start to its end (or ``now`` while running).
+
+    Without ``step_seconds`` the step is 1 to 5 s, finer for shorter rollouts.
+    """
     start, end = rollout_window(release, now or datetime.now(UTC))
+    if step_seconds is None:
+        span = (end - start).total_seconds()
+        step_seconds = min(DEFAULT_STEP_SECONDS, max(1.0, float(math.ceil(span / _AUTO_POINTS))))
     return await rollout_timeline(
         provider, query_context(release), start, end, step_seconds, release=release
     )
 
 
-def timeline_source(
-    provider: RangeQuerier, *, step_seconds: float = DEFAULT_STEP_SECONDS
-) -> TimelineSource:
+def timeline_source(provider: RangeQuerier, *, step_seconds: float | None = None) -> TimelineSource:
     """A ``TimelineSource`` over ``provider`` (e.g. a ``PrometheusProvider``)."""
 
     async def build(release: CanaryRelease) -> Timeline:

@@ -65,7 +65,7 @@ def notifier(client: AsyncWebClient, timelines: Timelines | None, **kwargs: Any)
         clock=lambda: NOW,
         posts_per_second=100,
         timelines=timelines,
-        **kwargs,
+        **{"chart_delay_seconds": 0.0, **kwargs},
     )
 
 
@@ -144,6 +144,19 @@ async def test_the_chart_lands_once_in_the_thread_when_the_release_ends(
     await slack.flush()
     assert len(slack_fake.files()) == 1
     assert timelines.calls == ["podinfo-x7k2p.test"]
+
+
+async def test_the_chart_waits_for_prometheus_to_scrape_the_last_seconds(
+    slack_fake: SlackFake, client: AsyncWebClient
+) -> None:
+    timelines = Timelines()
+    slack = notifier(client, timelines, chart_delay_seconds=1.0)
+
+    await run_to_the_end(slack)
+    assert timelines.calls == [] and slack_fake.files() == []
+
+    await slack.flush()
+    assert timelines.calls == ["podinfo-x7k2p.test"] and len(slack_fake.files()) == 1
 
 
 async def test_no_chart_while_the_release_runs_or_without_a_timeline_source(

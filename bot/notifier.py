@@ -111,6 +111,7 @@ class SlackNotifier:
         # (release, thread) pairs whose chart was started: one chart per thread.
         self._charted: set[tuple[str, str]] = set()
         self._chart_tasks: set[asyncio.Task[None]] = set()
+        self._chart_waiting: set[asyncio.Task[None]] = set()
 
     # -- the Notifier protocol ----------------------------------------------------------
 
@@ -146,10 +147,15 @@ class SlackNotifier:
     async def aclose(self) -> None:
         """Send the last card refreshes and charts (bounded), e.g. before the process exits.
 
-        A chart still waiting for its delay or its deadline then is dropped.
+        A chart still waiting for its delay, or not done within the deadline, is dropped.
         """
+        # a chart still waiting for Prometheus's last scrapes would only delay the exit
+        waiting = list(self._chart_waiting)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
         senders = [c.sender for c in self._cards.values() if c.sender is not None]
-        senders += list(self._chart_tasks)
+        senders += [t for t in self._chart_tasks if t not in waiting]
         if senders:
             _, pending = await asyncio.wait(senders, timeout=self._deadline)
             for task in pending:
@@ -293,8 +299,14 @@ class SlackNotifier:
     async def _post_chart(
         self, timelines: TimelineSource, release: CanaryRelease, channel: str, thread_ts: str
     ) -> None:
+        task = asyncio.current_task()
         try:
-            await asyncio.sleep(self._chart_delay)
+            if task is not None:
+                self._chart_waiting.add(task)
+            try:
+                await asyncio.sleep(self._chart_delay)
+            finally:
+                self._chart_waiting.discard(task)
             async with asyncio.timeout(self._chart_deadline):
                 timeline = await timelines(release)
                 # rendering is CPU-bound (a few hundred ms): keep the event loop free

@@ -159,6 +159,20 @@ async def test_the_chart_waits_for_prometheus_to_scrape_the_last_seconds(
     assert timelines.calls == ["podinfo-x7k2p.test"] and len(slack_fake.files()) == 1
 
 
+async def test_closing_drops_a_chart_that_still_waits_instead_of_delaying_the_exit(
+    slack_fake: SlackFake, client: AsyncWebClient
+) -> None:
+    timelines = Timelines()
+    slack = notifier(client, timelines, chart_delay_seconds=30.0)
+    await run_to_the_end(slack)
+
+    began = time.monotonic()
+    await slack.aclose()
+
+    assert time.monotonic() - began < 2
+    assert timelines.calls == [] and slack_fake.files() == []
+
+
 async def test_no_chart_while_the_release_runs_or_without_a_timeline_source(
     slack_fake: SlackFake, client: AsyncWebClient
 ) -> None:

@@ -91,7 +91,7 @@ def with_hook(base: CanaryReleaseSpec, point: CrashPoint, url: str) -> CanaryRel
             "metadata": {"cmd": "echo done"},
         }
     ]
-    body["progressDeadlineSeconds"] = 30
+    body["progressDeadlineSeconds"] = 15
     return CanaryReleaseSpec.model_validate(body)
 
 

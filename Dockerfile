@@ -32,10 +32,13 @@ LABEL org.opencontainers.image.title="canary-bot" \
       org.opencontainers.image.description="Slack-driven canary releases on Kubernetes" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# The root filesystem is read-only and the user has no home: matplotlib keeps its font
+# cache in /tmp (an emptyDir in the Deployment) instead of warning and rebuilding it.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 # The wheels are bind-mounted from the build stage rather than copied, so they take no
 # layer; --no-index means nothing is fetched from the network at this point.

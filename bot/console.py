@@ -27,15 +27,9 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.commands import (
-    ControlCommand,
     HelpCommand,
-    HistoryCommand,
-    ListCommand,
     OpenStartDialog,
     ParseError,
-    PlanCommand,
-    StartCommand,
-    StatusCommand,
     overview,
     parse,
     usage,
@@ -177,24 +171,10 @@ class ConsoleSession:
                 return plain(body)
             if isinstance(parsed, OpenStartDialog):
                 return plain(usage("start"))
-            if isinstance(parsed, StartCommand):
-                key = uuid.uuid4().hex
-                return reply_text(await ops.start(parsed.options, self.actor, request_key=key))
-            if isinstance(parsed, PlanCommand):
-                return reply_text(ops.plan(parsed.options))
-            if isinstance(parsed, StatusCommand):
-                return reply_text(await ops.status(parsed.name, parsed.namespace))
-            if isinstance(parsed, ListCommand):
-                return reply_text(await ops.list_active(parsed.namespace))
-            if isinstance(parsed, HistoryCommand):
-                return reply_text(await ops.history(parsed.name, parsed.namespace))
-            if isinstance(parsed, ControlCommand):
-                return await self._control(
-                    parsed.action, parsed.name, parsed.namespace, parsed.reason
-                )
+            outcome = await ops.run_command(parsed, self.actor, request_key=uuid.uuid4().hex)
+            return reply_text(outcome.reply)
         except Exception as exc:  # the cluster failed us: say so, keep the session
             return plain(describe_failure(exc))
-        return plain(overview())
 
     async def _control(
         self, action: ControlAction, name: str | None, namespace: str | None, reason: str = ""

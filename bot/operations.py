@@ -17,7 +17,17 @@ from datetime import UTC, datetime
 from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
 
 from bot.authz import Authorizer
-from bot.commands import ReleaseOptions
+from bot.commands import (
+    Command,
+    ControlCommand,
+    HistoryCommand,
+    ListCommand,
+    PlanCommand,
+    ReleaseOptions,
+    StartCommand,
+    StatusCommand,
+    overview,
+)
 from bot.config import BotConfig
 from bot.releases import (
     TARGET_LABEL,
@@ -77,6 +87,7 @@ class ControlOutcome:
     reply: Reply
     release: CanaryRelease | None = None
     audit: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,32 @@ class Operations:
             f"{status.phase.value} at {status.canary_weight}% → {images}{took}{by}"
         )
 
+    # -- any command ----------------------------------------------------------------------
+
+    async def run_command(self, parsed: Command, actor: Actor, request_key: str) -> ControlOutcome:
+        """Carry out a parsed command the same way for Slack and the console.
+
+        ``request_key`` identifies the request (Slack's trigger id): a retried request maps
+        to the same release name or control request id, so it acts once. Help and the start
+        form are the caller's, since they look different in each place.
+        """
+        if isinstance(parsed, StartCommand):
+            return ControlOutcome(await self.start(parsed.options, actor, request_key))
+        if isinstance(parsed, PlanCommand):
+            return ControlOutcome(self.plan(parsed.options))
+        if isinstance(parsed, StatusCommand):
+            return ControlOutcome(await self.status(parsed.name, parsed.namespace))
+        if isinstance(parsed, ListCommand):
+            return ControlOutcome(await self.list_active(parsed.namespace))
+        if isinstance(parsed, HistoryCommand):
+            return ControlOutcome(await self.history(parsed.name, parsed.namespace))
+        if isinstance(parsed, ControlCommand):
+            rid = request_id("cmd", request_key, parsed.action, actor.user)
+            return await self.control(
+                parsed.action, parsed.name, parsed.namespace, actor, rid, parsed.reason
+            )
+        return ControlOutcome(Reply(overview()))
+
     # -- control ------------------------------------------------------------------------
 
     async def control(
@@ -269,6 +306,7 @@ class Operations:
             Reply(f"{_VERB_DONE[action]} requested for `{release.metadata.name}`."),
             updated,
             audit_line(action, actor.user, reason),
+            request_id,
         )
 
 

@@ -11,22 +11,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import (
     Command,
-    ControlCommand,
     HelpCommand,
-    HistoryCommand,
-    ListCommand,
     OpenStartDialog,
     ParseError,
-    PlanCommand,
-    StartCommand,
-    StatusCommand,
     overview,
     parse,
     usage,
 )
 from bot.deps import Deps
 from bot.handlers.replies import post_audit, send_reply
-from bot.operations import Actor, Reply, describe_failure, request_id
+from bot.operations import Actor, Reply, describe_failure
 from bot.render.modal import start_modal
 
 log = logging.getLogger("canary_bot.handlers")
@@ -100,23 +94,7 @@ async def run(
         view = start_modal(deps.config, parsed.namespace, actor.channel)
         await client.views_open(trigger_id=trigger, view=view)
         return
-    if isinstance(parsed, StartCommand):
-        reply = await ops.start(parsed.options, actor, request_key=trigger)
-    elif isinstance(parsed, PlanCommand):
-        reply = ops.plan(parsed.options)
-    elif isinstance(parsed, StatusCommand):
-        reply = await ops.status(parsed.name, parsed.namespace)
-    elif isinstance(parsed, ListCommand):
-        reply = await ops.list_active(parsed.namespace)
-    elif isinstance(parsed, HistoryCommand):
-        reply = await ops.history(parsed.name, parsed.namespace)
-    elif isinstance(parsed, ControlCommand):
-        rid = request_id("cmd", trigger, parsed.action, actor.user)
-        outcome = await ops.control(
-            parsed.action, parsed.name, parsed.namespace, actor, rid, parsed.reason
-        )
-        await post_audit(deps, outcome, rid)
-        reply = outcome.reply
-    else:
-        reply = Reply(help_text(None))
-    await send_reply(respond, reply)
+    outcome = await ops.run_command(parsed, actor, request_key=trigger)
+    if outcome.request_id is not None:
+        await post_audit(deps, outcome, outcome.request_id)
+    await send_reply(respond, outcome.reply)

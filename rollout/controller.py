@@ -136,10 +136,12 @@ class Controller:
         self.leading.set()
         if self.metrics is not None:
             self.metrics.leader.set(1)
-        resource_version = await self._resync()
+        # The first list happens in the watch thread, which retries it until it works: a
+        # leader whose API server refuses or fails that list must keep trying, not stall
+        # its Lease renewals or die.
         self._watch_stop.clear()
         self._watch_thread = threading.Thread(
-            target=self._watch, args=(resource_version,), name="canaryrelease-watch", daemon=True
+            target=self._watch, args=("",), name="canaryrelease-watch", daemon=True
         )
         self._watch_thread.start()
 
@@ -266,6 +268,11 @@ class Controller:
         assert loop is not None
         version = resource_version
         while not self._watch_stop.is_set():
+            if not version:
+                version = self._relist(loop)
+                if not version:
+                    self._watch_stop.wait(1.0)
+                    continue
             try:
                 for event in self.kube.watch_sync(
                     RELEASES, self.settings.namespace, version, timeout_seconds=30
@@ -284,22 +291,23 @@ class Controller:
             except KubeError as exc:
                 if self._watch_stop.is_set():
                     return
-                if exc.status == 410:
-                    version = self._relist(loop)
-                else:
+                if exc.status != 410:
                     log.warning("watch interrupted: %s", exc)
                     self._watch_stop.wait(1.0)
-                    version = self._relist(loop)
+                version = ""  # relist at the top of the loop
             except Exception:
                 if self._watch_stop.is_set():
                     return
                 log.exception("watch failed; relisting")
                 self._watch_stop.wait(1.0)
-                version = self._relist(loop)
+                version = ""
 
     def _relist(self, loop: asyncio.AbstractEventLoop) -> str:
+        """List and resync on the event loop; "" when the list failed (retried by the caller)."""
         future = asyncio.run_coroutine_threadsafe(self._resync(), loop)
         try:
             return future.result(timeout=60)
-        except Exception:
+        except Exception as exc:
+            self.errors += 1
+            log.warning("listing CanaryReleases failed: %s (retrying)", exc)
             return ""

@@ -86,14 +86,17 @@ class LeaderElector:
             except KubeError as exc:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
                 leading = False
-            if leading and not self.is_leader:
-                self.is_leader = True
-                log.info("became leader as %s", self.identity)
-                await self.on_started()
-            elif not leading and self.is_leader:
-                self.is_leader = False
-                log.warning("lost leadership as %s", self.identity)
-                await self.on_stopped()
+            try:
+                if leading and not self.is_leader:
+                    self.is_leader = True
+                    log.info("became leader as %s", self.identity)
+                    await self.on_started()
+                elif not leading and self.is_leader:
+                    self.is_leader = False
+                    log.warning("lost leadership as %s", self.identity)
+                    await self.on_stopped()
+            except Exception:  # a failing callback must not end the campaign (or renewals)
+                log.exception("leadership change handling failed for %s", self.identity)
             await asyncio.sleep(self.renew_seconds)
 
     async def try_acquire_or_renew(self) -> bool:

@@ -97,15 +97,6 @@ class NeverRecovered(AssertionError):
     """The leader never ran the rollout after its first LIST failed (the known engine bug)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NeverRecovered,
-    reason=(
-        "engine: an exception from Controller._start_leading (the initial LIST) escapes "
-        "LeaderElector._run and ends the election task; the process keeps is_leader set, "
-        "never renews the Lease and never runs a rollout"
-    ),
-)
 def test_a_leader_whose_first_list_fails_recovers_once_it_can_list(
     kube_api_client: k8s.ApiClient,
     control_plane: ControlPlane,

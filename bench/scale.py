@@ -185,8 +185,9 @@ def _settle(releases: Watcher, apps: list[tuple[str, str]], progress: Progress) 
         time.sleep(1)
     seconds = time.monotonic() - started
     progress(f"{progressing}/{len(apps)} Progressing after {seconds:.0f}s")
-    # one more interval so every release's previous analysis is inside the run
-    time.sleep(INTERVAL)
+    # a few more intervals: every release has analysed at least once and a backlog of
+    # first analyses (the engine may be behind) does not count as steady state
+    time.sleep(3 * INTERVAL)
     return {"settle_s": round(seconds, 1), "progressing_at_start": progressing}
 
 
@@ -211,11 +212,12 @@ def _window(
     progress(f"measuring for {seconds:.0f}s")
     time.sleep(seconds)
     wall_end = time.time()
+    # same order as before the window, so the two counts cover the same span
+    client_after = engine.flushed_client_requests()
+    api_after = cluster.counters()
+    prom_after = prometheus.query_counts()
     engine_after = engine.snapshot()
     apiserver_after, etcd_after = procstat.snapshot(api_pid), procstat.snapshot(etcd_pid)
-    prom_after = prometheus.query_counts()
-    api_after = cluster.counters()
-    client_after = engine.flushed_client_requests()
     usage = procstat.usage(engine_before, engine_after, engine.sampler.max_rss)
     return {
         "window_wall": [wall_start, wall_end],
@@ -267,12 +269,19 @@ def _analyses(
             steps += sum(1 for t in times if start <= t < end)
     advances = [a for a in engine.advances() if start <= a["t"] < end]
     seconds = [a["seconds"] for a in advances]
+    # when, within the interval, advances start: all in one second = every release ticks
+    # at the same moment (bursts) rather than spread over the interval
+    phases = [0] * int(INTERVAL)
+    for a in advances:
+        phases[int((a["t"] - a["seconds"] - start) % INTERVAL)] += 1
     return {
         "steps": steps,
         "tick_lag_s": lags,
         "advances": len(advances),
         "advance_p50_ms": round((percentile(seconds, 0.5) or 0) * 1000, 1),
         "advance_p99_ms": round((percentile(seconds, 0.99) or 0) * 1000, 1),
+        "advance_starts_per_second_of_interval": phases,
+        "busiest_second_share": round(max(phases) / len(advances), 2) if advances else None,
     }
 
 
@@ -315,6 +324,13 @@ def _rows(result: Result, point: dict[str, Any]) -> None:
         point["advance_p50_ms"],
         "ms",
         f"p99 {point['advance_p99_ms']} ms",
+    )
+    result.add(
+        case,
+        "advances starting in the busiest second",
+        point["busiest_second_share"],
+        "share",
+        f"of each {INTERVAL:g}s interval; 0.1 = evenly spread",
     )
     result.add(
         case,

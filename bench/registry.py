@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "detection": "bench.detection",
     "scale": "bench.scale",
     "flagger": "bench.flagger",
+    "slack-ack": "bench.slack_ack_latency",
 }
 
 

@@ -1,129 +1,469 @@
-"""How fast canary-bot acknowledges signed slash commands in HTTP mode (Slack allows 3 s).
+"""Slack ack latency: signed ``/canary status`` and ``/canary start`` under open-loop load.
 
-Runs the real process (Bolt app, aiohttp server) against the Slack fake and a local
-control plane, sends signed ``/canary`` requests, and measures the HTTP round trip of
-``POST /slack/events``: the time Slack would wait for the ack. Three kinds of command:
-``help`` (answered inside the ack), ``list`` and ``status`` (acked first, then read the
-cluster and answer through the response URL).
+Slack gives an app 3 s to acknowledge a slash command; a later ack is an error the user
+sees. This measures that time where it matters: canary-bot runs as one process the way
+it is deployed (``canary-bot run``: Bolt app in HTTP mode, notifier and engine in one
+event loop) while it is busy with ``ROLLOUTS`` active rollouts on a real control plane,
+with Prometheus, simulated traffic and the Slack fake (which receives the cards, thread
+replies and ``response_url`` answers).
 
-    .venv/bin/python -m bench.slack_ack_latency [--requests 200] [--concurrency 1 8]
+Setup: ``ROLLOUTS`` podinfo apps (one replica each) in one namespace, one shared traffic
+generator (bench.trafficpool), and one CanaryRelease per app with a 30 s interval and
+2 % steps (about 13 minutes to promotion, so they stay active for the whole run). The
+bot runs as a child process under its own cluster user, and its notifier posts every
+card to one channel, as a team with one deploys channel would have it.
+
+Load: for each command and each offered rate in ``RATES``, requests are sent *open
+loop*: each at its scheduled time (``i / rate``), whether or not earlier ones have been
+answered, so queueing in the bot shows up as latency instead of slowing the sender.
+Latency is taken from the scheduled time to the end of the HTTP answer, so it also
+includes any delay of this process in sending (reported separately as "send lag").
+
+- ``status <app>``: acked at once; then one release is read and its card rendered into
+  the ephemeral answer.
+- ``start <app> image=…``: acked at once; then the authorization rules, the Deployment
+  and the preflight check run, which refuses the start because the app already has a
+  rollout in progress: the full read path of a start, and nothing is created.
+
+Per case: ack latency p50/p90/p99/max, the ratio of p99 and max to Slack's 3 s, requests
+that missed 3 s, the time until the answer reached the ``response_url``, and the bot's
+CPU. Numbers only; nothing here passes or fails.
+
+    python -m bench slack-ack [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import statistics
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import textwrap
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import yaml
-from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
-from bot.config import BotConfig, Environment
-from bot.process import BotProcess
-from rollout.kube import Kube
+from bench import procstat
+from bench.core import Options, Progress, Result, now_iso, percentile, ratio
+from bench.env import (
+    RELEASES_PATH,
+    REPO,
+    Cluster,
+    Prometheus,
+    Watcher,
+    scratch,
+    status_of,
+    wait_until,
+)
+from bench.scenario import analysis, create_release, release_spec
+from bench.trafficpool import TrafficPool
 from sandbox import slack_requests
-from sandbox.controlplane import ControlPlane
 from sandbox.slack_fake import SlackFake
 
-CRD = Path(__file__).resolve().parents[1] / "manifests" / "crd.yaml"
+NAME = "slack-ack"
+TITLE = "Slack ack latency of signed /canary status and start at 20/s and 100/s, 50 rollouts"
+NAMESPACE = "bench-slack"
+ROLLOUTS = 50
+RATES = (20, 100)
+COMMANDS = ("status", "start")
+SLACK_DEADLINE = 3.0
+CHANNEL = "C0DEPLOYS"
+USER = slack_requests.DEFAULT_USER_ID
 SECRET = "bench-signing-secret"
-COMMANDS = ("help", "list -n default", "status podinfo -n default")
+NEWER = "stefanprodan/podinfo:6.1.0"
+RPS_PER_APP = 20
+# seconds after a case's last ack that its answers may still arrive in
+ANSWER_GRACE = 60.0
+
+CONFIG = textwrap.dedent(
+    f"""\
+    cluster: bench
+    channels:
+      default: {CHANNEL}
+    authorization:
+      rules:
+        - namespaces: ["{NAMESPACE}"]
+          verbs: ["*"]
+          users: ["{USER}"]
+    defaults:
+      namespace: {NAMESPACE}
+      profile: slow
+      targetPort: 9898
+    profiles:
+      slow:
+        interval: 30s
+        threshold: 5
+        maxWeight: 50
+        stepWeight: 2
+        metrics:
+          - name: request-success-rate
+            thresholdRange: {{min: 99}}
+            interval: 30s
+    """
+)
 
 
-def percentile(samples: list[float], q: float) -> float:
-    """The q-quantile (0..1) by nearest rank."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+def run(options: Options, progress: Progress) -> Result:
+    """Measure every (command, rate) case; 10 s per case with --quick, else 30 s."""
+    seconds = 10.0 if options.quick else 30.0
+    result = Result(NAME, TITLE, started_at=now_iso())
+    result.params = {
+        "rollouts": ROLLOUTS,
+        "rates_per_s": list(RATES),
+        "commands": [f"/canary {c}" for c in COMMANDS],
+        "seconds_per_case": seconds,
+        "load": "open loop: each request sent at its scheduled time",
+        "latency": "scheduled send time -> end of the HTTP answer, client side",
+        "slack_deadline_s": SLACK_DEADLINE,
+        "bot": "canary-bot run (HTTP mode, engine on, no leader election), own process",
+        "analysis": "interval 30s, stepWeight 2 up to 50, request-success-rate over 30s",
+        "rps_per_app": RPS_PER_APP,
+    }
+    started = time.monotonic()
+    try:
+        with scratch(options.workdir, NAME) as workdir:
+            cases = _run(workdir, seconds, progress)
+    except Exception as exc:
+        result.errors.append(f"{type(exc).__name__}: {exc}")
+        cases = []
+    for case in cases:
+        _rows(result, case)
+    if cases:
+        result.add(
+            "whole run",
+            "notifier publishes given up",
+            cases[-1]["notifier_gave_up"],
+            "publishes",
+            f"{ROLLOUTS} rollouts' cards in one channel, ~1 post/s; 8 s deadline each",
+        )
+    result.details = {"cases": cases}
+    result.seconds = time.monotonic() - started
+    return result
 
 
-async def install_crd(kube: Kube) -> None:
-    """Create the CanaryRelease CRD and wait until it serves."""
-    body = yaml.safe_load(CRD.read_text())
-    await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+def _rows(result: Result, case: dict[str, Any]) -> None:
+    label = f"/canary {case['command']} @ {case['rate']}/s"
+    ack = case["ack_ms"]
+    result.add(label, "ack p50", percentile(ack, 0.5), "ms", f"n={len(ack)}")
+    result.add(label, "ack p90", percentile(ack, 0.9), "ms")
+    result.add(label, "ack p99", percentile(ack, 0.99), "ms")
+    result.add(label, "ack max", max(ack, default=None), "ms")
+    p99, worst = percentile(ack, 0.99), max(ack, default=None)
+    deadline_ms = SLACK_DEADLINE * 1000
+    result.add(label, "ack p99 / 3 s", ratio(p99, deadline_ms), "", "share of Slack's deadline")
+    result.add(label, "ack max / 3 s", ratio(worst, deadline_ms))
+    result.add(label, "acks over 3 s", case["over_deadline"], "requests")
+    result.add(label, "failed requests", case["failed"], "requests", "non-200 or no answer")
+    result.add(label, "answer in response_url p50", percentile(case["answer_ms"], 0.5), "ms")
+    result.add(label, "answer in response_url p99", percentile(case["answer_ms"], 0.99), "ms")
+    result.add(
+        label,
+        "answers missing",
+        case["sent"] - len(case["answer_ms"]),
+        "requests",
+        f"no response_url post {ANSWER_GRACE:.0f} s after the last send",
+    )
+    result.add(label, "send lag max", case["send_lag_max_ms"], "ms", "this process falling behind")
+    result.add(label, "bot CPU", case["bot_cpu_percent"], "% of a core")
+    result.add(label, "active rollouts", case["active_rollouts"], "", "at the start of the case")
+
+
+@dataclass
+class BotChild:
+    """``canary-bot run`` as a child process, logging to a file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200; raises if the process died."""
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"canary-bot exited ({self.process.returncode}):\n{tail}")
         try:
-            await kube.request("GET", "/apis/canarybot.io/v1alpha1/canaryreleases")
-            return
-        except Exception:
-            await asyncio.sleep(0.2)
-    raise RuntimeError("the CRD did not become available")
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/readyz", timeout=2
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
 
 
-async def measure(
-    port: int, fake: SlackFake, text: str, requests: int, concurrency: int
-) -> list[float]:
-    """Round trips of ``requests`` signed ``/canary text`` posts, ``concurrency`` at a time."""
-    url = f"http://127.0.0.1:{port}/slack/events"
-    samples: list[float] = []
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(session: aiohttp.ClientSession) -> None:
-        payload = slack_requests.slash_command_payload(
-            text=text,
-            response_url=fake.new_response_url(),
-            trigger_id=fake.new_trigger_id(),
+def _start_bot(
+    workdir: Path, kubeconfig: Path, prometheus_url: str, fake: SlackFake, port: int
+) -> BotChild:
+    config = workdir / "canary-bot.yaml"
+    config.write_text(CONFIG)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KUBECONFIG"))},
+        "PYTHONPATH": str(REPO),
+        "SLACK_BOT_TOKEN": fake.bot_token,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "KUBECONFIG": str(kubeconfig),
+        "PROMETHEUS_URL": prometheus_url,
+        "CANARY_BOT_CONFIG": str(config),
+    }
+    log = workdir / "canary-bot.log"
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from bot.cli import main; sys.exit(main())",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-leader-election",
+        "--namespace",
+        NAMESPACE,
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env
         )
-        body, headers = slack_requests.sign(
-            slack_requests.form_body(payload), signing_secret=SECRET
-        )
-        async with gate:
-            started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"HTTP {response.status}")
-            samples.append(time.perf_counter() - started)
-
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(one(session) for _ in range(requests)))
-    return samples
+    return BotChild(process, port, log)
 
 
-async def main(requests: int, concurrencies: list[int]) -> None:
-    """Start everything, measure each command at each concurrency, print a table."""
-    with ControlPlane() as cluster, SlackFake() as fake:
-        kube = Kube.connect(str(cluster.kubeconfig))
-        await install_crd(kube)
-        env = Environment(
-            slack_bot_token=SecretStr(fake.bot_token),
-            slack_app_token=None,
-            slack_signing_secret=SecretStr(SECRET),
-            slack_api_url=fake.api_url,
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(workdir: Path, seconds: float, progress: Progress) -> list[dict[str, Any]]:
+    with Cluster(workdir, progress) as cluster, SlackFake() as fake:
+        apps = [f"app{i:02d}" for i in range(ROLLOUTS)]
+        cluster.create_namespace(NAMESPACE)
+        identity = cluster.identity("bench-bot")
+        prometheus = Prometheus(workdir, progress).start()
+        for app in apps:
+            cluster.deploy_app(NAMESPACE, app, replicas=1)
+        wait_until(
+            lambda: cluster.ready_deployments([NAMESPACE], set(apps)) == ROLLOUTS,
+            300,
+            f"{ROLLOUTS} apps to roll out",
+            period=1,
         )
-        process = BotProcess(
-            env=env,
-            config=BotConfig(),
-            registry=CollectorRegistry(),
-            port=0,
-            host="127.0.0.1",
-            run_engine=False,
-            kube=kube,
-        )
-        await process.start()
+        progress(f"{ROLLOUTS} apps ready")
+        traffic = TrafficPool(
+            cluster.client, prometheus.server, [(NAMESPACE, a) for a in apps], rps=RPS_PER_APP
+        ).start()
+        bot = _start_bot(workdir, identity.kubeconfig, prometheus.url, fake, _free_port())
+        releases: Watcher | None = None
         try:
-            await measure(process.bound_port, fake, "help", 20, 1)  # warm up
-            print(f"{'command':<36}{'conc':>5}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-            for concurrency in concurrencies:
-                for text in COMMANDS:
-                    samples = await measure(process.bound_port, fake, text, requests, concurrency)
-                    ms = [s * 1000 for s in samples]
-                    print(
-                        f"{'/canary ' + text:<36}{concurrency:>5}{len(ms):>6}"
-                        f"{statistics.median(ms):>9.1f}{percentile(ms, 0.99):>9.1f}{max(ms):>9.1f}"
-                    )
+            wait_until(bot.ready, 60, "canary-bot to be ready", period=0.5)
+            progress(f"canary-bot pid {bot.process.pid} ready on port {bot.port}")
+            releases = Watcher(cluster.client, RELEASES_PATH, status_of).start()
+            block = analysis("30s", threshold=5, step_weight=2, max_weight=50, window="30s")
+            for app in apps:
+                create_release(cluster.client, NAMESPACE, app, release_spec(app, block))
+            watcher = releases
+
+            def progressing() -> bool:
+                return _active(watcher, apps, phase="Progressing") >= math.ceil(0.95 * ROLLOUTS)
+
+            wait_until(progressing, 300, f"{ROLLOUTS} releases to be Progressing", period=1)
+            progress(f"{_active(releases, apps, 'Progressing')} releases Progressing")
+            cases = asyncio.run(_measure(bot, fake, releases, apps, seconds, progress))
+            progress(f"bot log: {bot.log}")
+            if cases:
+                cases[-1]["notifier_gave_up"] = bot.log.read_text(errors="replace").count(
+                    "could not notify Slack about"
+                )
+            return cases
         finally:
-            await process.stop()
-            kube.close()
+            if releases is not None:
+                releases.stop()
+            bot.stop()
+            traffic.stop()
+            prometheus.stop()
+
+
+def _active(releases: Watcher, apps: list[str], phase: str | None = None) -> int:
+    """Releases not finished (or in ``phase``)."""
+    count = 0
+    for app in apps:
+        current = (releases.value(NAMESPACE, app) or {}).get("phase", "")
+        if (phase is None and current not in ("", "Succeeded", "Failed")) or current == phase:
+            count += 1
+    return count
+
+
+@dataclass
+class Sent:
+    """One request of a case: when it was due, sent and answered, and its response URL."""
+
+    due: float  # monotonic
+    due_wall: float
+    response_url: str
+    sent: float = 0.0
+    answered: float = 0.0
+    status: int = 0
+
+
+async def _measure(
+    bot: BotChild,
+    fake: SlackFake,
+    releases: Watcher,
+    apps: list[str],
+    seconds: float,
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{bot.port}/slack/events"
+    # no connection limit: Slack opens as many connections as it needs
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+    cases = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # warm-up: Bolt's first request makes its auth.test call; code paths load
+        for _ in range(20):
+            warm = _request(fake, "help")
+            async with session.post(url, data=warm[1].body, headers=warm[1].headers) as response:
+                await response.read()
+        for command in COMMANDS:
+            for rate in RATES:
+                active = _active(releases, apps)
+                progress(f"/canary {command} at {rate}/s for {seconds:.0f}s ({active} active)")
+                case = await _case(session, url, fake, bot, command, rate, seconds, apps)
+                case["active_rollouts"] = active
+                cases.append(case)
+                progress(
+                    f"  ack p50 {percentile(case['ack_ms'], 0.5) or 0:.1f} ms, "
+                    f"p99 {percentile(case['ack_ms'], 0.99) or 0:.1f} ms, "
+                    f"max {max(case['ack_ms'], default=0):.1f} ms, "
+                    f"{case['over_deadline']} over 3 s, {case['failed']} failed"
+                )
+    return cases
+
+
+def _text(command: str, app: str) -> str:
+    if command == "status":
+        return f"status {app} -n {NAMESPACE}"
+    return f"start {app} image={NEWER} -n {NAMESPACE}"
+
+
+def _request(fake: SlackFake, text: str) -> tuple[str, slack_requests.SignedRequest]:
+    """A signed ``/canary text`` whose response URL the fake serves."""
+    response_url = fake.new_response_url(user_id=USER)
+    payload = slack_requests.slash_command_payload(
+        text=text, user_id=USER, response_url=response_url, trigger_id=fake.new_trigger_id()
+    )
+    signed = slack_requests.sign(slack_requests.form_body(payload), signing_secret=SECRET)
+    return response_url, signed
+
+
+async def _case(
+    session: aiohttp.ClientSession,
+    url: str,
+    fake: SlackFake,
+    bot: BotChild,
+    command: str,
+    rate: int,
+    seconds: float,
+    apps: list[str],
+) -> dict[str, Any]:
+    count = int(rate * seconds)
+    rng = random.Random(f"{command}-{rate}")
+    # built (and signed) before the clock starts, so building never delays a send
+    requests = [_request(fake, _text(command, rng.choice(apps))) for _ in range(count)]
+    pid = bot.process.pid
+    cpu_before = procstat.snapshot(pid)
+    start = time.monotonic() + 0.5
+    wall_offset = time.time() - time.monotonic()
+    sent: list[Sent] = []
+    tasks = []
+
+    async def one(item: Sent, request: slack_requests.SignedRequest) -> None:
+        item.sent = time.monotonic()
+        try:
+            async with session.post(url, data=request.body, headers=request.headers) as response:
+                await response.read()
+                item.status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            item.status = 0
+        item.answered = time.monotonic()
+
+    for index, (response_url, request) in enumerate(requests):
+        due = start + index / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        item = Sent(due, due + wall_offset, response_url)
+        sent.append(item)
+        tasks.append(asyncio.create_task(one(item, request)))
+    await asyncio.gather(*tasks)
+    cpu_after = procstat.snapshot(pid)
+    # Answers through the response URL come after the ack and may queue behind each
+    # other; wait for the backlog to drain (bounded), so the next case starts quiet.
+    urls = {item.response_url for item in sent}
+    deadline = time.monotonic() + ANSWER_GRACE
+    while time.monotonic() < deadline:
+        posted = {p.url for p in fake.response_url_posts() if p.url in urls}
+        if len(posted) == len(urls):
+            break
+        await asyncio.sleep(0.2)
+    first_post: dict[str, float] = {}
+    for post in fake.response_url_posts():
+        if post.url in urls and post.url not in first_post:
+            first_post[post.url] = post.at
+    ok = [s for s in sent if s.status == 200]
+    ack_ms = [(s.answered - s.due) * 1000 for s in ok]
+    answer_ms = [
+        (first_post[s.response_url] - s.due_wall) * 1000
+        for s in sent
+        if s.response_url in first_post
+    ]
+    lags = [(s.sent - s.due) * 1000 for s in sent]
+    return {
+        "command": command,
+        "rate": rate,
+        "sent": len(sent),
+        "failed": len(sent) - len(ok),
+        "statuses": _counts([s.status for s in sent]),
+        "over_deadline": sum(1 for ms in ack_ms if ms > SLACK_DEADLINE * 1000),
+        "ack_ms": [round(ms, 2) for ms in ack_ms],
+        "answer_ms": [round(ms, 1) for ms in answer_ms],
+        "send_lag_max_ms": round(max(lags, default=0.0), 1),
+        "bot_cpu_percent": round(procstat.usage(cpu_before, cpu_after).cpu_percent, 1),
+        "sample_answer": _sample_answer(fake, sent),
+    }
+
+
+def _counts(values: list[int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[str(value)] = counts.get(str(value), 0) + 1
+    return counts
+
+
+def _sample_answer(fake: SlackFake, sent: list[Sent]) -> str:
+    """One answer of the case, so the JSON shows what the work produced."""
+    for post in fake.response_url_posts(sent[-1].response_url if sent else None):
+        return json.dumps(post.body)[:300]
+    return ""
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrency))
+    from bench.__main__ import main
+
+    raise SystemExit(main([NAME, *sys.argv[1:]]))

@@ -20,7 +20,8 @@ def build_app(deps: Deps, signing_secret: str = "") -> AsyncApp:
         client=deps.client,
         signing_secret=signing_secret,
         logger=logging.getLogger("canary_bot.bolt"),
-        # Socket Mode requests are not signed; HTTP ones always are (Bolt checks them).
+        # Socket Mode requests are not signed; HTTP ones are verified in front of Bolt
+        # (bot/web.py) unless a secret is given here.
         request_verification_enabled=bool(signing_secret),
     )
     for module in (slash_command, control_buttons, start_dialog):

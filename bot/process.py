@@ -106,11 +106,13 @@ class BotProcess:
         deps = Deps(operations=operations, config=config, metrics=metrics, client=client)
         secret = env.slack_signing_secret.get_secret_value() if env.slack_signing_secret else ""
         if transport != "console":
-            self.bolt = build_app(deps, signing_secret=secret if transport == "http" else "")
+            # HTTP requests are verified by the web layer in front of Bolt (bot/web.py)
+            self.bolt = build_app(deps)
         web_app = build_web_app(
             self.bolt if transport == "http" else None,
             self.registry,
             readiness={"slack": self._slack_ready, "engine": lambda: self._engine_started},
+            signing_secret=secret,
         )
         self._runner = await serve(web_app, self.host, self.port)
         if transport == "socket" and self.bolt is not None and env.slack_app_token is not None:

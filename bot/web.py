@@ -9,12 +9,16 @@ requests only to replicas that can take them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
 
 log = logging.getLogger("canary_bot.web")
 
@@ -26,8 +30,13 @@ def build_web_app(
     bolt: AsyncApp | None,
     registry: CollectorRegistry,
     readiness: dict[str, ReadinessCheck] | None = None,
+    signing_secret: str = "",
 ) -> web.Application:
-    """The aiohttp application; ``bolt`` None means Socket Mode (no events endpoint)."""
+    """The aiohttp application; ``bolt`` None means Socket Mode (no events endpoint).
+
+    HTTP mode verifies Slack's signature here, in front of Bolt, on the raw bytes: Bolt
+    would parse the body first and fail with a 500 on bodies Slack never sends.
+    """
     checks = dict(readiness or {})
     app = web.Application(client_max_size=1024 * 1024)
 
@@ -48,15 +57,82 @@ def build_web_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     if bolt is not None:
+        verifier = SignatureVerifier(signing_secret)
 
         async def slack_events(request: web.Request) -> web.Response:
-            # Bolt verifies the signature and timestamp, acks within the listener, and
-            # answers 401 to anything forged or stale before a listener runs.
-            response = await bolt.async_dispatch(await to_bolt_request(request))
+            # aiohttp answers 413 itself past client_max_size.
+            raw = await request.read()
+            if not _signed(verifier, raw, request.headers):
+                return web.Response(status=401, text="invalid signature or timestamp\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return web.Response(status=400, text="the body is not UTF-8\n")
+            headers: dict[str, str | Sequence[str]] = {
+                k.lower(): [v] for k, v in request.headers.items()
+            }
+            try:
+                # The signature was checked above on the original bytes; Bolt sees a form
+                # body it parses correctly (see _shield_payload_word).
+                bolt_request = AsyncBoltRequest(
+                    body=_shield_payload_word(text, request.content_type),
+                    query=request.query_string,
+                    headers=headers,
+                )
+                problem = _interaction_problem(bolt_request.body)
+                if problem:
+                    return web.Response(status=400, text=f"unusable request body: {problem}\n")
+                response = await bolt.async_dispatch(bolt_request)
+            except Exception as exc:  # a signed body Slack never sends: reject, never 500
+                log.warning("unusable Slack request: %s", type(exc).__name__)
+                return web.Response(status=400, text="unusable request body\n")
             return await to_aiohttp_response(response)
 
         app.router.add_post(EVENTS_PATH, slack_events)
     return app
+
+
+def _signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Slack's v0 signature over the raw body, with a sane, recent timestamp."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not (timestamp.isdigit() and len(timestamp) <= 12 and signature):
+        return False
+    try:
+        return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+    except Exception:  # the verifier chokes on malformed input: that is a bad signature
+        return False
+
+
+def _interaction_problem(body: dict[str, Any]) -> str:
+    """Why an interactive payload is not one Slack sends ("" when it looks right).
+
+    Bolt matches listeners on these fields and fails with a 500 when they have the wrong
+    shape; a signed but malformed request deserves a 400 instead.
+    """
+    if body.get("type") != "block_actions":
+        return ""
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not actions:
+        return "block_actions without actions"
+    if not all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions):
+        return "an action without a string action_id"
+    return ""
+
+
+def _shield_payload_word(body: str, content_type: str) -> str:
+    """Keep Bolt from mistaking a form that merely mentions "payload" for an interaction.
+
+    Bolt treats any form body containing the substring ``payload`` as an interactive
+    request and drops every field when there is no ``payload=`` field, so
+    ``/canary status payload-api`` would be lost. Percent-encoding one letter keeps the
+    decoded fields identical (``parse_qsl`` unquotes keys and values).
+    """
+    if content_type == "application/json" or body.startswith("{") or "payload" not in body:
+        return body
+    if any(key == "payload" for key, _ in parse_qsl(body, keep_blank_values=True)):
+        return body
+    return body.replace("payload", "p%61yload")
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -647,7 +647,6 @@ def unverifiable(secret: str) -> dict[str, builders.SignedRequest]:
     }
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"answered 500: {KNOWN_DEFECTS}")
 @pytest.mark.parametrize("case", list(unverifiable("-")))
 async def test_a_body_bolt_cannot_parse_with_a_bad_signature_gets_401(
     case: str, kube: Kube, slack_fake: SlackFake, signing_secret: str
@@ -673,11 +672,6 @@ def signed_malformed(secret: str) -> dict[str, builders.SignedRequest]:
     return {name: builders.sign(body, signing_secret=secret) for name, body in bodies.items()}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="answered 500 (an exception in Bolt's parsing or action matching), not a 4xx",
-)
 @pytest.mark.parametrize("case", list(signed_malformed("-")))
 async def test_a_signed_body_slack_never_sends_gets_a_clean_rejection(
     case: str, kube: Kube, slack_fake: SlackFake, signing_secret: str
@@ -687,14 +681,6 @@ async def test_a_signed_body_slack_never_sends_gets_a_clean_rejection(
     assert 400 <= status < 500, f"{case}: answered {status}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Bolt's parse_body reads any form body containing the word 'payload' as an "
-        "interactive payload, finds no payload field and drops every field: 404"
-    ),
-)
 @pytest.mark.parametrize(
     "fields",
     [

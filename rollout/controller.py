@@ -27,7 +27,7 @@ from rollout.kube import RELEASES, JsonObject, Kube, KubeError
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
 from rollout.models import Phase, parse_duration
-from rollout.notify import Notifier
+from rollout.notify import Notifier, undelivered
 from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
@@ -173,7 +173,13 @@ class Controller:
         spec_changed = self._generations.get(key) != generation
         self._generations[key] = generation
         if phase in FINAL:
-            self._unschedule(key)
+            status = obj.get("status") or {}
+            delivered = int((status.get("notification") or {}).get("deliveredSeq", 0))
+            if int(status.get("eventSeq", 0)) > delivered:
+                # the end is not reported yet (e.g. Slack was down): keep offering it
+                self._schedule(key, obj)
+            else:
+                self._unschedule(key)
             if spec_changed or force:
                 self.trigger(meta["namespace"], meta["name"])  # audit late requests, clean up
             return
@@ -243,7 +249,9 @@ class Controller:
                 self._again.discard(key)
                 try:
                     release = await self.engine.advance(namespace, name)
-                    if release is None or release.status.phase.is_final:
+                    if release is None or (
+                        release.status.phase.is_final and not undelivered(release)
+                    ):
                         self._unschedule(key)
                 except KubeError as exc:
                     self.errors += 1

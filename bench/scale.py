@@ -249,24 +249,43 @@ def _wall(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def _analyses(
-    cluster: Cluster, namespaces: list[str], window: list[float], engine: EngineProcess
-) -> dict[str, Any]:
-    """Analysis times from status.history: steps in the window and how late each was."""
-    start, end = window
+def _history(cluster: Cluster, namespaces: list[str]) -> list[list[float]]:
+    """Every release's analysis times (wall clock), from status.history."""
     custom = k8s.CustomObjectsApi(cluster.client)
-    lags: list[float] = []
-    steps = 0
+    out = []
     for namespace in namespaces:
         items = custom.list_namespaced_custom_object(
             "canarybot.io", "v1alpha1", namespace, "canaryreleases"
         )["items"]
         for item in items:
-            times = sorted(_wall(h["at"]) for h in status_of(item).get("history", []))
-            for previous, current in itertools.pairwise(times):
-                if start <= current < end:
-                    lags.append(current - previous - INTERVAL)
-            steps += sum(1 for t in times if start <= t < end)
+            out.append(sorted(_wall(h["at"]) for h in status_of(item).get("history", [])))
+    return out
+
+
+def _analyses(
+    cluster: Cluster, namespaces: list[str], window: list[float], engine: EngineProcess
+) -> dict[str, Any]:
+    """Analysis times from status.history: steps in the window and how late each was.
+
+    An analysis is stamped when its ``advance`` starts but written when it ends, which
+    under load is many seconds later: wait until the count for the window stops growing,
+    or the analyses still in flight at the end of the window would go uncounted.
+    """
+    start, end = window
+    deadline = time.monotonic() + 180
+    previous = -1
+    while True:
+        history = _history(cluster, namespaces)
+        steps = sum(1 for times in history for t in times if start <= t < end)
+        if steps == previous or time.monotonic() > deadline:
+            break
+        previous = steps
+        time.sleep(5)
+    lags: list[float] = []
+    for times in history:
+        for before, current in itertools.pairwise(times):
+            if start <= current < end:
+                lags.append(current - before - INTERVAL)
     advances = [a for a in engine.advances() if start <= a["t"] < end]
     seconds = [a["seconds"] for a in advances]
     # when, within the interval, advances start: all in one second = every release ticks

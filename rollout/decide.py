@@ -188,10 +188,17 @@ def uses_iterations(release: CanaryRelease) -> bool:
     return release.spec.analysis.iterations is not None
 
 
+# Ticks fire once per interval but an advance starts a little late or early (scheduler
+# jitter, a busy event loop); without slack a tick landing a few milliseconds short of
+# the interval would push the analysis a whole interval later.
+DUE_SLACK = 0.1
+
+
 def analysis_due(release: CanaryRelease, now: datetime) -> bool:
-    """Whether an analysis interval has passed since the last step."""
+    """Whether an analysis interval has (all but) passed since the last step."""
     interval = release.spec.analysis.interval_seconds
-    return _elapsed(release.status.last_step_at, now) >= interval
+    slack = min(1.0, interval * DUE_SLACK)
+    return _elapsed(release.status.last_step_at, now) >= interval - slack
 
 
 def plan_checks(release: CanaryRelease, workloads: Workloads, now: datetime) -> CheckStage:

@@ -8,9 +8,11 @@ Blocking client calls run in worker threads so the event loop stays responsive.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -109,9 +111,16 @@ class RequestCounter:
 class Kube:
     """A small JSON-in, JSON-out gateway to the API server."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, workers: int = 32) -> None:
         self._api = api_client
         self.requests = RequestCounter()
+        # Blocking client calls get their own pool: asyncio's default one has only
+        # cores + 4 threads, which hundreds of rollouts (and Slack handlers) would queue on.
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        api_client.configuration.connection_pool_maxsize = max(
+            workers, int(api_client.configuration.connection_pool_maxsize or 0)
+        )
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = workers
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
@@ -131,7 +140,8 @@ class Kube:
         return str(self._api.configuration.host)
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool and the worker threads."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
     # -- raw REST -------------------------------------------------------------------------
@@ -182,9 +192,10 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
     ) -> JsonObject:
         """``request_sync`` in a worker thread."""
-        return await asyncio.to_thread(
+        call = functools.partial(
             self.request_sync, method, path, body, content_type=content_type, query=query
         )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     # -- typed helpers --------------------------------------------------------------------
 

@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
             recorder.controller = self
             self.engine.on_advanced = recorder.on_advanced
 
-    entry.Controller = ObservedController  # type: ignore[misc]
+    entry.Controller = ObservedController  # type: ignore[attr-defined]
     threading.Thread(target=recorder.run, name="bench-stats", daemon=True).start()
     atexit.register(recorder.flush)
     return entry.main(argv[3:])

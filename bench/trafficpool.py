@@ -14,6 +14,7 @@ Label values match what each simulator would export on its own (see sandbox.traf
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -51,7 +52,7 @@ class TrafficPool:
                 app,
                 app,
                 80,
-                weight=lambda key=key: self._routing.get(key, CanaryRouting()),
+                weight=functools.partial(self.routing_of, key),
                 rps=rps,
                 tick=tick,
             )
@@ -61,6 +62,10 @@ class TrafficPool:
         self._slot: ScrapeSlot | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="traffic-pool", daemon=True)
+
+    def routing_of(self, key: tuple[str, str]) -> CanaryRouting:
+        """The routing last read for ``(namespace, app)`` (none: all traffic to stable)."""
+        return self._routing.get(key, CanaryRouting())
 
     def start(self) -> TrafficPool:
         """Start ticking and exporting; returns once Prometheus has scraped the pool."""

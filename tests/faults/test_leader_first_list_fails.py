@@ -90,7 +90,7 @@ def lease_moved_on(api: k8s.ApiClient, namespace: str, identity: str) -> bool:
     if renewed is None or acquired is None:
         return True
     expired = datetime.now(UTC) - renewed > timedelta(seconds=lease.lease_duration_seconds)
-    return renewed > acquired or expired
+    return bool(renewed > acquired or expired)
 
 
 class NeverRecovered(AssertionError):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -202,10 +204,14 @@ class Controller:
         if trigger_interval is not None and trigger_interval.total_seconds() == interval:
             return
         namespace, name = key.split("/", 1)
+        # Spread the releases over the interval: jobs created together (bulk creation, a
+        # resync after a restart) would otherwise all tick in the same second.
+        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, interval))
         self._scheduler.add_job(
             self._tick,
             "interval",
             seconds=interval,
+            next_run_time=first,
             args=[namespace, name],
             id=key,
             replace_existing=True,

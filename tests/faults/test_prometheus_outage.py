@@ -92,7 +92,9 @@ def test_checks_fail_clearly_while_prometheus_is_down_then_rollouts_resume(
 
     wait_for(analysed_ok, 60, "both releases to pass an analysis (weight still below 50)", 0.2)
     before = releases(kube_api_client, namespace)
-    assert before[STRICT].status.failed_checks <= 1, (
+    # "no values" halts while the first canary requests reach Prometheus are normal; the
+    # strict release must still have room below its threshold of 4 when the outage starts
+    assert before[STRICT].status.failed_checks <= 2, (
         "precondition: the strict release already failed checks before the outage:\n"
         + story(before[STRICT])
     )

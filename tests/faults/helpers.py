@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from rollout.models import CanaryRelease, CanaryReleaseSpec, new_object
+from sandbox.controlplane import ControlPlane
+from tests.faults.conftest import EngineProcess
 
 OLD = "stefanprodan/podinfo:6.0.0"
 NEW = "stefanprodan/podinfo:6.0.3"
@@ -159,3 +165,86 @@ def lease_holder(api: k8s.ApiClient, namespace: str, name: str = "canary-bot-lea
 def story(release: CanaryRelease) -> str:
     """The release's events as lines, for failure messages."""
     return "\n".join(f"  {e.seq:>3} {e.type:<13} {e.message}" for e in release.status.events)
+
+
+# -- an engine with exactly the rights it needs, which a test can take away -----------------
+
+ACCOUNT = "canary-bot"
+
+
+def rules(can_list_releases: bool = True, can_renew_lease: bool = True) -> list[dict[str, Any]]:
+    """What the engine needs in one namespace, optionally without listing or Lease updates."""
+    release_verbs = ["get", "watch", "update", "patch"] + (["list"] if can_list_releases else [])
+    lease_verbs = ["get", "create"] + (["update"] if can_renew_lease else [])
+    return [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": lease_verbs},
+        {"apiGroups": ["canarybot.io"], "resources": ["canaryreleases"], "verbs": release_verbs},
+        {"apiGroups": ["canarybot.io"], "resources": ["canaryreleases/status"], "verbs": ["get", "update", "patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "create", "update", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]  # fmt: skip
+
+
+def set_rules(api: k8s.ApiClient, namespace: str, granted: list[dict[str, Any]]) -> None:
+    """Replace what ServiceAccount ``ACCOUNT`` may do (RBAC applies it within moments)."""
+    k8s.RbacAuthorizationV1Api(api).replace_namespaced_role(
+        ACCOUNT, namespace, {"metadata": {"name": ACCOUNT}, "rules": granted}
+    )
+
+
+def restricted_engine(
+    api: k8s.ApiClient,
+    control_plane: ControlPlane,
+    prometheus_url: str,
+    namespace: str,
+    log_dir: Path,
+    granted: list[dict[str, Any]],
+) -> EngineProcess:
+    """An engine (not started, leader election on) running as ServiceAccount ``ACCOUNT``.
+
+    The account gets a Role with ``granted`` and a token, as the engine has in a Pod.
+    """
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": ACCOUNT}, "rules": granted})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}],
+        },
+    )
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": ACCOUNT}})
+    token = core.create_namespaced_service_account_token(
+        ACCOUNT, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+    ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    base64.b64decode(ca)  # fail here, not in the engine, if the admin kubeconfig changes shape
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": control_plane.server, "certificate-authority-data": ca},
+            }
+        ],
+        "users": [{"name": ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": ACCOUNT}}],
+        "current-context": "local",
+    }
+    kubeconfig = log_dir / "engine.kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    args = [
+        "--kubeconfig", str(kubeconfig),
+        "--prometheus-url", prometheus_url,
+        "--namespace", namespace,
+        "--identity", "engine",
+        "--lease-namespace", namespace,
+        "--lease-seconds", "6",
+    ]  # fmt: skip
+    return EngineProcess("engine", args, log_dir)

@@ -141,9 +141,11 @@ class Controller:
         # The first list happens in the watch thread, which retries it until it works: a
         # leader whose API server refuses or fails that list must keep trying, not stall
         # its Lease renewals or die.
-        self._watch_stop.clear()
+        # A fresh stop flag per leadership term: a watch thread of an earlier term may
+        # still be blocked in its request, and must end rather than be revived.
+        self._watch_stop = threading.Event()
         self._watch_thread = threading.Thread(
-            target=self._watch, args=("",), name="canaryrelease-watch", daemon=True
+            target=self._watch, args=("", self._watch_stop), name="canaryrelease-watch", daemon=True
         )
         self._watch_thread.start()
 
@@ -276,22 +278,22 @@ class Controller:
 
     # -- watch ------------------------------------------------------------------------------
 
-    def _watch(self, resource_version: str) -> None:
+    def _watch(self, resource_version: str, stop: threading.Event) -> None:
         """Blocking watch loop (thread): hand every event to the event loop."""
         loop = self._loop
         assert loop is not None
         version = resource_version
-        while not self._watch_stop.is_set():
+        while not stop.is_set():
             if not version:
                 version = self._relist(loop)
                 if not version:
-                    self._watch_stop.wait(1.0)
+                    stop.wait(1.0)
                     continue
             try:
                 for event in self.kube.watch_sync(
                     RELEASES, self.settings.namespace, version, timeout_seconds=30
                 ):
-                    if self._watch_stop.is_set():
+                    if stop.is_set():
                         return
                     obj = event.get("object", {})
                     version = obj.get("metadata", {}).get("resourceVersion", version)
@@ -303,17 +305,17 @@ class Controller:
                         continue
                     loop.call_soon_threadsafe(self._observe, obj)
             except KubeError as exc:
-                if self._watch_stop.is_set():
+                if stop.is_set():
                     return
                 if exc.status != 410:
                     log.warning("watch interrupted: %s", exc)
-                    self._watch_stop.wait(1.0)
+                    stop.wait(1.0)
                 version = ""  # relist at the top of the loop
             except Exception:
-                if self._watch_stop.is_set():
+                if stop.is_set():
                     return
                 log.exception("watch failed; relisting")
-                self._watch_stop.wait(1.0)
+                stop.wait(1.0)
                 version = ""
 
     def _relist(self, loop: asyncio.AbstractEventLoop) -> str:

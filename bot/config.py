@@ -15,6 +15,13 @@ who may do what where, and which analysis a ``/canary start`` gets::
           verbs: [start, promote, abort, pause, resume, approve]   # or ["*"]
           users: [U012ABC]
           groups: [S0OPS]          # Slack user group ids
+    limits:                        # bounds that /canary start flags cannot cross
+      - namespaces: ["prod-*"]
+        maxWeight: 50              # ceiling for --max
+        maxStepWeight: 10          # ceiling for --step
+        interval: {min: 30s, max: 10m}
+        threshold: {min: 2, max: 10}
+        requireApproval: true      # --approval is forced
     defaults:
       namespace: test
       profile: tutorial
@@ -37,11 +44,15 @@ who may do what where, and which analysis a ``/canary start`` gets::
         )) by (le)) * 1000
 
 Decisions: routing takes the first route whose glob matches the namespace, then
-``channels.default``, then the channel the command was typed in. Authorization denies
-unless a rule names the namespace, the verb and the user (or one of the user's groups);
-``status``, ``list``, ``history``, ``plan`` and ``help`` are open to everyone. Precedence for
-analysis values: command flags, then the chosen profile, then ``defaults``, then Flagger's
-defaults.
+``channels.default``; with neither, the release gets no Slack thread (a warning is logged).
+The channel a command was typed in, or a release's ``requestedBy.channel``, never picks the
+channel: both come from whoever asks, routes from whoever runs canary-bot. Authorization
+denies unless a rule names the namespace, the verb and the user (or one of the user's
+groups); ``"*"`` grants every verb except ``skip-analysis``, which a rule must name.
+``status``, ``list``, ``history``, ``plan`` and ``help`` are open to everyone. Precedence
+for analysis values: command flags, then the chosen profile, then ``defaults``, then
+Flagger's defaults; the result must stay inside every ``limits`` entry that applies, and
+inside built-in bounds where no entry sets one (``bot.bounds.BUILT_IN``).
 """
 
 from __future__ import annotations
@@ -63,10 +74,20 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rollout.models import Analysis, is_dns_label, parse_duration
+from rollout.models import Analysis, format_duration, is_dns_label, parse_duration
 
-Verb = Literal["start", "promote", "abort", "pause", "resume", "approve"]
-VERBS: tuple[Verb, ...] = ("start", "promote", "abort", "pause", "resume", "approve")
+Verb = Literal["start", "promote", "abort", "pause", "resume", "approve", "skip-analysis"]
+VERBS: tuple[Verb, ...] = (
+    "start",
+    "promote",
+    "abort",
+    "pause",
+    "resume",
+    "approve",
+    "skip-analysis",
+)
+# Verbs a ``"*"`` rule does not grant: they must be named in the rule's ``verbs``.
+EXPLICIT_VERBS: frozenset[Verb] = frozenset({"skip-analysis"})
 
 _CHANNEL = re.compile(r"^(?:[CGD][A-Z0-9]{2,}|#[a-z0-9][a-z0-9._-]{0,79})$")
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -75,6 +96,8 @@ _TEMPLATE_VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)?)\s
 # What the engine fills in (rollout.analysis.query_variables); ``variables.<x>`` come from
 # a metric's templateVariables.
 TEMPLATE_VARIABLES = ("name", "namespace", "target", "ingress", "service", "interval", "canary")
+# No analysis interval may be longer, whatever the config says (``--interval`` included).
+MAX_INTERVAL_SECONDS = 24 * 3600
 
 
 class ConfigError(Exception):
@@ -120,7 +143,10 @@ def _check_channel(value: str) -> str:
 
 
 class Channels(_Frozen):
-    """Where each namespace's release threads are posted."""
+    """Where each namespace's release threads are posted: the first route whose glob
+    matches, else `default`; with neither, the release gets no thread and a warning is
+    logged. The channel a command was typed in and a CanaryRelease's `requestedBy.channel`
+    never choose it."""
 
     default: str | None = None
     routes: list[ChannelRoute] = Field(default_factory=list)
@@ -130,16 +156,23 @@ class Channels(_Frozen):
     def _default_id(cls, value: str | None) -> str | None:
         return None if value is None else _check_channel(value)
 
-    def route(self, namespace: str, requested_in: str = "") -> str | None:
-        """The channel for a release in ``namespace``: first matching route, default, origin."""
+    def route(self, namespace: str) -> str | None:
+        """The channel for a release in ``namespace``: the first matching route, else default.
+
+        None when neither is configured: the release then gets no thread. Where a command
+        was typed, or what a CanaryRelease says in ``requestedBy.channel``, is chosen by
+        whoever asks and so never decides where canary-bot speaks.
+        """
         for route in self.routes:
             if any(fnmatch.fnmatchcase(namespace, glob) for glob in route.namespaces):
                 return route.channel
-        return self.default or requested_in or None
+        return self.default
 
 
 class AuthorizationRule(_Frozen):
-    """Users and user groups allowed some verbs in some namespaces."""
+    """Users and user groups allowed some verbs in some namespaces. `"*"` grants every verb
+    except `skip-analysis` (`/canary start --skip-analysis`, which also needs `start`):
+    that one is granted only where a rule names it."""
 
     namespaces: list[str]
     verbs: list[Verb | Literal["*"]]
@@ -178,10 +211,13 @@ class AuthorizationRule(_Frozen):
         return self
 
     def covers(self, namespace: str, verb: Verb) -> bool:
-        """Whether the rule speaks about ``verb`` in ``namespace``."""
-        return ("*" in self.verbs or verb in self.verbs) and any(
-            fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces
-        )
+        """Whether the rule speaks about ``verb`` in ``namespace``.
+
+        ``"*"`` grants every verb except those in ``EXPLICIT_VERBS`` (``skip-analysis``):
+        a rule written before such a verb existed must not start granting it.
+        """
+        granted = verb in self.verbs or ("*" in self.verbs and verb not in EXPLICIT_VERBS)
+        return granted and any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces)
 
 
 class Authorization(_Frozen):
@@ -192,6 +228,121 @@ class Authorization(_Frozen):
     def rules_for(self, namespace: str, verb: Verb) -> list[AuthorizationRule]:
         """The rules that could allow ``verb`` in ``namespace``."""
         return [rule for rule in self.rules if rule.covers(namespace, verb)]
+
+
+class IntervalRange(_Frozen):
+    """The shortest and longest analysis interval a start may use, e.g. ``{min: 30s, max: 10m}``."""
+
+    min: str | None = None
+    max: str | None = None
+
+    @field_validator("min", "max")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            seconds = _bounded_duration(value)
+            if seconds < 1:
+                raise ValueError(f"{value!r} is shorter than 1s, the shortest interval")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntervalRange:
+        if (
+            self.min is not None
+            and self.max is not None
+            and parse_duration(self.min) > parse_duration(self.max)
+        ):
+            raise ValueError(f"min {self.min} is longer than max {self.max}")
+        return self
+
+
+def _bounded_duration(value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except OverflowError:
+        raise ValueError(f"{value[:40]!r} is too long a duration") from None
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise ValueError(f"{value!r} is longer than {format_duration(MAX_INTERVAL_SECONDS)}")
+    return seconds
+
+
+class ThresholdRange(_Frozen):
+    """The fewest and most failed checks before rollback a start may ask for."""
+
+    min: int | None = Field(default=None, ge=1, le=1000)
+    max: int | None = Field(default=None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class LimitRule(_Frozen):
+    """Bounds that `/canary start` (typed or from the form) and `plan` cannot cross. An
+    entry applies to a start whose namespace matches `namespaces` (globs) and whose profile
+    is one of `profiles`; a selector left out matches every start, and an entry needs at
+    least one. `maxWeight` caps `--max`; `maxStepWeight` caps the largest step (`--step`,
+    or a profile's `stepWeights`); `interval` and `threshold` give a `min` and `max` for
+    `--interval` and `--threshold`; `requireApproval: true` forces `--approval`. Every
+    entry that applies is enforced and, where two set the same bound, the stricter wins. A
+    bound no entry sets keeps its built-in default: step at most 50, interval from 1s to
+    1h, threshold from 1 to 100 (max weight: no bound below 100). The bounds hold for the
+    analysis that would run, whichever of the flags, the profile or `defaults` set a value;
+    a start outside them is refused with a message naming the value and the bound.
+
+    Enforced by ``bot.bounds`` on the Slack side only: a CanaryRelease applied with kubectl
+    is bounded by the CRD and by who may create it.
+    """
+
+    namespaces: list[str] | None = None
+    profiles: list[str] | None = None
+    max_weight: int | None = Field(default=None, ge=1, le=100, alias="maxWeight")
+    max_step_weight: int | None = Field(default=None, ge=1, le=100, alias="maxStepWeight")
+    interval: IntervalRange | None = None
+    threshold: ThresholdRange | None = None
+    require_approval: bool = Field(default=False, alias="requireApproval")
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespace_globs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_globs(value)
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("needs at least one profile name, or leave profiles out")
+        return value
+
+    @model_validator(mode="after")
+    def _selects_and_bounds(self) -> LimitRule:
+        if self.namespaces is None and self.profiles is None:
+            raise ValueError(
+                'a limits entry needs namespaces (e.g. ["prod-*"], or ["*"] for all) '
+                "or profiles"
+            )
+        if (
+            self.max_weight is None
+            and self.max_step_weight is None
+            and self.interval is None
+            and self.threshold is None
+            and not self.require_approval
+        ):
+            raise ValueError(
+                "a limits entry sets nothing; give maxWeight, maxStepWeight, interval, "
+                "threshold or requireApproval"
+            )
+        return self
+
+    def applies(self, namespace: str, profile: str | None) -> bool:
+        """Whether a start in ``namespace`` with ``profile`` falls under this rule."""
+        if self.namespaces is not None and not any(
+            fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces
+        ):
+            return False
+        return self.profiles is None or profile in self.profiles
 
 
 class Defaults(_Frozen):
@@ -232,6 +383,7 @@ class BotConfig(_Frozen):
     defaults: Defaults = Field(default_factory=Defaults)
     profiles: dict[str, Analysis] = Field(default_factory=dict)
     metric_templates: dict[str, str] = Field(default_factory=dict, alias="metricTemplates")
+    limits: list[LimitRule] = Field(default_factory=list, max_length=100)
 
     @field_validator("metric_templates")
     @classmethod
@@ -263,6 +415,12 @@ class BotConfig(_Frozen):
                     raise ValueError(
                         f"profiles.{profile_name}: metric {metric.name} uses templateRef "
                         f"{ref.name!r}; add it under metricTemplates"
+                    )
+        for index, rule in enumerate(self.limits):
+            for name in rule.profiles or []:
+                if name not in self.profiles:
+                    raise ValueError(
+                        f"limits[{index}].profiles names {name!r}, which is not under profiles"
                     )
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import html
 import os
 import re
 import sys
@@ -55,7 +56,8 @@ def plain(text: str) -> str:
     text = _EMOJI.sub("", text)
     text = _LINK.sub(r"\2", text)
     text = _MENTION.sub(r"@\1", text)
-    return text.replace("*", "").replace("`", "'")
+    # entities last: escaped user text shows as typed, after real markup was converted
+    return html.unescape(text.replace("*", "").replace("`", "'"))
 
 
 def blocks_text(blocks: Sequence[Block]) -> str:

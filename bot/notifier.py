@@ -37,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Channels
 from bot.metrics import BotMetrics
 from bot.pacing import Pacer
-from bot.render.card import card_blocks, headline
+from bot.render.card import card_blocks, headline_mrkdwn
 from bot.render.events import event_reply, failure_alert, is_failure
 from bot.render.limits import check_message
 from rollout.models import CanaryRelease, NotificationState, RolloutEvent
@@ -191,14 +191,23 @@ class SlackNotifier:
         key: str,
     ) -> NotificationState:
         pending = [e for e in events if e.seq > state.delivered_seq]
-        channel = state.channel or self._channels.route(
-            release.metadata.namespace, release.spec.requested_by.channel
-        )
+        # Only the config routes: requestedBy.channel is whatever the object's author wrote.
+        channel = state.channel or self._channels.route(release.metadata.namespace)
         if channel is None:
-            log.warning("no channel for %s: set channels.default in the config", release.key)
+            if pending:
+                log.warning(
+                    "no Slack thread for %s: no channels.routes entry matches namespace %s "
+                    "and channels.default is not set",
+                    release.key,
+                    release.metadata.namespace,
+                    extra={
+                        "namespace": release.metadata.namespace,
+                        "release": release.metadata.name,
+                    },
+                )
             last = max([e.seq for e in pending], default=state.delivered_seq)
             return state.model_copy(update={"delivered_seq": last})
-        card_text = headline(release)
+        card_text = headline_mrkdwn(release)
         card = check_message(card_blocks(release, self._clock()), card_text)
         posted_root = False
         if not state.thread_ts:

@@ -32,6 +32,7 @@ from bot.config import BotConfig
 from bot.releases import (
     TARGET_LABEL,
     RequestProblem,
+    approval_of,
     build_analysis,
     build_spec,
     is_active,
@@ -40,14 +41,16 @@ from bot.releases import (
     releases_of,
     resolve,
 )
-from bot.render.card import allowed_actions, card_blocks, headline
+from bot.render.card import allowed_actions, card_blocks, headline_mrkdwn
 from bot.render.events import AUDIT_VERB, audit_line
-from bot.render.facts import PHASE_EMOJI, elapsed_seconds
+from bot.render.facts import PHASE_EMOJI, elapsed_seconds, requester_text
 from bot.render.limits import clip
+from bot.render.mrkdwn import escape
 from bot.targets import deployment_containers
 from rollout.kube import Kube, KubeError
 from rollout.models import (
     CanaryRelease,
+    CanaryReleaseSpec,
     ControlAction,
     ControlRequest,
     Requester,
@@ -114,6 +117,8 @@ class Operations:
         """
         namespace = self.namespace_of(options.namespace)
         refusal = await self.authorizer.refusal(actor.user, namespace, "start")
+        if refusal is None and options.skip_analysis:
+            refusal = await self.authorizer.refusal(actor.user, namespace, "skip-analysis")
         if refusal is not None:
             return Reply(refusal)
         try:
@@ -126,11 +131,11 @@ class Operations:
             )
             spec = build_spec(options, self.config, requester, containers)
         except RequestProblem as exc:
-            return Reply(f":warning: {exc}")
+            return Reply(f":warning: {escape(str(exc))}")
         name = release_name(options.deployment, f"{namespace}/{request_key}")
         problems = await check_start(self.kube, namespace, name, spec)
         if problems:
-            listed = "\n".join(f"• {p}" for p in problems)
+            listed = "\n".join(f"• {escape(p)}" for p in problems)
             return Reply(clip(f":warning: Nothing was started:\n{listed}", 3000))
         try:
             release = await self.store.create(
@@ -142,13 +147,31 @@ class Operations:
             "release created",
             extra={"namespace": namespace, "release": name, "user": actor.user},
         )
-        channel = self.config.channels.route(namespace, actor.channel)
-        where = f" The status card follows in <#{channel}>." if channel else ""
+        return Reply(self._started(release.metadata.name, options, namespace, spec))
+
+    def _started(
+        self, name: str, options: ReleaseOptions, namespace: str, spec: CanaryReleaseSpec
+    ) -> str:
+        """The start reply: what runs, where its thread goes, and what the config forced."""
+        channel = self.config.channels.route(namespace)
+        if channel is None:
+            where = (
+                " No channel is configured for this namespace (channels.routes or "
+                "channels.default), so there will be no status thread."
+            )
+        elif channel.startswith("#"):
+            where = f" The status card follows in {channel}."
+        else:
+            where = f" The status card follows in <#{channel}>."
         plan = plan_of(spec.analysis).describe()
+        if spec.skip_analysis:
+            after = "approval" if spec.approval == "manual" else "promotion"
+            plan = f"analysis skipped: goes to {after} as soon as the canary runs"
         images = ", ".join(f"{c}={i}" for c, i in sorted(spec.images.items()))
-        return Reply(
-            f":seedling: Started release `{release.metadata.name}` of {options.deployment} in "
-            f"{namespace} ({images}): {plan}.{where}"
+        note = approval_of(options, self.config)[1]
+        return (
+            f":seedling: Started release `{name}` of {options.deployment} in "
+            f"{namespace} ({escape(images)}): {plan}.{where}" + (f"\n{note}" if note else "")
         )
 
     def plan(self, options: ReleaseOptions) -> Reply:
@@ -157,7 +180,7 @@ class Operations:
         try:
             analysis = build_analysis(options, self.config)
         except RequestProblem as exc:
-            return Reply(f":warning: {exc}")
+            return Reply(f":warning: {escape(str(exc))}")
         lines = [
             f"*Plan for {options.deployment} in {namespace}* (nothing was changed)",
             plan_of(analysis).describe() + ".",
@@ -182,7 +205,7 @@ class Operations:
         release = await resolve(self.store, ns, name)
         if release is None:
             return Reply(_not_found(name, ns))
-        return Reply(headline(release), card_blocks(release, self.clock()))
+        return Reply(headline_mrkdwn(release), card_blocks(release, self.clock()))
 
     async def list_active(self, namespace: str | None) -> Reply:
         """Active releases in a namespace, or everywhere."""
@@ -212,10 +235,10 @@ class Operations:
         elapsed = elapsed_seconds(release, self.clock())
         took = f", {format_duration(elapsed)}" if elapsed is not None else ""
         who = release.spec.requested_by
-        by = f" by <@{who.user}>" if who.user and who.source == "slack" else ""
+        by = f" by {requester_text(release, slack=True)}" if who.user else ""
         return (
             f"{emoji} `{release.metadata.name}` ({release.metadata.namespace}) "
-            f"{status.phase.value} at {status.canary_weight}% → {images}{took}{by}"
+            f"{status.phase.value} at {status.canary_weight}% → {escape(images)}{took}{by}"
         )
 
     # -- any command ----------------------------------------------------------------------
@@ -278,6 +301,8 @@ class Operations:
         phase = release.status.phase
         if action not in allowed_actions(phase):
             return ControlOutcome(Reply(_not_now(release, action)), release)
+        if action == "promote" and _awaits_approval(release):
+            return ControlOutcome(Reply(_approve_first(release, ns)), release)
         request = ControlRequest(
             id=request_id,
             action=action,
@@ -305,7 +330,7 @@ class Operations:
         return ControlOutcome(
             Reply(f"{_VERB_DONE[action]} requested for `{release.metadata.name}`."),
             updated,
-            audit_line(action, actor.user, reason),
+            audit_line(action, actor.user, reason, actor.user_name),
             request_id,
         )
 
@@ -334,6 +359,21 @@ def _not_now(release: CanaryRelease, action: ControlAction) -> str:
     return (
         f"`{release.metadata.name}` is {phase.value}, so it cannot be {AUDIT_VERB[action]} "
         f"now; possible now: {', '.join(possible)}."
+    )
+
+
+def _awaits_approval(release: CanaryRelease) -> bool:
+    """Manual approval not given nor requested: ``promote`` must not stand in for it."""
+    if release.spec.approval != "manual" or release.status.approved:
+        return False
+    return not any(r.action == "approve" for r in release.spec.control_requests)
+
+
+def _approve_first(release: CanaryRelease, namespace: str) -> str:
+    name = release.metadata.name
+    return (
+        f":raised_hand: `{name}` waits for approval; approve first with "
+        f"`/canary approve {name} -n {namespace}` (promote does not replace approval)."
     )
 
 

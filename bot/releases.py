@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from bot import bounds
+from bot.bounds import Origin
 from bot.commands import ReleaseOptions
 from bot.config import BotConfig
 from rollout.models import (
@@ -64,8 +66,10 @@ def choose_images(options: ReleaseOptions, containers: dict[str, str] | None) ->
     return {next(iter(containers)): options.image}
 
 
-def build_analysis(options: ReleaseOptions, config: BotConfig) -> Analysis:
-    """Command flags over the profile over the configured defaults over Flagger's."""
+def _layers(
+    options: ReleaseOptions, config: BotConfig, profile_name: str | None
+) -> tuple[dict[str, Any], dict[str, Origin]]:
+    """The merged analysis fields, and which layer set each of them."""
     defaults = config.defaults
     merged: dict[str, Any] = {
         key: value
@@ -77,7 +81,7 @@ def build_analysis(options: ReleaseOptions, config: BotConfig) -> Analysis:
         }.items()
         if value is not None
     }
-    profile_name = options.profile or defaults.profile
+    origins: dict[str, Origin] = dict.fromkeys(merged, "defaults")
     if profile_name is not None:
         profile = config.profiles.get(profile_name)
         if profile is None:
@@ -86,23 +90,60 @@ def build_analysis(options: ReleaseOptions, config: BotConfig) -> Analysis:
                 f"there is no analysis profile named {profile_name} (profiles: {known}); "
                 "profiles are defined under `profiles` in the canary-bot config"
             )
-        merged.update(profile.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        layer = profile.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        merged.update(layer)
+        origins.update(dict.fromkeys(layer, "profile"))
     if options.step_weight is not None:
-        merged["stepWeight"] = options.step_weight
         merged.pop("stepWeights", None)  # an explicit step replaces a profile's list
     flags = {
         "maxWeight": options.max_weight,
+        "stepWeight": options.step_weight,
         "interval": options.interval,
         "threshold": options.threshold,
     }
-    merged.update({key: value for key, value in flags.items() if value is not None})
+    given = {key: value for key, value in flags.items() if value is not None}
+    merged.update(given)
+    origins.update(dict.fromkeys(given, "flag"))
+    return merged, origins
+
+
+def build_analysis(options: ReleaseOptions, config: BotConfig) -> Analysis:
+    """Command flags over the profile over the configured defaults over Flagger's.
+
+    The result must stay inside the bounds of ``bot.bounds`` for the start's namespace
+    and profile; a value outside them, whichever layer set it, is a ``RequestProblem``
+    that names the value, the bound and where the bound comes from.
+    """
+    profile_name = options.profile or config.defaults.profile
+    merged, origins = _layers(options, config, profile_name)
     try:
         analysis = Analysis.model_validate(merged)
     except ValidationError as exc:
         raise RequestProblem(
             f"the analysis is not valid: {describe_validation_error(exc)}"
         ) from None
+    namespace = options.namespace or config.defaults.namespace
+    crossed = bounds.check(
+        analysis, origins, profile_name, bounds.bounds_for(config, namespace, profile_name)
+    )
+    if len(crossed) == 1:
+        raise RequestProblem(crossed[0])
+    if crossed:
+        listed = "\n".join(f"• {c}" for c in crossed)
+        raise RequestProblem(f"{len(crossed)} values are outside the allowed bounds:\n{listed}")
     return analysis
+
+
+def approval_of(
+    options: ReleaseOptions, config: BotConfig
+) -> tuple[Literal["auto", "manual"], str]:
+    """``spec.approval`` for a start, and the note the reply adds when the config forces it."""
+    namespace = options.namespace or config.defaults.namespace
+    profile = options.profile or config.defaults.profile
+    note = bounds.approval_note(bounds.bounds_for(config, namespace, profile))
+    if note or options.approval:
+        return "manual", note
+    return config.defaults.approval, ""
 
 
 def build_spec(
@@ -126,7 +167,8 @@ def build_spec(
                 "service": service,
                 "analysis": analysis.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "progressDeadlineSeconds": config.defaults.progress_deadline_seconds,
-                "approval": "manual" if options.approval else config.defaults.approval,
+                "approval": approval_of(options, config)[0],
+                "skipAnalysis": options.skip_analysis,
                 "cluster": config.cluster,
                 "requestedBy": requester.model_dump(mode="json", by_alias=True),
             }

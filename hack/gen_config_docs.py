@@ -82,7 +82,7 @@ def _describe(model: type[BaseModel], seen: set[type[BaseModel]], out: list[str]
     if model in seen:
         return
     seen.add(model)
-    doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
     out += [f"### {model.__name__}", "", doc, "", "| field | type | default |", "|---|---|---|"]
     children: list[type[BaseModel]] = []
     for name, field in model.model_fields.items():

@@ -362,6 +362,10 @@ def _apply_control(b: _Builder, workloads: Workloads) -> None:
             ):
                 b.audit(request, "refused", "the canary is not ready yet; try again once it runs")
                 continue
+            if b.release.spec.approval == "manual" and not b.status.approved:
+                # a promote grant must not stand in for a separate approve grant
+                b.audit(request, "refused", "waiting for approval; approve first")
+                continue
             b.audit(request, "applied", f"promoted by {who} without further analysis")
             b.event(
                 "Control", f"Promotion requested by {who}; skipping remaining analysis", "warning"

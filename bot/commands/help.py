@@ -5,9 +5,12 @@ from __future__ import annotations
 USAGE: dict[str, str] = {
     "start": (
         "`/canary start <deployment> image=<ref> [-n ns] [--profile name] [--step N] "
-        "[--max N] [--interval 30s] [--threshold N] [--approval] [--ingress name] [--port N]`\n"
+        "[--max N] [--interval 30s] [--threshold N] [--approval] [--skip-analysis] "
+        "[--ingress name] [--port N]`\n"
         "Start a canary release of a Deployment. `image=<ref>` sets the image of its only "
-        "container; use `<container>=<ref>` (several allowed) when it has more than one.\n"
+        "container; use `<container>=<ref>` (several allowed) when it has more than one. "
+        "The config may bound the flags per namespace and profile; `--skip-analysis` needs "
+        "the skip-analysis permission.\n"
         "Example: `/canary start podinfo image=stefanprodan/podinfo:6.0.3 -n test`\n"
         "With no arguments, `/canary start` opens a form."
     ),
@@ -26,7 +29,8 @@ USAGE: dict[str, str] = {
         "Show finished releases, newest first (of one Deployment when a name is given)."
     ),
     "promote": (
-        "`/canary promote [name] [-n ns]`\nSkip the remaining analysis and promote the canary now."
+        "`/canary promote [name] [-n ns]`\nSkip the remaining analysis and promote the canary "
+        "now. A release that needs approval must be approved first."
     ),
     "abort": (
         "`/canary abort [name] [reason…] [-n ns]`\n"

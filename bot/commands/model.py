@@ -35,6 +35,8 @@ class ReleaseOptions:
     interval: str | None = None
     threshold: int | None = None
     approval: bool = False
+    # ``--skip-analysis``: promote once the canary runs, no checks (needs its own verb)
+    skip_analysis: bool = False
     ingress: str | None = None
     port: int | None = None
 

@@ -28,8 +28,10 @@ from bot.commands.model import (
     StartCommand,
     StatusCommand,
 )
+from bot.config import MAX_INTERVAL_SECONDS
 from rollout.models import (
     ControlAction,
+    format_duration,
     is_dns_label,
     is_dns_subdomain,
     is_valid_image,
@@ -57,6 +59,23 @@ def _unlink(match: re.Match[str]) -> str:
     return label or target
 
 
+def unlink(text: str) -> str:
+    """``text`` without Slack's ``<…>`` markup: links, mentions, channel and date tokens.
+
+    Slack sends what a person typed with ``&``, ``<`` and ``>`` escaped and real links and
+    mentions as ``<…>``. Unescaping comes first, and the markup is removed after it until
+    none is left, so typed ``&lt;!channel&gt;`` (or ``<<!here>>``, which a single pass
+    would turn into ``<!here>``) ends up as plain words: nothing a person types comes out
+    of the parser as a mention or link. Rendering escapes again on the way out.
+    """
+    cleaned = html.unescape(text)
+    while True:  # each pass removes at least one '<', so this ends
+        stripped = _SLACK_LINK.sub(_unlink, cleaned)
+        if stripped == cleaned:
+            return stripped
+        cleaned = stripped
+
+
 def tokenize(text: str) -> list[str]:
     """Split command text like a shell, after undoing Slack's escaping and auto-links."""
     if len(text) > MAX_TEXT:
@@ -64,8 +83,7 @@ def tokenize(text: str) -> list[str]:
             f"the command is {len(text)} characters long; the limit is {MAX_TEXT}. "
             "Put long analysis settings in a profile in the config file instead."
         )
-    cleaned = _CONTROL_CHARS.sub(" ", text).translate(_QUOTES)
-    cleaned = html.unescape(_SLACK_LINK.sub(_unlink, cleaned))
+    cleaned = unlink(_CONTROL_CHARS.sub(" ", text).translate(_QUOTES))
     try:
         return shlex.split(cleaned)
     except ValueError as exc:
@@ -98,12 +116,19 @@ def _number(name: str, low: int, high: int) -> Callable[[str], int]:
 
 
 def _interval(text: str) -> str:
+    if len(text) > 20:
+        raise ParseError(f"--interval {_show(text, 24)} is not a duration; write it like 30s or 5m")
     try:
         seconds = parse_duration(text)
-    except ValueError as exc:
-        raise ParseError(f"--interval: {exc}") from None
+    except (ValueError, OverflowError):
+        raise ParseError(
+            f"--interval {_show(text, 24)} is not a duration; write it like 30s, 1m or 2m30s"
+        ) from None
     if seconds < 1:
-        raise ParseError(f"--interval must be at least 1s, got {text}")
+        raise ParseError(f"--interval must be at least 1s, got {_show(text)}")
+    if seconds > MAX_INTERVAL_SECONDS:
+        longest = format_duration(MAX_INTERVAL_SECONDS)
+        raise ParseError(f"--interval must be at most {longest}, got {_show(text)}")
     return text
 
 
@@ -135,7 +160,10 @@ def _profile(text: str) -> str:
 
 
 def _show(text: str, limit: int = 60) -> str:
-    """Quote user text in a message, shortened so a huge token cannot flood the reply."""
+    """Quote user text in a message, shortened so a huge token cannot flood the reply.
+
+    Plain text: whoever shows the message in Slack escapes it (``bot.render.mrkdwn``).
+    """
     short = text if len(text) <= limit else text[: limit - 1] + "…"
     quoted = short.replace("`", "'")
     return f"`{quoted}`"
@@ -151,6 +179,7 @@ _RELEASE_FLAGS: dict[str, _Flag] = {
     "--interval": _Flag("interval", True, _interval),
     "--threshold": _Flag("threshold", True, _number("--threshold", 1, 1000)),
     "--approval": _Flag("approval", False, bool),
+    "--skip-analysis": _Flag("skip_analysis", False, bool),
     "--ingress": _Flag("ingress", True, _object_name("Ingress")),
     "--port": _Flag("port", True, _number("--port", 1, 65535)),
 }

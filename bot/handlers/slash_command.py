@@ -22,6 +22,7 @@ from bot.deps import Deps
 from bot.handlers.replies import post_audit, send_reply
 from bot.operations import Actor, Reply, describe_failure
 from bot.render.modal import start_modal
+from bot.render.mrkdwn import escape
 
 log = logging.getLogger("canary_bot.handlers")
 
@@ -29,15 +30,18 @@ COMMAND = "/canary"
 
 
 def help_text(topic: str | None) -> str:
-    """``/canary help`` or one subcommand's usage."""
-    return overview() if topic is None else usage(topic)
+    """``/canary help`` or one subcommand's usage (escaped: ``<ref>`` is not a link)."""
+    return escape(overview() if topic is None else usage(topic))
 
 
 def parse_error_text(error: ParseError) -> str:
-    """The refusal of bad input: what is wrong, then the usage of that subcommand."""
-    text = f":warning: {error.message}"
+    """The refusal of bad input: what is wrong, then the usage of that subcommand.
+
+    The message quotes what the person typed: escaped, it cannot mention or link anything.
+    """
+    text = f":warning: {escape(error.message)}"
     if error.topic is not None:
-        text += f"\n{usage(error.topic)}"
+        text += f"\n{escape(usage(error.topic))}"
     else:
         text += "\nSee `/canary help`."
     return text

@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.commands import ParseError, StartCommand, parse
 from bot.deps import Deps
 from bot.operations import Actor, Reply, describe_failure
+from bot.releases import RequestProblem, build_analysis
 from bot.render.modal import START_CALLBACK, origin_channel, submission_text
 
 log = logging.getLogger("canary_bot.handlers")
@@ -44,6 +45,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         if not isinstance(parsed, StartCommand):
             await ack(response_action="errors", errors={"deployment": "Name the Deployment."})
+            return
+        # The same bounds as typed text (bot.bounds via build_analysis), shown in the form;
+        # operations.start checks them again, so this is only the earlier, friendlier answer.
+        try:
+            build_analysis(parsed.options, deps.config)
+        except RequestProblem as problem:
+            block = "profile" if deps.config.profiles else "namespace"
+            await ack(response_action="errors", errors={block: str(problem)[:3000]})
             return
         await ack()
         user = body.get("user") or {}

@@ -30,6 +30,7 @@ from bot.render.facts import (
     time_line,
 )
 from bot.render.limits import clip
+from bot.render.mrkdwn import code, escape
 from rollout.models import CanaryRelease, ControlAction, Phase
 
 ACTION_PREFIX = "canary_"
@@ -106,7 +107,9 @@ def buttons(release: CanaryRelease) -> list[ButtonElement]:
         if spec.confirm is not None:
             confirm = ConfirmObject(
                 title=f"{spec.label} {target}?"[:100],
-                text=spec.confirm.format(target=f"{target} in {release.metadata.namespace}"),
+                text=spec.confirm.format(
+                    target=escape(f"{target} in {release.metadata.namespace}")
+                ),
                 confirm=spec.label,
                 deny="Cancel",
                 style="danger" if spec.style == "danger" else "primary",
@@ -124,12 +127,20 @@ def buttons(release: CanaryRelease) -> list[ButtonElement]:
 
 
 def headline(release: CanaryRelease) -> str:
-    """One line: ``Canary podinfo.test: Progressing at 25%`` (also the notification text)."""
+    """One line: ``Canary podinfo.test: Progressing at 25%`` (also the notification text).
+
+    Plain text (the card's header); ``headline_mrkdwn`` is the same for message text.
+    """
     status = release.status
     line = f"Canary {release.key}: {status.phase.value}"
     if status.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.WAITING_PROMOTION):
         line += f" at {status.canary_weight}%"
     return line
+
+
+def headline_mrkdwn(release: CanaryRelease) -> str:
+    """``headline`` escaped, for a message's ``text`` (which Slack parses as mrkdwn)."""
+    return escape(headline(release))
 
 
 def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
@@ -147,16 +158,16 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         MarkdownTextObject(text=f"*Failed checks*\n{status.failed_checks} / {analysis.threshold}"),
         MarkdownTextObject(text=f"*Time*\n{time_line(release, now)}"),
         MarkdownTextObject(text=f"*Requested by*\n{requester_text(release, slack=True)}"),
-        MarkdownTextObject(text=f"*Cluster*\n{release.spec.cluster or 'unnamed'}"),
+        MarkdownTextObject(text=f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}"),
     ]
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(headline(release), 150), emoji=True)),
         SectionBlock(
             text=MarkdownTextObject(
                 text=clip(
-                    f"*{release.spec.target_ref.name}* in `{release.metadata.namespace}` "
-                    f"(release `{release.metadata.name}`)\n"
-                    + "\n".join(f"`{line}`" for line in images_change(release)),
+                    f"*{escape(release.spec.target_ref.name)}* in "
+                    f"{code(release.metadata.namespace)} (release {code(release.metadata.name)})\n"
+                    + "\n".join(code(line) for line in images_change(release)),
                     3000,
                 )
             )
@@ -172,9 +183,12 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
                 if line.ok is None
                 else (":large_green_circle:" if line.ok else ":red_circle:")
             )
-            text = f"{mark} *{line.name}* {line.value} (want {line.threshold})"
+            text = (
+                f"{mark} *{escape(line.name)}* {escape(line.value)} "
+                f"(want {escape(line.threshold)})"
+            )
             if line.message and not line.ok:
-                text += f" — {line.message}"
+                text += f" — {escape(line.message)}"
             rendered.append(text)
         blocks.append(
             SectionBlock(
@@ -190,7 +204,9 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
             )
         )
     if status.message:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(status.message, 3000))]))
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=clip(escape(status.message), 3000))])
+        )
     if with_buttons:
         elements = buttons(release)
         if elements:

@@ -6,6 +6,7 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 
 from bot.render.facts import metric_lines, requester_text
 from bot.render.limits import clip
+from bot.render.mrkdwn import escape, mention
 from rollout.models import CanaryRelease, ControlAction, RolloutEvent
 
 EVENT_EMOJI: dict[str, str] = {
@@ -37,12 +38,17 @@ def event_text(event: RolloutEvent) -> str:
     emoji = EVENT_EMOJI.get(event.type) or SEVERITY_EMOJI.get(
         event.severity, ":information_source:"
     )
-    text = f"{emoji} {event.message}"
+    text = f"{emoji} {escape(event.message)}"
     if event.details:
-        text += "\n" + "\n".join(
-            f"• {key}: {value}" for key, value in sorted(event.details.items())
-        )
+        text += "\n" + _details(event)
     return clip(text, 3000)
+
+
+def _details(event: RolloutEvent) -> str:
+    """``• key: value`` lines (keys and values come from the cluster: escaped)."""
+    return "\n".join(
+        f"• {escape(key)}: {escape(value)}" for key, value in sorted(event.details.items())
+    )
 
 
 def event_reply(event: RolloutEvent) -> tuple[str, list[Block]]:
@@ -53,7 +59,7 @@ def event_reply(event: RolloutEvent) -> tuple[str, list[Block]]:
     if event.phase is not None:
         footer += f" · {event.phase.value}"
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=footer)]))
-    return clip(f"{event.message}", 3000), blocks
+    return clip(escape(event.message), 3000), blocks
 
 
 def failure_alert(
@@ -61,21 +67,22 @@ def failure_alert(
 ) -> tuple[str, list[Block]]:
     """Top-level channel alert: whom it concerns, what failed, the measured values, the thread."""
     who = requester_text(release, slack=True)
-    cluster = f" on {release.spec.cluster}" if release.spec.cluster else ""
-    text = f":rotating_light: {who} canary {release.key}{cluster} failed: {event.message}"
+    cluster = f" on {escape(release.spec.cluster)}" if release.spec.cluster else ""
+    text = (
+        f":rotating_light: {who} canary {escape(release.key)}{cluster} failed: "
+        f"{escape(event.message)}"
+    )
     body = text
     if event.details:
-        body += "\n" + "\n".join(
-            f"• {key}: {value}" for key, value in sorted(event.details.items())
-        )
+        body += "\n" + _details(event)
     # The measured values that failed, so nobody has to open the thread to see why.
     failing = [line for line in metric_lines(release) if line.ok is False]
     if failing:
-        body += "\n" + "\n".join(f"• last {line.text()}" for line in failing)
-    if thread_link.startswith("http"):
+        body += "\n" + "\n".join(f"• last {escape(line.text())}" for line in failing)
+    if thread_link.startswith(("https://", "http://")) and not set("<>|") & set(thread_link):
         body += f"\n<{thread_link}|Open the release thread>"
     elif thread_link:
-        body += f"\n{thread_link}"
+        body += f"\n{escape(thread_link)}"
     return clip(text, 3000), [SectionBlock(text=MarkdownTextObject(text=clip(body, 3000)))]
 
 
@@ -88,9 +95,12 @@ AUDIT_VERB: dict[ControlAction, str] = {
 }
 
 
-def audit_line(action: ControlAction, user: str, reason: str = "") -> str:
-    """``:joystick: aborted by <@U123>: reason`` — posted in the thread when someone steers."""
-    line = f":joystick: {AUDIT_VERB[action]} by <@{user}>"
+def audit_line(action: ControlAction, user: str, reason: str = "", user_name: str = "") -> str:
+    """``:joystick: aborted by <@U123>: reason`` — posted in the thread when someone steers.
+
+    The reason is the person's own text: escaped, so it cannot mention or link anything.
+    """
+    line = f":joystick: {AUDIT_VERB[action]} by {mention(user, user_name) or 'someone'}"
     if reason:
-        line += f": {clip(reason, 500)}"
+        line += f": {escape(clip(reason, 500))}"
     return line

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.render.mrkdwn import escape, is_user_id, mention
 from rollout.models import CanaryRelease, Phase, format_duration
 
 PHASE_EMOJI: dict[Phase, str] = {
@@ -127,8 +128,14 @@ def metric_lines(release: CanaryRelease) -> list[MetricLine]:
 
 
 def requester_text(release: CanaryRelease, *, slack: bool) -> str:
-    """Who asked: a Slack mention, a name, or the door it came through."""
+    """Who asked: a Slack mention, a name, or the door it came through.
+
+    With ``slack``, the result is mrkdwn: a mention only when ``requestedBy.user`` is a
+    valid Slack user id (anyone who can write a CanaryRelease can write anything there),
+    otherwise the name as escaped plain text.
+    """
     who = release.spec.requested_by
-    if who.user and slack and who.source == "slack":
-        return f"<@{who.user}>"
-    return who.user_name or who.user or f"({who.source})"
+    if slack and who.source == "slack" and is_user_id(who.user):
+        return mention(who.user)
+    plain = who.user_name or who.user or f"({who.source})"
+    return escape(plain) if slack else plain

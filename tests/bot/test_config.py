@@ -71,7 +71,8 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
 def test_no_file_means_an_empty_config() -> None:
     config = load_config(None)
     assert config.authorization.rules == []
-    assert config.channels.route("test", requested_in="C0HERE") == "C0HERE"
+    # no route and no default: no channel, wherever the command was typed
+    assert config.channels.route("test") is None
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,16 @@ def test_no_file_means_an_empty_config() -> None:
             "profiles: {p: {metrics: [{name: m, templateRef: {name: nope}}]}}",
             "add it under metricTemplates",
         ),
+        ("limits: [{maxWeight: 50}]", "a limits entry needs namespaces"),
+        ("limits: [{namespaces: [prod]}]", "a limits entry sets nothing"),
+        (
+            "limits: [{namespaces: [prod], interval: {min: 10m, max: 1m}}]",
+            "limits.0.interval: min 10m is longer than max 1m",
+        ),
+        ("limits: [{namespaces: [prod], interval: {max: 99999999h}}]", "is longer than 24h"),
+        ("limits: [{namespaces: [prod], threshold: {min: 9, max: 3}}]", "min 9 is greater"),
+        ("limits: [{namespaces: [prod], maxStepWeight: 0}]", "limits.0.maxStepWeight"),
+        ("limits: [{profiles: [fast], maxWeight: 5}]", "limits[0].profiles names 'fast'"),
         ("[1, 2]", "must be a YAML mapping"),
         ("a: [", "is not valid YAML"),
     ],
@@ -152,3 +163,9 @@ def test_the_shipped_example_is_valid_and_matches_the_tutorial() -> None:
         5,
     )
     assert [w.name for w in tutorial.webhooks] == ["acceptance-test", "load-test"]
+    prod = config.limits[0]
+    assert (prod.max_weight, prod.max_step_weight, prod.require_approval) == (50, 10, True)
+    assert prod.applies("prod-eu", "latency") and not prod.applies("test", "latency")
+    assert config.limits[1].applies("test", "latency")
+    # "*" in an authorization rule does not grant skip-analysis; the example names it
+    assert config.authorization.rules_for("test", "skip-analysis")[0].verbs == ["skip-analysis"]

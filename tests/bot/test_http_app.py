@@ -43,7 +43,7 @@ async def test_help_is_answered_in_the_ack(
     async with running_bot(env, config_for(namespace), kube) as bot:
         status, body = await post_signed(bot.bound_port, slack_requests.slash_command(text="help"))
         assert status == 200
-        assert "/canary start <deployment> image=<ref>" in body
+        assert "/canary start &lt;deployment&gt; image=&lt;ref&gt;" in body  # shown as typed
         status, body = await post_signed(
             bot.bound_port, slack_requests.slash_command(text="strat podinfo")
         )

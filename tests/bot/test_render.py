@@ -55,7 +55,7 @@ def test_progressing_card_shows_the_facts() -> None:
         "podinfod: stefanprodan/podinfo:6.0.0 → stefanprodan/podinfo:6.0.3",
         "25% (max 50%)",
         "2 / 10",
-        "request-success-rate* 99.7 (want >= 99)",
+        "request-success-rate* 99.7 (want &gt;= 99)",  # Slack shows ">="
         "elapsed 5m · about 1m left",
         "<@U0ALICE>",
         "prod-eu-1",
@@ -136,7 +136,9 @@ def test_failure_alert_mentions_requester_cause_and_thread() -> None:
     assert "<@U0ALICE>" in text and "prod-eu-1" in text and "48.1%" in text
     assert "<https://x.slack.com/archives/C/p1|Open the release thread>" in rendered
     assert "request-success-rate: 48.1" in rendered
-    assert "last request-success-rate 48.1 (>= 99)" in rendered
+    # Slack shows ">=" and "<"; as raw characters "<" would start markup
+    assert "last request-success-rate 48.1 (&gt;= 99)" in rendered
+    assert "48.1% &lt; 99% for 10 checks" in text
 
 
 def test_audit_line() -> None:

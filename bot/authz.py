@@ -10,7 +10,7 @@ from typing import Protocol
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Authorization, Verb
+from bot.config import EXPLICIT_VERBS, Authorization, Verb
 
 log = logging.getLogger("canary_bot.authz")
 
@@ -87,4 +87,11 @@ def refusal_text(rules: Authorization, namespace: str, verb: Verb) -> str:
             "ask an admin to add you to an `authorization.rules` entry "
             f"for namespace {namespace} and verb {verb} in the canary-bot config"
         )
-    return f":no_entry: You are not allowed to {verb} releases in namespace {namespace}; {ask}."
+        if verb in EXPLICIT_VERBS:
+            ask += f' (a rule with verbs ["*"] does not grant {verb}: it must be named)'
+    doing = _DOING.get(verb, f"{verb} releases")
+    return f":no_entry: You are not allowed to {doing} in namespace {namespace}; {ask}."
+
+
+# How a refusal words a verb that is not a plain "<verb> releases".
+_DOING: dict[Verb, str] = {"skip-analysis": "start releases that skip the analysis"}

@@ -87,3 +87,30 @@ async def test_slack_group_membership_is_read_and_cached(slack_fake: SlackFake) 
     assert "U0ALICE" in await directory.members("S0SRE")
     assert len(slack_fake.calls("usergroups.users.list")) == 1
     assert await directory.members("S0NOSUCH") == frozenset()
+
+
+async def test_a_star_rule_does_not_grant_skip_analysis() -> None:
+    rules = parse_config(
+        """
+authorization:
+  rules:
+    - namespaces: ["*"]
+      verbs: ["*"]
+      groups: [S0SRE]
+    - namespaces: ["test"]
+      verbs: [skip-analysis]
+      users: [U0BOB]
+"""
+    ).authorization
+    authorizer = Authorizer(rules, Groups(GROUPS))
+    assert await authorizer.allowed("U0ALICE", "test", "start")
+    assert not await authorizer.allowed("U0ALICE", "test", "skip-analysis")
+    assert await authorizer.allowed("U0BOB", "test", "skip-analysis")
+    assert not await authorizer.allowed("U0BOB", "prod", "skip-analysis")
+    refusal = await authorizer.refusal("U0ALICE", "prod", "skip-analysis")
+    assert refusal == (
+        ":no_entry: You are not allowed to start releases that skip the analysis in namespace "
+        "prod; ask an admin to add you to an `authorization.rules` entry for namespace prod "
+        'and verb skip-analysis in the canary-bot config (a rule with verbs ["*"] does not '
+        "grant skip-analysis: it must be named)."
+    )

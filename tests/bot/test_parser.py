@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +21,7 @@ from bot.commands import (
     StatusCommand,
     parse,
 )
-from bot.commands.parser import MAX_TEXT
+from bot.commands.parser import MAX_TEXT, unlink
 
 
 def test_the_tutorial_start() -> None:
@@ -209,3 +211,53 @@ def test_command_like_noise_parses_or_raises_a_parse_error(words: list[str]) -> 
 def test_oversized_unicode_is_a_parse_error(text: str) -> None:
     with pytest.raises(ParseError):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        # what Slack sends for typed "<!channel>": escaped, and it must stay plain words
+        ("&lt;!channel&gt; look", "!channel look"),
+        ("&lt;@U0ALICE&gt;", "@U0ALICE"),
+        ("&lt;http://evil.example|click me&gt;", "click me"),
+        # one pass of unlinking would leave a live <!here> behind
+        ("&lt;&lt;!here&gt;&gt;", "!here"),
+        ("<<!here>>", "!here"),
+        ("a &amp;lt;!channel&amp;gt; b", "a &lt;!channel&gt; b"),
+        ("<!subteam^S0SRE|@sre> broke it", "@sre broke it"),
+    ],
+)
+def test_no_typed_text_comes_out_as_slack_markup(typed: str, reason: str) -> None:
+    command = parse(f"abort podinfo {typed}")
+    assert isinstance(command, ControlCommand)
+    assert command.reason == reason
+    assert not re.search(r"<[^<>]*>", command.reason), command.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="<>&;!@#|ltgamp ch", max_size=60))
+def test_unlinked_text_never_holds_markup(text: str) -> None:
+    assert not re.search(r"<[^<>]*>", unlink(text))
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        ("--interval 99999999h", "--interval must be at most 24h, got `99999999h`"),
+        ("--interval 25h", "--interval must be at most 24h"),
+        ("--interval " + "9" * 400 + "s", "is not a duration"),
+    ],
+)
+def test_interval_has_an_upper_bound(flag: str, says: str) -> None:
+    with pytest.raises(ParseError) as error:
+        parse(f"start podinfo image=a:1 {flag}")
+    assert says in error.value.message
+    assert len(error.value.message) < 200
+
+
+def test_skip_analysis_is_a_flag_of_start() -> None:
+    command = parse("start podinfo image=a:1 --skip-analysis")
+    assert isinstance(command, StartCommand)
+    assert command.options.skip_analysis is True
+    with pytest.raises(ParseError, match="takes no value"):
+        parse("start podinfo image=a:1 --skip-analysis=yes")

@@ -149,3 +149,77 @@ def test_text_card_snapshot() -> None:
     text = card_text(release(Phase.PROGRESSING, failed_checks=1), NOW)
     assert "stefanprodan/podinfo:6.0.0 → stefanprodan/podinfo:6.0.3" in text
     snapshot("card_progressing.txt", text + "\n")
+
+
+HOSTILE = "<!channel> &lt;!here&gt; <https://evil.example|sign in>"
+
+
+def hostile_release(**requester: str) -> Any:
+    base = release(Phase.PROGRESSING, message=f"halted: webhook said {HOSTILE}")
+    who = base.spec.requested_by.model_copy(update=requester)
+    metrics = [
+        m.model_copy(update={"message": f"query said {HOSTILE}", "ok": False})
+        for m in base.status.metrics
+    ]
+    return base.model_copy(
+        update={
+            "spec": base.spec.model_copy(update={"requested_by": who, "cluster": HOSTILE}),
+            "status": base.status.model_copy(update={"metrics": metrics}),
+        }
+    )
+
+
+def assert_inert(rendered: str) -> None:
+    """No Slack markup but what canary-bot itself writes (emoji codes, its own mentions)."""
+    for live in ("<!channel>", "<!here>", "<https://evil", "<@U1>", "<@U1&gt;"):
+        assert live not in rendered, live
+
+
+def test_cluster_and_person_supplied_text_is_escaped_on_the_card() -> None:
+    who = {"user": "U1> <!channel", "user_name": ""}
+    card = all_text(check_message(card_blocks(hostile_release(**who), NOW)))
+    assert_inert(card)
+    assert "U1&gt; &lt;!channel" in card  # the requester, as plain text
+    assert "&lt;!channel&gt; &amp;lt;!here&amp;gt; &lt;https://evil.example|sign in&gt;" in card
+
+
+def test_a_mention_needs_a_valid_slack_user_id() -> None:
+    valid = all_text(check_message(card_blocks(hostile_release(user="W0GRID1"), NOW)))
+    assert "<@W0GRID1>" in valid
+    named = all_text(
+        check_message(card_blocks(hostile_release(user="alice", user_name="<!here>"), NOW))
+    )
+    assert "<@" not in named and "&lt;!here&gt;" in named
+    kubectl = all_text(check_message(card_blocks(hostile_release(source="kubectl"), NOW)))
+    assert "<@U0ALICE>" not in kubectl and "Requested by*\\nalice" in kubectl
+
+
+def test_event_replies_and_alerts_escape_messages_and_details() -> None:
+    hostile = RolloutEvent.model_validate(
+        event(
+            4,
+            "RolledBack",
+            f"Rolling back: {HOSTILE}",
+            severity="error",
+            details={"<!here>": HOSTILE},
+        )
+    )
+    text, blocks = event_reply(hostile)
+    assert_inert(text + all_text(check_message(blocks, text)))
+    alert_text, alert_blocks = failure_alert(
+        hostile_release(user="U1> <!channel"), hostile, "https://x.slack.com/archives/C/p1"
+    )
+    rendered = alert_text + all_text(check_message(alert_blocks, alert_text))
+    assert_inert(rendered)
+    assert "<https://x.slack.com/archives/C/p1|Open the release thread>" in rendered
+    # a permalink that is not one is shown as text, never as a link
+    _, forged = failure_alert(release(Phase.FAILED), hostile, "https://a|b> <!channel")
+    assert_inert(all_text(check_message(forged)))
+
+
+def test_audit_lines_escape_the_reason_and_mention_only_ids() -> None:
+    assert audit_line("abort", "U0BOB", "&lt;!channel&gt; <!here>") == (
+        ":joystick: aborted by <@U0BOB>: &amp;lt;!channel&amp;gt; &lt;!here&gt;"
+    )
+    assert audit_line("pause", "U1> <!channel", "", "bob") == ":joystick: paused by bob"
+    assert audit_line("pause", "U1> <!channel") == ":joystick: paused by U1&gt; &lt;!channel"

@@ -442,3 +442,40 @@ def test_request_counts_are_keyed_by_resource_not_object_name() -> None:
         "canaryreleases/status"
     )
     assert resource_of("/api/v1/namespaces/t/events") == "events"
+
+
+def test_promote_does_not_stand_in_for_a_pending_manual_approval() -> None:
+    world = World()
+    spec = tutorial_spec(maxWeight=10).model_copy(update={"approval": "manual"})
+    waiting = run(new_release(spec), world, ticks=30)
+    assert waiting.status.phase == Phase.WAITING_PROMOTION
+    promote = ControlRequest(id="p1", action="promote", user="U1", user_name="carol")
+    still = run(waiting, world, ticks=5, requests={0: promote})
+    assert still.status.phase == Phase.WAITING_PROMOTION
+    assert world.target_images == {"podinfod": OLD}
+    [entry] = still.status.audit
+    assert (entry.id, entry.result, entry.message) == (
+        "p1",
+        "refused",
+        "waiting for approval; approve first",
+    )
+    approve = ControlRequest(id="a1", action="approve", user="U2", user_name="bob")
+    done = run(still, world, requests={0: approve})
+    assert done.status.phase == Phase.SUCCEEDED
+    assert world.target_images == {"podinfod": NEW}
+
+
+def test_promote_while_progressing_also_waits_for_a_manual_approval() -> None:
+    world = World()
+    spec = tutorial_spec().model_copy(update={"approval": "manual"})
+    promote = ControlRequest(id="p1", action="promote", user="U1")
+    release = run(new_release(spec), world, ticks=8, requests={4: promote})
+    assert release.status.phase == Phase.PROGRESSING
+    assert [(a.result, a.message) for a in release.status.audit] == [
+        ("refused", "waiting for approval; approve first")
+    ]
+    approve = ControlRequest(id="a1", action="approve", user="U2")
+    promote_again = ControlRequest(id="p2", action="promote", user="U1")
+    done = run(release, world, requests={0: approve, 1: promote_again})
+    assert done.status.phase == Phase.SUCCEEDED
+    assert max(world.weights_seen) < 50  # the approved promote skipped the rest

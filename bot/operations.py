@@ -147,14 +147,22 @@ class Operations:
             "release created",
             extra={"namespace": namespace, "release": name, "user": actor.user},
         )
-        return Reply(self._started(release.metadata.name, options, namespace, spec))
+        slack = actor.source == "slack"
+        return Reply(self._started(release.metadata.name, options, namespace, spec, slack))
 
     def _started(
-        self, name: str, options: ReleaseOptions, namespace: str, spec: CanaryReleaseSpec
+        self,
+        name: str,
+        options: ReleaseOptions,
+        namespace: str,
+        spec: CanaryReleaseSpec,
+        slack: bool,
     ) -> str:
         """The start reply: what runs, where its thread goes, and what the config forced."""
         channel = self.config.channels.route(namespace)
-        if channel is None:
+        if not slack:
+            where = ""  # the console prints the card itself
+        elif channel is None:
             where = (
                 " No channel is configured for this namespace (channels.routes or "
                 "channels.default), so there will be no status thread."

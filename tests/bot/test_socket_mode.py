@@ -22,7 +22,7 @@ async def test_slash_command_round_trip(
         ack = await slack_fake.deliver_slash_command(
             slack_requests.slash_command_payload(text="help start")
         )
-        assert ack.payload is not None and "/canary start <deployment>" in str(ack.payload)
+        assert ack.payload is not None and "/canary start &lt;deployment&gt;" in str(ack.payload)
 
         ack = await slack_fake.deliver_slash_command(
             slack_requests.slash_command_payload(

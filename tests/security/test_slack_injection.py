@@ -161,7 +161,6 @@ async def test_a_requester_written_with_kubectl_is_plain_text_and_picks_no_chann
             message="no rollback reply in the thread",
         )
     assert done.status.phase == Phase.FAILED
-    assert done.status.notification.channel == CHANNEL
     shown = "aborted by &lt;!here&gt;: &lt;!channel&gt; &lt;https://evil.example|log in again&gt;"
     assert shown in thread[0]
     assert alert["text"].startswith(":rotating_light: U1&gt; &lt;!channel canary ")

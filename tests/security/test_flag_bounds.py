@@ -244,3 +244,35 @@ async def test_promote_before_approve_is_refused_by_the_engine_with_an_audit_ent
     done = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 60)
     assert done.status.phase == Phase.SUCCEEDED, done.status.message
     assert target_image(kube_api_client, namespace) == NEW
+
+
+async def test_promote_from_slack_before_approve_is_answered_at_once_and_writes_nothing(
+    kube: Kube,
+    kube_api_client: k8s.ApiClient,
+    podinfo: str,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    store = ReleaseStore(kube)
+    await store.create(namespace, "podinfo", manual_spec())
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    config = bounded_config(namespace)
+    async with running_bot(env, config, kube, run_engine=True, namespace=namespace) as bot:
+        waiting = await wait_phase(store, namespace, {Phase.WAITING_PROMOTION, Phase.FAILED}, 60)
+        assert waiting.status.phase == Phase.WAITING_PROMOTION, waiting.status.message
+        await post_signed(bot.bound_port, slack_requests.slash_command(text="promote podinfo"))
+        [told] = await eventually(lambda: ephemeral_texts(slack_fake, ALICE), within=20)
+        assert told == (
+            f":raised_hand: `podinfo` waits for approval; approve first with "
+            f"`/canary approve podinfo -n {namespace}` (promote does not replace approval)."
+        )
+        unchanged = await store.get(namespace, "podinfo")
+        assert unchanged is not None and unchanged.spec.control_requests == []
+        await post_signed(bot.bound_port, slack_requests.slash_command(text="approve podinfo"))
+        done = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 60)
+    assert done.status.phase == Phase.SUCCEEDED, done.status.message
+    assert [(a.action, a.result) for a in done.status.audit] == [("approve", "applied")]
+    assert target_image(kube_api_client, namespace) == NEW

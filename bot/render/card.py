@@ -101,7 +101,11 @@ def buttons(release: CanaryRelease) -> list[ButtonElement]:
     """The buttons of the card, with confirmation dialogs for destructive ones."""
     target = release.spec.target_ref.name
     elements = []
+    # promote cannot stand in for a pending manual approval: no button that only refuses
+    awaiting = release.spec.approval == "manual" and not release.status.approved
     for action in allowed_actions(release.status.phase):
+        if action == "promote" and awaiting:
+            continue
         spec = BUTTONS[action]
         confirm = None
         if spec.confirm is not None:

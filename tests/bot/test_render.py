@@ -223,3 +223,19 @@ def test_audit_lines_escape_the_reason_and_mention_only_ids() -> None:
     )
     assert audit_line("pause", "U1> <!channel", "", "bob") == ":joystick: paused by bob"
     assert audit_line("pause", "U1> <!channel") == ":joystick: paused by U1&gt; &lt;!channel"
+
+
+def test_a_release_awaiting_manual_approval_has_no_promote_button() -> None:
+    waiting = release(Phase.WAITING_PROMOTION)
+    manual = waiting.model_copy(
+        update={"spec": waiting.spec.model_copy(update={"approval": "manual"})}
+    )
+    assert button_ids(check_message(card_blocks(manual, NOW))) == [
+        "canary_approve",
+        "canary_pause",
+        "canary_abort",
+    ]
+    approved = manual.model_copy(
+        update={"status": manual.status.model_copy(update={"approved": True})}
+    )
+    assert "canary_promote" in button_ids(check_message(card_blocks(approved, NOW)))

@@ -11,6 +11,7 @@ import contextlib
 import copy
 from dataclasses import dataclass
 
+from rollout.autoscaling import Autoscalers, canary_replicas
 from rollout.kube import DEPLOYMENTS, SERVICES, Conflict, JsonObject, Kube
 from rollout.models import CanaryRelease
 from rollout.owner import canary_name, owned_by, owned_metadata
@@ -69,7 +70,7 @@ def _canary_labels(labels: dict[str, str], selector: dict[str, str]) -> dict[str
 
 
 def canary_deployment(release: CanaryRelease, target: JsonObject) -> JsonObject:
-    """The canary Deployment built from the target."""
+    """The canary Deployment built from the target, sized to carry maxWeight of the traffic."""
     spec = copy.deepcopy(target["spec"])
     selector: dict[str, str] = spec.get("selector", {}).get("matchLabels", {})
     canary_selector = {k: v + CANARY_SUFFIX for k, v in selector.items()}
@@ -84,7 +85,7 @@ def canary_deployment(release: CanaryRelease, target: JsonObject) -> JsonObject:
         "kind": "Deployment",
         "metadata": owned_metadata(release, canary_name(release), target["metadata"].get("labels")),
         "spec": {
-            "replicas": spec.get("replicas", 1),
+            "replicas": canary_replicas(release, target),
             "selector": {"matchLabels": canary_selector},
             "template": template,
             "strategy": spec.get("strategy", {"type": "RollingUpdate"}),
@@ -135,6 +136,7 @@ class Workloads:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        self.autoscalers = Autoscalers(kube)
 
     async def target(self, release: CanaryRelease) -> JsonObject | None:
         """The user's Deployment."""
@@ -162,6 +164,7 @@ class Workloads:
         if await self.canary(release) is None:
             with contextlib.suppress(Conflict):
                 await self.kube.create(DEPLOYMENTS, namespace, canary_deployment(release, target))
+        await self.autoscalers.ensure(release)
 
     async def set_target_images(self, release: CanaryRelease, images: dict[str, str]) -> None:
         """Patch the target's containers to ``images`` (a normal rolling update)."""
@@ -179,8 +182,9 @@ class Workloads:
         )
 
     async def delete_canary(self, release: CanaryRelease) -> None:
-        """Remove the canary Deployment and Service (only this release's)."""
+        """Remove the canary's HPA, Deployment and Service (only this release's)."""
         namespace = release.metadata.namespace
+        await self.autoscalers.delete(release)
         for resource in (DEPLOYMENTS, SERVICES):
             obj = await self.kube.get(resource, namespace, canary_name(release))
             if owned_by(obj, release):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
+from datetime import datetime
 
 from rollout.autoscaling import Autoscalers, canary_replicas
 from rollout.kube import DEPLOYMENTS, SERVICES, Conflict, JsonObject, Kube
@@ -25,12 +26,29 @@ class Readiness:
 
     ready: bool
     message: str
+    # When the Deployment controller last saw progress (its Progressing condition's
+    # lastUpdateTime): a slow rollout that keeps moving is not stuck.
+    progressed_at: datetime | None = None
+
+
+def _progressed_at(status: JsonObject) -> datetime | None:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "Progressing" and condition.get("lastUpdateTime"):
+            with contextlib.suppress(ValueError):
+                stamp = str(condition["lastUpdateTime"]).replace("Z", "+00:00")
+                return datetime.fromisoformat(stamp)
+    return None
 
 
 def readiness(deployment: JsonObject | None) -> Readiness:
     """Rollout status as ``kubectl rollout status`` judges it."""
     if deployment is None:
         return Readiness(False, "deployment does not exist")
+    state = _rollout_state(deployment)
+    return Readiness(state.ready, state.message, _progressed_at(deployment.get("status", {})))
+
+
+def _rollout_state(deployment: JsonObject) -> Readiness:
     spec = deployment.get("spec", {})
     status = deployment.get("status", {})
     wanted = int(spec.get("replicas", 1))

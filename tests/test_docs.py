@@ -17,3 +17,13 @@ def test_configuration_reference_is_up_to_date() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_metrics_reference_is_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, "hack/gen_metrics_docs.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

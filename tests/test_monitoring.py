@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +121,18 @@ def test_promtool_accepts_the_rules_and_their_unit_tests_pass(tmp_path: Path) ->
         text=True,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard expression with Grafana's variables filled as Grafana would."""
+    return expr.replace("$__rate_interval", "1m").replace("$namespace", ".*")
+
+
+@pytest.mark.prometheus
+def test_every_dashboard_query_is_accepted_by_prometheus(prometheus: Any) -> None:
+    for expr in dashboard_expressions():
+        response = requests.get(
+            f"{prometheus.url}/api/v1/query", params={"query": grafana_to_promql(expr)}, timeout=10
+        )
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", (expr, body)

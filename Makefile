@@ -17,6 +17,11 @@ help:
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run the benchmarks in bench/ and print their table"
+	@echo "make venv          create .venv and install canary-bot with its development tools"
+	@echo "make deps          venv plus the system pieces (Prometheus via apt-get, Go)"
+	@echo "make control-plane build (or reuse) the cached control-plane binaries"
+	@echo "make clean         remove .venv and the tool caches"
+	@echo "make help          this list"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)

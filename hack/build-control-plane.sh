@@ -55,7 +55,7 @@ if have_all "$bin"; then echo "$bin"; exit 0; fi
 
 start=$(date +%s)
 log "cold build of Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION with $go_version"
-log "this takes 15-30 minutes on 2 cores; binaries are cached in $out"
+log "this takes about 8-14 minutes on 2 cores (longer on a busy machine); binaries are cached in $out"
 
 # --- Kubernetes -----------------------------------------------------------------------
 k8s_src="$out/src/kubernetes"

@@ -53,6 +53,16 @@ FIELD_RULES: dict[str, Schema | None] = {
     "Analysis._step_weight_range": {"minimum": 1, "maximum": 100},
     # Strictly increasing has no schema form; the range of each entry does.
     "Analysis._step_weights_increasing": {"items": {"minimum": 1, "maximum": 100}},
+    "CanaryReleaseSpec._canary_replicas_range": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "type(self) == string ? self == 'auto' : "
+                f"(self >= 1 && self <= {models.MAX_CANARY_REPLICAS})",
+                "message": "canaryReplicas must be auto or a number from 1 to "
+                f"{models.MAX_CANARY_REPLICAS}",
+            }
+        ]
+    },
     "CanaryReleaseSpec._valid_images": {
         "additionalProperties": {"pattern": models._IMAGE.pattern, "maxLength": 255}
     },

@@ -162,16 +162,36 @@ def render_query(template: str, variables: Mapping[str, str]) -> str:
     return rendered
 
 
+#: Every ``{{ variable }}`` a query template can use, with its meaning (docs/metrics.md is
+#: generated from this). The first seven are Flagger's, with Flagger's values: a Flagger
+#: Canary is named after its target, so ``name`` is the target's name, not the release's.
+TEMPLATE_VARIABLES: dict[str, str] = {
+    "name": "the target Deployment's name (Flagger: the Canary's name, which is the target's)",
+    "namespace": "the release's namespace",
+    "target": "the target Deployment's name (`spec.targetRef.name`)",
+    "service": "the stable Service's name (the target's name)",
+    "ingress": "the main Ingress's name (`spec.ingressRef.name`)",
+    "route": "the target's name, as Flagger gives it without a Gateway API `routeRef`",
+    "interval": "the metric's `interval` (the rate window), e.g. `1m`",
+    "variables.<key>": "the metric's `templateVariables` entry `<key>` (Flagger's variables map)",
+    "canary": "canary-bot only: the canary upstream as ingress-nginx labels it "
+    "(`<namespace>-<target>-canary-<port>`, the `canary` label's value)",
+    "release": "canary-bot only: the CanaryRelease's name (e.g. `podinfo-x7k2p`)",
+}
+
+
 def query_variables(ctx: QueryContext, metric: Metric) -> dict[str, str]:
-    """The variables a custom query of ``metric`` can use, Flagger's names plus ``canary``."""
+    """The variables a custom query of ``metric`` can use (see ``TEMPLATE_VARIABLES``)."""
     variables = {
-        "name": ctx.release,
+        "name": ctx.target,
         "namespace": ctx.namespace,
         "target": ctx.target,
-        "ingress": ctx.ingress,
         "service": ctx.service,
+        "ingress": ctx.ingress,
+        "route": ctx.target,
         "interval": metric.interval,
         "canary": ctx.canary,
+        "release": ctx.release,
     }
     variables.update({f"variables.{k}": v for k, v in metric.template_variables.items()})
     return variables
@@ -563,6 +583,7 @@ __all__ = [
     "BUILTIN_METRICS",
     "REQUEST_DURATION",
     "REQUEST_SUCCESS_RATE",
+    "TEMPLATE_VARIABLES",
     "MetricProvider",
     "MetricResult",
     "PrometheusProvider",

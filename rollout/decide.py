@@ -85,6 +85,8 @@ class Workloads:
     canary_message: str
     router_weight: int | None
     problems: tuple[str, ...] = ()
+    # when the target's Deployment controller last reported progress (None: unknown)
+    target_progressed_at: datetime | None = None
 
 
 class CheckStage(StrEnum):
@@ -616,9 +618,16 @@ def _finish_promotion(b: _Builder, workloads: Workloads) -> None:
         shown = ", ".join(wanted.values())
         b.event("Promoted", f"Promotion completed! {b.name} now runs {shown}")
         return
-    if _elapsed(b.status.phase_since, b.now) > release.spec.progress_deadline_seconds:
+    # As for Flagger's primary, the deadline bounds a rollout that stopped moving, not a
+    # slow one: it counts from the target's last progress once promotion has begun.
+    since = b.status.phase_since
+    progressed = workloads.target_progressed_at
+    if since is not None and progressed is not None and promoted:
+        since = max(since, progressed)
+    if _elapsed(since, b.now) > release.spec.progress_deadline_seconds:
         b.rollback(
-            f"promotion failed: target not ready within the progress deadline ({workloads.target_message})"
+            f"promotion failed: target made no progress for {release.spec.progress_deadline_seconds}s "
+            f"({workloads.target_message})"
         )
     else:
         b.update(

@@ -169,6 +169,7 @@ class Engine:
             canary_message=canary_state.message,
             router_weight=weight,
             problems=problems,
+            target_progressed_at=target_state.progressed_at,
         )
 
     # -- checks -----------------------------------------------------------------------------

@@ -31,6 +31,9 @@ _IMAGE = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
+# Upper bound of an explicit spec.canaryReplicas: a typo must not start a thousand pods.
+MAX_CANARY_REPLICAS = 100
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -327,11 +330,24 @@ class CanaryReleaseSpec(_Model):
     service: ServicePort = Field(default_factory=ServicePort)
     analysis: Analysis = Field(default_factory=Analysis)
     progress_deadline_seconds: int = Field(default=600, ge=10, alias="progressDeadlineSeconds")
+    # How many pods the canary runs: "auto" sizes it to carry maxWeight of the traffic
+    # (rollout/autoscaling.py); a number fixes the count (and the canary gets no HPA).
+    canary_replicas: Literal["auto"] | int = Field(default="auto", alias="canaryReplicas")
     approval: Literal["auto", "manual"] = "auto"
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
     cluster: str = ""
     requested_by: Requester = Field(default_factory=Requester, alias="requestedBy")
     control_requests: list[ControlRequest] = Field(default_factory=list, alias="controlRequests")
+
+    @field_validator("canary_replicas")
+    @classmethod
+    def _canary_replicas_range(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
+        if value != "auto" and not 1 <= int(value) <= MAX_CANARY_REPLICAS:
+            raise ValueError(
+                f"canaryReplicas must be auto or a number from 1 to {MAX_CANARY_REPLICAS}, "
+                f"got {value}"
+            )
+        return value
 
     @field_validator("images")
     @classmethod

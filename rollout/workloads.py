@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
+from datetime import datetime
 
+from rollout.autoscaling import Autoscalers, canary_replicas
 from rollout.kube import DEPLOYMENTS, SERVICES, Conflict, JsonObject, Kube
 from rollout.models import CanaryRelease
 from rollout.owner import canary_name, owned_by, owned_metadata
@@ -24,12 +26,29 @@ class Readiness:
 
     ready: bool
     message: str
+    # When the Deployment controller last saw progress (its Progressing condition's
+    # lastUpdateTime): a slow rollout that keeps moving is not stuck.
+    progressed_at: datetime | None = None
+
+
+def _progressed_at(status: JsonObject) -> datetime | None:
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "Progressing" and condition.get("lastUpdateTime"):
+            with contextlib.suppress(ValueError):
+                stamp = str(condition["lastUpdateTime"]).replace("Z", "+00:00")
+                return datetime.fromisoformat(stamp)
+    return None
 
 
 def readiness(deployment: JsonObject | None) -> Readiness:
     """Rollout status as ``kubectl rollout status`` judges it."""
     if deployment is None:
         return Readiness(False, "deployment does not exist")
+    state = _rollout_state(deployment)
+    return Readiness(state.ready, state.message, _progressed_at(deployment.get("status", {})))
+
+
+def _rollout_state(deployment: JsonObject) -> Readiness:
     spec = deployment.get("spec", {})
     status = deployment.get("status", {})
     wanted = int(spec.get("replicas", 1))
@@ -69,7 +88,7 @@ def _canary_labels(labels: dict[str, str], selector: dict[str, str]) -> dict[str
 
 
 def canary_deployment(release: CanaryRelease, target: JsonObject) -> JsonObject:
-    """The canary Deployment built from the target."""
+    """The canary Deployment built from the target, sized to carry maxWeight of the traffic."""
     spec = copy.deepcopy(target["spec"])
     selector: dict[str, str] = spec.get("selector", {}).get("matchLabels", {})
     canary_selector = {k: v + CANARY_SUFFIX for k, v in selector.items()}
@@ -84,7 +103,7 @@ def canary_deployment(release: CanaryRelease, target: JsonObject) -> JsonObject:
         "kind": "Deployment",
         "metadata": owned_metadata(release, canary_name(release), target["metadata"].get("labels")),
         "spec": {
-            "replicas": spec.get("replicas", 1),
+            "replicas": canary_replicas(release, target),
             "selector": {"matchLabels": canary_selector},
             "template": template,
             "strategy": spec.get("strategy", {"type": "RollingUpdate"}),
@@ -135,6 +154,7 @@ class Workloads:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        self.autoscalers = Autoscalers(kube)
 
     async def target(self, release: CanaryRelease) -> JsonObject | None:
         """The user's Deployment."""
@@ -162,6 +182,7 @@ class Workloads:
         if await self.canary(release) is None:
             with contextlib.suppress(Conflict):
                 await self.kube.create(DEPLOYMENTS, namespace, canary_deployment(release, target))
+        await self.autoscalers.ensure(release)
 
     async def set_target_images(self, release: CanaryRelease, images: dict[str, str]) -> None:
         """Patch the target's containers to ``images`` (a normal rolling update)."""
@@ -179,8 +200,9 @@ class Workloads:
         )
 
     async def delete_canary(self, release: CanaryRelease) -> None:
-        """Remove the canary Deployment and Service (only this release's)."""
+        """Remove the canary's HPA, Deployment and Service (only this release's)."""
         namespace = release.metadata.namespace
+        await self.autoscalers.delete(release)
         for resource in (DEPLOYMENTS, SERVICES):
             obj = await self.kube.get(resource, namespace, canary_name(release))
             if owned_by(obj, release):

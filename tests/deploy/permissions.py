@@ -56,6 +56,10 @@ IN_RELEASE_NAMESPACE = [
     Access("create", "ingresses", "networking.k8s.io", why="router.reconcile"),
     Access("patch", "ingresses", "networking.k8s.io", why="router.reconcile (merge patch)"),
     Access("delete", "ingresses", "networking.k8s.io", why="router.finalize"),
+    Access("get", "horizontalpodautoscalers", "autoscaling", why="autoscaling.ensure/delete"),
+    Access("list", "horizontalpodautoscalers", "autoscaling", why="autoscaling.target_autoscaler"),
+    Access("create", "horizontalpodautoscalers", "autoscaling", why="autoscaling.ensure"),
+    Access("delete", "horizontalpodautoscalers", "autoscaling", why="autoscaling.delete"),
     Access("create", "events", why="kube.record_event"),
 ]
 

@@ -308,3 +308,44 @@ async def test_unreachable_prometheus_fails_the_check_without_leaking_credential
         "connection failed (connection refused)"
     )
     assert "s3cret" not in result.message and "s3cret" not in provider.url
+
+
+async def test_a_template_pasted_from_flagger_selects_by_the_targets_name(
+    prometheus: PrometheusServer, traffic: TrafficFactory
+) -> None:
+    # `/canary start` names the release podinfo-<suffix>; Flagger's `{{ name }}` is the
+    # Canary's name, which is the target's, so the pasted template must still match
+    namespace = f"an-{uuid.uuid4().hex[:8]}"
+    ctx = QueryContext(namespace, "podinfo", INGRESS, "podinfo", 80, "podinfo-x7k2p")
+    sim = traffic(namespace, INGRESS, "podinfo", weight=lambda: 50.0, rps=40)
+    await asyncio.to_thread(sim.wait_for_weight, 50.0)
+    pasted = (
+        'sum(rate(nginx_ingress_controller_requests{namespace="{{ namespace }}",'
+        'ingress="{{ ingress }}",canary="{{ namespace }}-{{ name }}-canary-80"}[{{ interval }}]))'
+    )
+    # what {{ name }} used to be: the release's name, which no series carries
+    by_release = pasted.replace("{{ name }}", "{{ release }}")
+    prov = PrometheusProvider(
+        prometheus.url, templates={"canary-rps": pasted, "by-release": by_release}
+    )
+
+    def metric(template: str) -> Metric:
+        return Metric.model_validate(
+            {
+                "name": template,
+                "interval": WINDOW,
+                "templateRef": {"name": template},
+                "thresholdRange": {"min": 0.1},
+            }
+        )
+
+    try:
+        result = await measure_until(
+            prov, ctx, metric("canary-rps"), has_value, what="canary request rate"
+        )
+        old_meaning = await prov.measure(ctx, metric("by-release"))
+    finally:
+        prov.close()
+    assert f'canary="{namespace}-podinfo-canary-80"' in result.query
+    assert result.value is not None and result.value > 0 and result.ok
+    assert old_meaning.value is None and "no values found" in old_meaning.message

@@ -45,12 +45,14 @@ from bot.render.events import AUDIT_VERB, audit_line
 from bot.render.facts import PHASE_EMOJI, elapsed_seconds
 from bot.render.limits import clip
 from bot.targets import deployment_containers
+from rollout.egress import mask_url
 from rollout.kube import Kube, KubeError
 from rollout.models import (
     CanaryRelease,
     ControlAction,
     ControlRequest,
     Requester,
+    Webhook,
     format_duration,
 )
 from rollout.preflight import check_start
@@ -166,8 +168,7 @@ class Operations:
             lines.append(
                 f"• check {metric.name} {metric.threshold_range.describe()} over {metric.interval}"
             )
-        for hook in analysis.webhooks:
-            lines.append(f"• webhook {hook.name} ({hook.type}) → {hook.url}")
+        lines += [f"• webhook {hook.name} ({hook.type}) → {hook_target(hook)}" for hook in analysis.webhooks]
         if not analysis.metrics:
             lines.append("• no metric checks: weights advance on schedule")
         return Reply(clip("\n".join(lines), 3000))
@@ -317,6 +318,18 @@ _VERB_DONE: dict[ControlAction, str] = {
     "resume": ":arrow_forward: Resume",
     "approve": ":ok_hand: Approval",
 }
+
+
+def hook_target(hook: Webhook) -> str:
+    """Where a hook goes, as shown to anyone: credentials masked, Secret values never read."""
+    if hook.url_from is not None:
+        ref = hook.url_from.secret_key_ref
+        where = f"URL from Secret {ref.name} (key {ref.key})"
+    else:
+        where = mask_url(hook.url or "")
+    if hook.metadata_from:
+        where += f"; metadata {', '.join(sorted(hook.metadata_from))} from a Secret"
+    return where
 
 
 def _not_found(name: str, namespace: str) -> str:

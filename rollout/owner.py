@@ -94,7 +94,9 @@ def describe_owner(obj: JsonObject) -> str:
 def not_owned(kind: str, obj: JsonObject) -> NotOwned:
     """The error for a write refused because ``obj`` (a ``kind``) is someone else's."""
     name = obj.get("metadata", {}).get("name", "?")
+    owner = describe_owner(obj)
+    whose = f"belongs to {owner}" if owner.startswith(KIND) else f"was {owner}"
     return NotOwned(
-        f"{kind} {name} belongs to {describe_owner(obj)}; canary-bot changes only the "
-        "objects it created for this release, so it left it alone"
+        f"{kind} {name} {whose}; canary-bot changes only the objects it created for this "
+        "release, so it left it alone"
     )

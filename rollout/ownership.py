@@ -24,12 +24,14 @@ async def ownership_problems(
 ) -> list[str]:
     """Why release ``name`` may not use its canary names; [] when it may."""
     releases = await kube.list_objects(RELEASES, namespace)
-    problems = [
-        problem
-        for resource, kind, object_name in _canary_objects(spec)
-        if (problem := await _taken(kube, resource, kind, namespace, object_name, name, releases))
-    ]
     shared = _ingress_in_use(releases, namespace, name, spec)
+    problems = []
+    for resource, kind, object_name in _canary_objects(spec):
+        if shared is not None and resource is INGRESSES:
+            continue  # the shared Ingress's canary is that release's: one message says it
+        problem = await _taken(kube, resource, kind, namespace, object_name, name, releases)
+        if problem is not None:
+            problems.append(problem)
     return problems + ([shared] if shared else [])
 
 

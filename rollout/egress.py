@@ -164,7 +164,9 @@ class GuardedResolver(AbstractResolver):
         allowed = [r for r in results if self.policy.refusal(r["host"]) is None]
         if not allowed:
             reasons = sorted({self.policy.refusal(r["host"]) or "" for r in results})
-            raise AddressRefused(f"{host} resolves to {'; '.join(reasons) or 'nothing'}")
+            raise AddressRefused(
+                f"{host} resolves only to refused addresses ({'; '.join(reasons) or 'none'})"
+            )
         return allowed
 
     async def close(self) -> None:

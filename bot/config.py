@@ -29,6 +29,11 @@ who may do what where, and which analysis a ``/canary start`` gets::
           - name: request-success-rate
             thresholdRange: {min: 99}
             interval: 1m
+        webhooks:                  # credentials come from a Secret, never inline
+          - name: load-test
+            urlFrom: {secretKeyRef: {name: canary-bot-webhooks, key: load-test-url}}
+    webhooks:                      # where hook calls may go (docs/security.md)
+      allowCIDRs: ["169.254.20.10/32"]
     metricTemplates:
       latency-p99: |              # rendered by the engine with Flagger's variables
         histogram_quantile(0.99, sum(rate(

@@ -168,7 +168,8 @@ class Operations:
             lines.append(
                 f"• check {metric.name} {metric.threshold_range.describe()} over {metric.interval}"
             )
-        lines += [f"• webhook {hook.name} ({hook.type}) → {hook_target(hook)}" for hook in analysis.webhooks]
+        for hook in analysis.webhooks:
+            lines.append(f"• webhook {hook.name} ({hook.type}) → {hook_target(hook)}")
         if not analysis.metrics:
             lines.append("• no metric checks: weights advance on schedule")
         return Reply(clip("\n".join(lines), 3000))

@@ -87,10 +87,15 @@ MODEL_RULES: dict[str, Schema] = {
 
 MODEL_RULES["Webhook._one_url"] = {
     "x-kubernetes-validations": [
-        {"rule": "has(self.url) != has(self.urlFrom)", "message": "needs exactly one of url and urlFrom"},
+        {
+            "rule": "has(self.url) != has(self.urlFrom)",
+            "message": "needs exactly one of url and urlFrom",
+        },
         {
             "rule": "!has(self.metadataFrom) || size(self.metadataFrom) == 0 || has(self.urlFrom)",
-            "message": "metadataFrom needs urlFrom (secret values only go to a URL kept in a Secret)",
+            "message": (
+                "metadataFrom needs urlFrom (secret values only go to a URL kept in a Secret)"
+            ),
         },
     ]
 }

@@ -28,7 +28,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -97,20 +97,20 @@ def _plain(address: IPAddress) -> IPAddress:
     return address
 
 
+# In order: the first matching kind names the refusal (metadata before link-local).
+_REFUSED: tuple[tuple[str, tuple[IPNetwork, ...]], ...] = (
+    ("metadata", parse_networks(METADATA_ADDRESSES)),
+    ("link-local", parse_networks(LINK_LOCAL)),
+    ("this-host", parse_networks(THIS_HOST)),
+)
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     """Which addresses webhooks may connect to (see the module docstring)."""
 
     allow: tuple[IPNetwork, ...] = ()
     deny: tuple[IPNetwork, ...] = ()
-    _builtin: tuple[tuple[str, tuple[IPNetwork, ...]], ...] = field(
-        default=(
-            ("metadata", parse_networks(METADATA_ADDRESSES)),
-            ("link-local", parse_networks(LINK_LOCAL)),
-            ("this-host", parse_networks(THIS_HOST)),
-        ),
-        repr=False,
-    )
 
     @classmethod
     def from_strings(cls, allow: Sequence[str] = (), deny: Sequence[str] = ()) -> EgressPolicy:
@@ -125,7 +125,7 @@ class EgressPolicy:
             return f"{address} is not an IP address"
         if any(ip in net for net in self.allow if net.version == ip.version):
             return None
-        for kind, networks in (*self._builtin, ("denied", self.deny)):
+        for kind, networks in (*_REFUSED, ("denied", self.deny)):
             if any(ip in net for net in networks if net.version == ip.version):
                 return f"{ip} is {_WHY[kind]}"
         return None

@@ -64,12 +64,11 @@ class NotOwned(KubeError):
 def created_by_release(obj: JsonObject, release_name: str) -> bool:
     """Whether ``obj`` is owned by the CanaryRelease ``release_name`` (same namespace)."""
     refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(
-        ref.get("kind") == KIND
-        and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
-        and ref.get("name") == release_name
-        for ref in refs
-    )
+    return any(_is_release_ref(ref) and ref.get("name") == release_name for ref in refs)
+
+
+def _is_release_ref(ref: JsonObject) -> bool:
+    return ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
 
 
 def describe_owner(obj: JsonObject) -> str:
@@ -77,13 +76,14 @@ def describe_owner(obj: JsonObject) -> str:
     ``not created by canary-bot (owner: Canary podinfo, flagger.app/v1beta1)``."""
     meta = obj.get("metadata", {})
     refs = meta.get("ownerReferences") or []
-    ours = [r for r in refs if r.get("kind") == KIND and str(r.get("apiVersion", "")).startswith(f"{GROUP}/")]
+    ours = [r for r in refs if _is_release_ref(r)]
     gone = " (being deleted)" if meta.get("deletionTimestamp") else ""
     if ours:
         return f"CanaryRelease {ours[0].get('name', '?')}{gone}"
     controller = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
     if controller is not None:
-        who = f"{controller.get('kind', '?')} {controller.get('name', '?')}, {controller.get('apiVersion', '?')}"
+        kind, name = controller.get("kind", "?"), controller.get("name", "?")
+        who = f"{kind} {name}, {controller.get('apiVersion', '?')}"
         return f"not created by canary-bot (owner: {who}){gone}"
     manager = (meta.get("labels") or {}).get("app.kubernetes.io/managed-by")
     if manager and manager != MANAGED_BY["app.kubernetes.io/managed-by"]:

@@ -21,6 +21,7 @@ BY_HEADER = PREFIX + "canary-by-header"
 BY_HEADER_VALUE = PREFIX + "canary-by-header-value"
 BY_HEADER_PATTERN = PREFIX + "canary-by-header-pattern"
 BY_COOKIE = PREFIX + "canary-by-cookie"
+_WEIGHT_POINTER = WEIGHT.replace("/", "~1")  # JSON pointer escaping (RFC 6901)
 _DROPPED = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -93,7 +94,7 @@ def _weight_ops(release: CanaryRelease, weight: int) -> list[JsonObject]:
     """A JSON patch that sets the weight only if the first owner is this release."""
     return [
         {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": release.metadata.uid},
-        {"op": "add", "path": "/metadata/annotations/" + WEIGHT.replace("/", "~1"), "value": str(weight)},
+        {"op": "add", "path": "/metadata/annotations/" + _WEIGHT_POINTER, "value": str(weight)},
     ]
 
 

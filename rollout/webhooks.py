@@ -233,7 +233,10 @@ class WebhookRunner:
                     )
             else:
                 url = hook.url or ""
-            extra = {k: await self.secrets.value(v.secret_key_ref) for k, v in hook.metadata_from.items()}
+            extra = {
+                key: await self.secrets.value(source.secret_key_ref)
+                for key, source in hook.metadata_from.items()
+            }
         except SecretUnavailable as exc:
             raise _Unusable(str(exc)) from None
         try:

@@ -88,7 +88,10 @@ class NoGroups:
 def operations(kube: Kube, config: BotConfig) -> Operations:
     """The Slack front's commands over the real API server."""
     return Operations(
-        config=config, store=ReleaseStore(kube), kube=kube, authorizer=Authorizer(config.authorization, NoGroups())
+        config=config,
+        store=ReleaseStore(kube),
+        kube=kube,
+        authorizer=Authorizer(config.authorization, NoGroups()),
     )
 
 

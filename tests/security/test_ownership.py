@@ -189,6 +189,24 @@ async def test_router_and_workloads_do_not_write_to_objects_they_do_not_own(
     assert await canary_weight(kube, namespace, "podinfo-canary") == "30"
     assert await router.get_weight(release) is None
 
+    # the same Ingress once it belongs to another release: the uid test in the patch fails
+    other = await ReleaseStore(kube).create(namespace, "other", spec_of("podinfo", "podinfo"))
+    owner_ref = {
+        "apiVersion": "canarybot.io/v1alpha1",
+        "kind": "CanaryRelease",
+        "name": "other",
+        "uid": other.metadata.uid,
+        "controller": True,
+    }
+    await kube.merge_patch(
+        INGRESSES, namespace, "podinfo-canary", {"metadata": {"ownerReferences": [owner_ref]}}
+    )
+    with pytest.raises(NotOwned, match=r"Ingress podinfo-canary belongs to CanaryRelease other;"):
+        await router.reconcile(release, 50)
+    assert await canary_weight(kube, namespace, "podinfo-canary") == "30"
+    await router.finalize(release)  # not its Ingress: not deleted either
+    assert await canary_weight(kube, namespace, "podinfo-canary") == "30"
+
     # a Deployment of the canary's name made by someone else is not reused either
     target = await kube.get(DEPLOYMENTS, namespace, "podinfo")
     assert target is not None

@@ -4,7 +4,8 @@ End to end: a profile whose hook takes its URL and a token from the Secret
 canary-bot-webhooks is started through the Slack front's ``start``; the engine reads the
 Secret at call time and the hook receives both, while the CanaryRelease object, its
 status, its Events, what Slack is sent, the ``plan`` reply and the logs never contain
-them.
+them. Then the shipped RBAC: as canary-bot's ServiceAccount, the webhook Secret can be
+read and the Slack Secret next to it cannot.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -23,8 +27,9 @@ from bot.commands import ReleaseOptions
 from bot.config import ConfigError, parse_config
 from bot.logs import JsonFormatter
 from bot.operations import Actor
+from rollout.hooksecrets import KubeSecrets, SecretUnavailable
 from rollout.kube import RELEASES, Kube
-from rollout.models import Phase
+from rollout.models import Phase, SecretKeyRef
 from rollout.store import ReleaseStore
 from tests.engine.test_rollout import NEW, wait_phase
 from tests.fixtures.engine import ControllerFactory
@@ -37,6 +42,7 @@ from tests.security.helpers import (
     release_events,
 )
 
+CLUSTER_ROLE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "clusterrole.yaml"
 TOKEN = "tok-" + "9f8e7d6c5b4a39281706"
 PATH_TOKEN = "Zq7xW3bN9kL2mP5rT8vY"
 
@@ -221,3 +227,80 @@ def test_plan_masks_a_plain_url(kube: Kube) -> None:
         in reply.text
     )
     assert PATH_TOKEN not in reply.text
+
+
+def shipped_secret_rbac(namespace: str) -> list[dict[str, Any]]:
+    """The Role and RoleBinding for webhook Secrets from manifests/, moved to ``namespace``."""
+    docs = list(yaml.safe_load_all(CLUSTER_ROLE.read_text()))
+    ours = [d for d in docs if d["metadata"]["name"] == "canary-bot-webhook-secrets"]
+    assert sorted(d["kind"] for d in ours) == ["Role", "RoleBinding"]
+    for doc in ours:
+        doc["metadata"]["namespace"] = namespace
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = namespace
+    return ours
+
+
+def service_account_kube(api: k8s.ApiClient, namespace: str, tmp_path: Path) -> Kube:
+    """A ``Kube`` that authenticates as ServiceAccount ``canary-bot`` in ``namespace``."""
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_service_account(
+        namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="canary-bot"))
+    )
+    request = k8s.AuthenticationV1TokenRequest(
+        spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    token = core.create_namespaced_service_account_token("canary-bot", namespace, request)
+    conf = api.configuration
+    ca = base64.b64encode(Path(conf.ssl_ca_cert).read_bytes()).decode()
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "t", "cluster": {"server": conf.host, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "sa", "user": {"token": token.status.token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "t", "user": "sa"}}],
+        "current-context": "sa",
+    }
+    path = tmp_path / "sa.kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    return Kube.connect(kubeconfig=str(path))
+
+
+@pytest.mark.cluster
+async def test_the_shipped_role_reads_the_webhook_secret_and_no_other(
+    kube_api_client: k8s.ApiClient, bot_namespace: str, tmp_path: Path
+) -> None:
+    core = k8s.CoreV1Api(kube_api_client)
+    rbac = k8s.RbacAuthorizationV1Api(kube_api_client)
+    for doc in shipped_secret_rbac(bot_namespace):
+        if doc["kind"] == "Role":
+            rbac.create_namespaced_role(bot_namespace, doc)
+        else:
+            rbac.create_namespaced_role_binding(bot_namespace, doc)
+    for name, value in (("canary-bot-webhooks", "http://hooks/"), ("canary-bot-slack", TOKEN)):
+        core.create_namespaced_secret(
+            bot_namespace,
+            k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=name), string_data={"value": value}),
+        )
+    kube = service_account_kube(kube_api_client, bot_namespace, tmp_path)
+    try:
+        secrets = KubeSecrets(kube, bot_namespace)
+        assert await secrets.value(SecretKeyRef(name="canary-bot-webhooks", key="value")) == (
+            "http://hooks/"
+        )
+        with pytest.raises(SecretUnavailable) as refused:
+            await secrets.value(SecretKeyRef(name="canary-bot-slack", key="value"))
+        with pytest.raises(SecretUnavailable) as missing:
+            await secrets.value(SecretKeyRef(name="canary-bot-webhooks", key="nope"))
+    finally:
+        kube.close()
+    assert str(refused.value) == (
+        f"canary-bot may not read Secret {bot_namespace}/canary-bot-slack; keep webhook secrets "
+        "in a Secret its Role names (canary-bot-webhooks), or add this name to that Role"
+    )
+    assert TOKEN not in str(refused.value)
+    assert str(missing.value) == (
+        f"Secret {bot_namespace}/canary-bot-webhooks or its key nope does not exist"
+    )

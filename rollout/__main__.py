@@ -73,17 +73,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
-    return parser.parse_args(argv)
-
-
-def _cidrs(text: str) -> tuple[str, ...]:
-    """``"a, b"`` -> ``("a", "b")``; a bad range stops the engine with its name."""
-    values = tuple(v.strip() for v in text.split(",") if v.strip())
-    try:
-        parse_networks(values)
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    return values
+    args = parser.parse_args(argv)
+    for option in ("webhook_allow_cidrs", "webhook_deny_cidrs"):
+        values = tuple(v.strip() for v in getattr(args, option).split(",") if v.strip())
+        try:
+            parse_networks(values)
+        except ValueError as exc:
+            parser.error(f"--{option.replace('_', '-')}: {exc}")
+        setattr(args, option, values)
+    return args
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -96,8 +94,8 @@ async def serve(args: argparse.Namespace) -> None:
         lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
         renew_seconds=max(1.0, args.lease_seconds / 3),
-        webhook_allow_cidrs=_cidrs(args.webhook_allow_cidrs),
-        webhook_deny_cidrs=_cidrs(args.webhook_deny_cidrs),
+        webhook_allow_cidrs=args.webhook_allow_cidrs,
+        webhook_deny_cidrs=args.webhook_deny_cidrs,
         secret_namespace=args.secret_namespace,
     )
     controller = Controller(kube, LoggingNotifier(), settings, args.identity)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 from kubernetes import client as k8s
 
@@ -17,6 +18,7 @@ from bot.operations import Operations
 from rollout.kube import Kube
 from rollout.models import CanaryRelease, NotificationState, RolloutEvent
 from rollout.store import ReleaseStore
+from tests.fixtures.engine import async_wait_for
 
 USER = "U0ALICE"
 
@@ -106,3 +108,26 @@ def release_events(api: k8s.ApiClient, namespace: str) -> list[str]:
     ours = [e for e in items if e.involved_object.kind == "CanaryRelease"]
     ours.sort(key=lambda e: int(e.metadata.resource_version))
     return [str(e.message) for e in ours]
+
+
+async def recorded(api: k8s.ApiClient, namespace: str, message: str) -> list[str]:
+    """The Event messages once ``message`` is among them (Events follow the status write)."""
+
+    async def story() -> list[str] | None:
+        messages = release_events(api, namespace)
+        return messages if message in messages else None
+
+    try:
+        result: list[str] = await async_wait_for(story, 20, f"an Event {message!r}")
+    except pytest.fail.Exception:
+        pytest.fail(f"no Event {message!r}; Events:\n" + "\n".join(release_events(api, namespace)))
+    return result
+
+
+async def delivered(notifier: RecordingNotifier, message: str) -> None:
+    """Wait until the notifier was handed ``message`` (delivery follows the status write)."""
+
+    async def seen() -> bool:
+        return any(e.message == message for e in notifier.events)
+
+    await async_wait_for(seen, 20, f"the notifier to be given {message!r}")

@@ -26,7 +26,7 @@ from rollout.workloads import Workloads
 from sandbox.sample_app import deploy_podinfo
 from tests.engine.test_rollout import NEW, wait_phase
 from tests.fixtures.engine import ControllerFactory, async_wait_for
-from tests.security.helpers import USER, allow_everything, operations, release_events
+from tests.security.helpers import USER, allow_everything, operations, recorded
 
 
 def spec_of(target: str, ingress: str, interval: str = "2s") -> CanaryReleaseSpec:
@@ -95,7 +95,7 @@ async def test_a_second_release_behind_the_same_ingress_is_refused_and_the_first
     refused = await wait_phase(store, namespace, {Phase.FAILED, Phase.SUCCEEDED}, 60, name="web-b")
     assert refused.status.phase == Phase.FAILED
     assert refused.status.message == refusal
-    assert f"Refused web.{namespace}: {refusal}" in release_events(kube_api_client, namespace)
+    await recorded(kube_api_client, namespace, f"Refused web.{namespace}: {refusal}")
 
     # A is untouched: same weight, still progressing, and B made no canary of its own
     assert await canary_weight(kube, namespace, "podinfo-canary") == "10"
@@ -149,7 +149,7 @@ async def test_a_foreign_canary_service_stops_the_release_at_start_naming_its_ow
 
     assert release.status.phase == Phase.FAILED
     assert release.status.message == refusal
-    assert f"Refused podinfo.{namespace}: {refusal}" in release_events(kube_api_client, namespace)
+    await recorded(kube_api_client, namespace, f"Refused podinfo.{namespace}: {refusal}")
     # nothing was created, and the Service is as its owner left it
     assert await kube.get(DEPLOYMENTS, namespace, "podinfo-canary") is None
     assert await kube.get(INGRESSES, namespace, "podinfo-canary") is None

@@ -37,8 +37,10 @@ from tests.security.helpers import (
     USER,
     RecordingNotifier,
     allow_everything,
+    delivered,
     hook_server,
     operations,
+    recorded,
     release_events,
 )
 
@@ -136,6 +138,9 @@ async def test_a_profile_secret_reaches_the_hook_and_nothing_else(
         )
 
         assert release.status.phase == Phase.SUCCEEDED, release_events(kube_api_client, namespace)
+        done = f"Promotion completed! podinfo.{namespace} now runs {NEW}"
+        await recorded(kube_api_client, namespace, done)
+        await delivered(notifier, done)
         # the hook got the URL and the token from the Secret, and the plain metadata
         (method, path, received) = hook.requests[0]
         assert (method, path) == ("POST", f"/services/T0/B0/{PATH_TOKEN}?sig={TOKEN}")

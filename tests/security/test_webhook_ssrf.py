@@ -24,7 +24,7 @@ from rollout.store import ReleaseStore
 from rollout.webhooks import WebhookRunner, payload
 from tests.engine.test_rollout import NEW, wait_phase
 from tests.fixtures.engine import ControllerFactory
-from tests.security.helpers import RecordingNotifier, hook_server, release_events
+from tests.security.helpers import RecordingNotifier, delivered, hook_server, recorded
 
 REFUSAL_TAIL = (
     "canary-bot does not call link-local or cloud metadata addresses (an operator can open "
@@ -80,9 +80,8 @@ async def test_a_redirecting_hook_is_not_followed_and_the_release_says_where_it_
         f"{internal.url}/admin/delete?token=***; redirects are not followed, so point the "
         "hook at its final URL"
     )
-    story = release_events(kube_api_client, namespace)
-    assert halt in story, story
-    assert any(e.message == halt for e in notifier.events)  # what the Slack thread gets
+    story = await recorded(kube_api_client, namespace, halt)
+    await delivered(notifier, halt)  # what the Slack thread gets
     assert "s3cr3t-value" not in json.dumps(story) + notifier.text + release.model_dump_json()
 
 
@@ -108,8 +107,8 @@ async def test_a_hook_at_the_metadata_address_is_refused_before_connecting(
         "Halt advancement pre-rollout check smoke failed: not called: refused to connect: "
         f"169.254.169.254 is a cloud metadata address; {REFUSAL_TAIL}"
     )
-    assert halt in release_events(kube_api_client, namespace)
-    assert any(e.message == halt for e in notifier.events)
+    await recorded(kube_api_client, namespace, halt)
+    await delivered(notifier, halt)
 
 
 # -- the policy at the runner (no cluster needed) ----------------------------------------

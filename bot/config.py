@@ -36,6 +36,11 @@ who may do what where, and which analysis a ``/canary start`` gets::
           - name: request-success-rate
             thresholdRange: {min: 99}
             interval: 1m
+        webhooks:                  # credentials come from a Secret, never inline
+          - name: load-test
+            urlFrom: {secretKeyRef: {name: canary-bot-webhooks, key: load-test-url}}
+    webhooks:                      # where hook calls may go (docs/security.md)
+      allowCIDRs: ["169.254.20.10/32"]
     metricTemplates:
       latency-p99: |              # rendered by the engine with Flagger's variables
         histogram_quantile(0.99, sum(rate(
@@ -74,6 +79,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rollout.egress import has_credentials, parse_networks
 from rollout.models import Analysis, format_duration, is_dns_label, parse_duration
 
 Verb = Literal["start", "promote", "abort", "pause", "resume", "approve", "skip-analysis"]
@@ -374,6 +380,34 @@ class Defaults(_Frozen):
         return value
 
 
+class WebhookPolicy(_Frozen):
+    """Where the engine's webhook calls may connect, and where hook Secrets are read.
+
+    Link-local and cloud metadata addresses are refused by default; loopback and private
+    ranges are allowed. ``allowCIDRs`` opens refused ranges (e.g. ``169.254.20.10/32``),
+    ``denyCIDRs`` refuses more (e.g. ``127.0.0.0/8``); ``allowCIDRs`` wins on overlap.
+    ``secretNamespace`` holds the Secrets that ``urlFrom``/``metadataFrom`` name
+    (default: the namespace canary-bot runs in).
+    """
+
+    allow_cidrs: list[str] = Field(default_factory=list, alias="allowCIDRs")
+    deny_cidrs: list[str] = Field(default_factory=list, alias="denyCIDRs")
+    secret_namespace: str | None = Field(default=None, alias="secretNamespace")
+
+    @field_validator("allow_cidrs", "deny_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
+    @field_validator("secret_namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not is_dns_label(value):
+            raise ValueError(f"{value!r} is not a valid namespace name")
+        return value
+
+
 class BotConfig(_Frozen):
     """The whole YAML file."""
 
@@ -384,6 +418,22 @@ class BotConfig(_Frozen):
     profiles: dict[str, Analysis] = Field(default_factory=dict)
     metric_templates: dict[str, str] = Field(default_factory=dict, alias="metricTemplates")
     limits: list[LimitRule] = Field(default_factory=list, max_length=100)
+    webhooks: WebhookPolicy = Field(default_factory=WebhookPolicy)
+
+    @field_validator("profiles")
+    @classmethod
+    def _no_inline_credentials(cls, value: dict[str, Analysis]) -> dict[str, Analysis]:
+        # A profile is copied into every release it starts: credentials belong in a Secret.
+        for profile_name, analysis in value.items():
+            for hook in analysis.webhooks:
+                if hook.url is not None and has_credentials(hook.url):
+                    raise ValueError(
+                        f"profiles.{profile_name}: webhook {hook.name} has credentials in its "
+                        "url (user:password@ or a token/key/secret query parameter); put the "
+                        "URL in the Secret canary-bot-webhooks and use urlFrom: {secretKeyRef: "
+                        "{name: canary-bot-webhooks, key: <key>}}"
+                    )
+        return value
 
     @field_validator("metric_templates")
     @classmethod

@@ -47,6 +47,7 @@ from bot.render.facts import PHASE_EMOJI, elapsed_seconds, requester_text
 from bot.render.limits import clip
 from bot.render.mrkdwn import escape
 from bot.targets import deployment_containers
+from rollout.egress import mask_url
 from rollout.kube import Kube, KubeError
 from rollout.models import (
     CanaryRelease,
@@ -54,6 +55,7 @@ from rollout.models import (
     ControlAction,
     ControlRequest,
     Requester,
+    Webhook,
     format_duration,
 )
 from rollout.preflight import check_start
@@ -198,7 +200,7 @@ class Operations:
                 f"• check {metric.name} {metric.threshold_range.describe()} over {metric.interval}"
             )
         for hook in analysis.webhooks:
-            lines.append(f"• webhook {hook.name} ({hook.type}) → {hook.url}")
+            lines.append(f"• webhook {hook.name} ({hook.type}) → {hook_target(hook)}")
         if not analysis.metrics:
             lines.append("• no metric checks: weights advance on schedule")
         return Reply(clip("\n".join(lines), 3000))
@@ -350,6 +352,18 @@ _VERB_DONE: dict[ControlAction, str] = {
     "resume": ":arrow_forward: Resume",
     "approve": ":ok_hand: Approval",
 }
+
+
+def hook_target(hook: Webhook) -> str:
+    """Where a hook goes, as shown to anyone: credentials masked, Secret values never read."""
+    if hook.url_from is not None:
+        ref = hook.url_from.secret_key_ref
+        where = f"URL from Secret {ref.name} (key {ref.key})"
+    else:
+        where = mask_url(hook.url or "")
+    if hook.metadata_from:
+        where += f"; metadata {', '.join(sorted(hook.metadata_from))} from a Secret"
+    return where
 
 
 def _not_found(name: str, namespace: str) -> str:

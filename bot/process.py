@@ -132,6 +132,9 @@ class BotProcess:
                     namespace=self.namespace,
                     # the Lease lives next to the bot (its Role allows only that namespace)
                     lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
+                    webhook_allow_cidrs=tuple(config.webhooks.allow_cidrs),
+                    webhook_deny_cidrs=tuple(config.webhooks.deny_cidrs),
+                    secret_namespace=config.webhooks.secret_namespace,
                 ),
                 self.identity,
                 registry=self.registry,

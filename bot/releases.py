@@ -15,6 +15,7 @@ from bot import bounds
 from bot.bounds import Origin
 from bot.commands import ReleaseOptions
 from bot.config import BotConfig
+from rollout.egress import plain_text
 from rollout.models import (
     Analysis,
     CanaryRelease,
@@ -66,6 +67,22 @@ def choose_images(options: ReleaseOptions, containers: dict[str, str] | None) ->
     return {next(iter(containers)): options.image}
 
 
+def find_profile(config: BotConfig, name: str) -> Analysis:
+    """The analysis profile ``name``; ``RequestProblem`` without naming any other profile.
+
+    ``plan`` is open to everyone, and profile names tell who deploys what where (team
+    names, environments): a person who mistyped one is pointed to the people and help
+    that know which profiles are theirs, not shown the list.
+    """
+    profile = config.profiles.get(name)
+    if profile is None:
+        raise RequestProblem(
+            f"there is no analysis profile named {plain_text(name, 63)}; ask your platform "
+            "team which profile to use, or see `/canary help`"
+        )
+    return profile
+
+
 def _layers(
     options: ReleaseOptions, config: BotConfig, profile_name: str | None
 ) -> tuple[dict[str, Any], dict[str, Origin]]:
@@ -83,13 +100,7 @@ def _layers(
     }
     origins: dict[str, Origin] = dict.fromkeys(merged, "defaults")
     if profile_name is not None:
-        profile = config.profiles.get(profile_name)
-        if profile is None:
-            known = ", ".join(sorted(config.profiles)) or "none are configured"
-            raise RequestProblem(
-                f"there is no analysis profile named {profile_name} (profiles: {known}); "
-                "profiles are defined under `profiles` in the canary-bot config"
-            )
+        profile = find_profile(config, profile_name)
         layer = profile.model_dump(mode="json", by_alias=True, exclude_unset=True)
         merged.update(layer)
         origins.update(dict.fromkeys(layer, "profile"))

@@ -49,6 +49,8 @@ DURATION_SCHEMA: Schema = {"pattern": DURATION_PATTERN, "minLength": 2}
 FIELD_RULES: dict[str, Schema | None] = {
     "ObjectRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
     "Webhook._http_url": {"pattern": "^https?://"},
+    "SecretKeyRef._secret_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "SecretKeyRef._secret_key": {"pattern": models._SECRET_KEY.pattern},
     "Analysis._max_weight_range": {"minimum": 1, "maximum": 100},
     "Analysis._step_weight_range": {"minimum": 1, "maximum": 100},
     # Strictly increasing has no schema form; the range of each entry does.
@@ -91,6 +93,21 @@ MODEL_RULES: dict[str, Schema] = {
             "webhooks": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         },
     },
+}
+
+MODEL_RULES["Webhook._one_url"] = {
+    "x-kubernetes-validations": [
+        {
+            "rule": "has(self.url) != has(self.urlFrom)",
+            "message": "needs exactly one of url and urlFrom",
+        },
+        {
+            "rule": "!has(self.metadataFrom) || size(self.metadataFrom) == 0 || has(self.urlFrom)",
+            "message": (
+                "metadataFrom needs urlFrom (secret values only go to a URL kept in a Secret)"
+            ),
+        },
+    ]
 }
 
 # Flagger fields canary-bot ignores must survive `kubectl apply` of a pasted block.

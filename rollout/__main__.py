@@ -15,6 +15,7 @@ import socket
 import sys
 
 from rollout.controller import Controller, EngineSettings
+from rollout.egress import parse_networks
 from rollout.kube import Kube
 from rollout.notify import LoggingNotifier
 
@@ -48,6 +49,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("POD_NAMESPACE", "default"),
         help="namespace of the leader Lease",
     )
+    parser.add_argument(
+        "--webhook-allow-cidrs",
+        default=os.environ.get("WEBHOOK_ALLOW_CIDRS", ""),
+        help="comma-separated ranges webhooks may call although refused by default "
+        "(link-local, cloud metadata), e.g. 169.254.20.10/32",
+    )
+    parser.add_argument(
+        "--webhook-deny-cidrs",
+        default=os.environ.get("WEBHOOK_DENY_CIDRS", ""),
+        help="comma-separated ranges webhooks may not call, e.g. 127.0.0.0/8",
+    )
+    parser.add_argument(
+        "--secret-namespace",
+        default=os.environ.get("WEBHOOK_SECRET_NAMESPACE"),
+        help="namespace of the Secrets webhooks' urlFrom/metadataFrom name "
+        "(default: the lease namespace)",
+    )
     parser.add_argument("--lease-seconds", type=int, default=15, help="leader Lease duration")
     parser.add_argument(
         "--no-leader-election", action="store_true", help="act at once (only one replica!)"
@@ -55,7 +73,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option in ("webhook_allow_cidrs", "webhook_deny_cidrs"):
+        values = tuple(v.strip() for v in getattr(args, option).split(",") if v.strip())
+        try:
+            parse_networks(values)
+        except ValueError as exc:
+            parser.error(f"--{option.replace('_', '-')}: {exc}")
+        setattr(args, option, values)
+    return args
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -68,6 +94,9 @@ async def serve(args: argparse.Namespace) -> None:
         lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
         renew_seconds=max(1.0, args.lease_seconds / 3),
+        webhook_allow_cidrs=args.webhook_allow_cidrs,
+        webhook_deny_cidrs=args.webhook_deny_cidrs,
+        secret_namespace=args.secret_namespace,
     )
     controller = Controller(kube, LoggingNotifier(), settings, args.identity)
     stop = asyncio.Event()

@@ -24,7 +24,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from rollout.analysis import MetricProvider, PrometheusProvider
+from rollout.egress import EgressPolicy
 from rollout.engine import Clock, Engine, utc_now
+from rollout.hooksecrets import KubeSecrets
 from rollout.kube import RELEASES, JsonObject, Kube, KubeError
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
@@ -53,6 +55,18 @@ class EngineSettings:
     # promptly even with a long analysis interval
     max_tick_seconds: float = 10.0
     cluster: str = ""
+    # Webhook egress (rollout/egress.py) and where urlFrom/metadataFrom Secrets live
+    # (rollout/hooksecrets.py; None: the lease namespace, i.e. canary-bot's own).
+    webhook_allow_cidrs: tuple[str, ...] = ()
+    webhook_deny_cidrs: tuple[str, ...] = ()
+    secret_namespace: str | None = None
+
+
+def webhook_runner(kube: Kube, settings: EngineSettings) -> WebhookRunner:
+    """The engine's webhook caller: the configured egress policy, Secrets read via ``kube``."""
+    policy = EgressPolicy.from_strings(settings.webhook_allow_cidrs, settings.webhook_deny_cidrs)
+    namespace = settings.secret_namespace or settings.lease_namespace
+    return WebhookRunner(policy=policy, secrets=KubeSecrets(kube, namespace))
 
 
 class Controller:
@@ -78,7 +92,7 @@ class Controller:
             kube,
             provider,
             notifier=notifier,
-            webhooks=webhooks,
+            webhooks=webhooks or webhook_runner(kube, settings),
             clock=clock,
             cluster=settings.cluster,
         )

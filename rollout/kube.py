@@ -8,6 +8,8 @@ Blocking client calls run in worker threads so the event loop stays responsive.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
 import json
 import threading
@@ -81,6 +83,8 @@ EVENTS = Resource("", "v1", "events")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 NAMESPACES = Resource("", "v1", "namespaces")
 RELEASES = Resource(GROUP, VERSION, PLURAL)
+# Only ``read_secret_key`` uses it: one named Secret key, read when a webhook is called.
+SECRETS = Resource("", "v1", "secrets")
 
 
 class RequestCounter:
@@ -205,6 +209,26 @@ class Kube:
             return await self.request("GET", resource.path(namespace, name))
         except NotFound:
             return None
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value of one key of a Secret; None when the Secret or key is missing.
+
+        Raises ``KubeError`` (403 when RBAC does not allow the ``get``). The value is
+        returned to the caller only: nothing here logs or keeps it.
+        """
+        secret = await self.get(SECRETS, namespace, name)
+        if secret is None:
+            return None
+        raw = (secret.get("data") or {}).get(key)
+        if raw is None:
+            plain = (secret.get("stringData") or {}).get(key)
+            return str(plain) if plain is not None else None
+        try:
+            return base64.b64decode(raw, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise KubeError(
+                422, "Invalid", f"key {key} of Secret {namespace}/{name} is not UTF-8 text"
+            ) from None
 
     async def list_objects(
         self, resource: Resource, namespace: str | None = None, label_selector: str = ""

@@ -161,30 +161,93 @@ WebhookType = Literal[
 ]
 
 
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+class SecretKeyRef(_Model):
+    """One key of a Secret in canary-bot's own namespace (default Secret: canary-bot-webhooks).
+
+    The engine reads it when it calls the hook; the value is never stored in a
+    CanaryRelease, shown or logged. canary-bot's Role may ``get`` only the Secrets it
+    names (docs/security.md, "Secrets in profiles").
+    """
+
+    name: str
+    key: str
+
+    @field_validator("name")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        if not is_dns_subdomain(value):
+            raise ValueError(f"{value!r} is not a valid Secret name")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        if not _SECRET_KEY.match(value):
+            raise ValueError(f"{value!r} is not a valid Secret key (letters, digits, - . _)")
+        return value
+
+
+class ValueFrom(_Model):
+    """Where a value comes from instead of being written inline."""
+
+    secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
+
+
 class Webhook(_Model):
-    """A Flagger-style webhook; the payload and status semantics match Flagger's."""
+    """A Flagger-style webhook; the payload and status semantics match Flagger's.
+
+    ``url`` or ``urlFrom`` (a Secret key holding the URL) says where the hook is.
+    ``metadataFrom`` adds metadata entries read from a Secret; it needs ``urlFrom``, so
+    a secret value only ever goes to a URL that the Secret's owner wrote.
+    """
 
     name: str = Field(min_length=1, max_length=63)
     type: WebhookType = "rollout"
-    url: str
+    url: str | None = None
+    url_from: ValueFrom | None = Field(default=None, alias="urlFrom")
     timeout: str = "10s"
     retries: int = Field(default=0, ge=0, le=10)
     mute_alert: bool = Field(default=False, alias="muteAlert")
     metadata: dict[str, str] = Field(default_factory=dict)
+    metadata_from: dict[str, ValueFrom] = Field(default_factory=dict, alias="metadataFrom")
 
     _check_timeout = field_validator("timeout")(_check_duration)
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"webhook url {value!r} must start with http:// or https://")
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("webhook url must start with http:// or https://")
         return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Webhook:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError(f"webhook {self.name} needs exactly one of url and urlFrom")
+        if self.metadata_from and self.url_from is None:
+            raise ValueError(
+                f"webhook {self.name}: metadataFrom needs urlFrom, so that secret values "
+                "only go to a URL kept in a Secret too"
+            )
+        both = sorted(set(self.metadata) & set(self.metadata_from))
+        if both:
+            raise ValueError(
+                f"webhook {self.name}: {', '.join(both)} is in both metadata and metadataFrom"
+            )
+        return self
 
     @property
     def timeout_seconds(self) -> float:
         """The request timeout in seconds."""
         return parse_duration(self.timeout)
+
+    def secret_refs(self) -> list[SecretKeyRef]:
+        """Every Secret key this hook reads at call time."""
+        refs = [v.secret_key_ref for v in self.metadata_from.values()]
+        return ([self.url_from.secret_key_ref] if self.url_from else []) + refs
 
 
 class StringMatch(_Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, Kube
 from rollout.models import CanaryReleaseSpec, Phase
+from rollout.ownership import ownership_problems
 
 
 async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryReleaseSpec) -> list[str]:
@@ -53,4 +54,4 @@ async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryRelease
                 f"Deployment {target} already has a rollout in progress ({other}, {phase}); "
                 f"wait for it or abort it with `/canary abort {other} -n {namespace}`"
             )
-    return problems
+    return problems + await ownership_problems(kube, namespace, name, spec)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Protocol
 
-from rollout.kube import INGRESSES, JsonObject, Kube, NotFound
+from rollout.kube import INGRESSES, Conflict, JsonObject, Kube, KubeError, NotFound
 from rollout.models import CanaryRelease
-from rollout.owner import canary_ingress_name, canary_name, owned_by, owned_metadata
+from rollout.owner import canary_ingress_name, canary_name, not_owned, owned_by, owned_metadata
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 CANARY = PREFIX + "canary"
@@ -21,6 +21,7 @@ BY_HEADER = PREFIX + "canary-by-header"
 BY_HEADER_VALUE = PREFIX + "canary-by-header-value"
 BY_HEADER_PATTERN = PREFIX + "canary-by-header-pattern"
 BY_COOKIE = PREFIX + "canary-by-cookie"
+_WEIGHT_POINTER = WEIGHT.replace("/", "~1")  # JSON pointer escaping (RFC 6901)
 _DROPPED = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -89,6 +90,14 @@ def canary_ingress(release: CanaryRelease, main: JsonObject, weight: int) -> Jso
     }
 
 
+def _weight_ops(release: CanaryRelease, weight: int) -> list[JsonObject]:
+    """A JSON patch that sets the weight only if the first owner is this release."""
+    return [
+        {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": release.metadata.uid},
+        {"op": "add", "path": "/metadata/annotations/" + _WEIGHT_POINTER, "value": str(weight)},
+    ]
+
+
 def weight_of(ingress: JsonObject) -> int:
     """The canary weight an Ingress carries (0 when not a canary or unparsable)."""
     annotations = ingress.get("metadata", {}).get("annotations") or {}
@@ -107,21 +116,45 @@ class NginxRouter:
         self.kube = kube
 
     async def reconcile(self, release: CanaryRelease, weight: int) -> None:
-        """Patch the canary Ingress's weight, creating the Ingress if it is missing."""
+        """Set the canary Ingress's weight, creating the Ingress if it is missing.
+
+        Only this release's Ingress is ever changed: the patch tests the owner's uid in
+        the same request, so an Ingress of the same name that belongs to someone else
+        (another release, Flagger, a person) is left as it is and ``NotOwned`` says whose.
+        """
         namespace = release.metadata.namespace
         name = canary_ingress_name(release)
         try:
             # one request in the common case: the route exists and only the weight moves
-            await self.kube.merge_patch(
-                INGRESSES, namespace, name, {"metadata": {"annotations": {WEIGHT: str(weight)}}}
-            )
+            await self.kube.json_patch(INGRESSES, namespace, name, _weight_ops(release, weight))
             return
         except NotFound:
             pass
+        except KubeError as exc:
+            if exc.status not in (400, 409, 422):
+                raise
+            await self._patch_if_owned(release, weight)
+            return
         main = await self.kube.get(INGRESSES, namespace, release.spec.ingress_ref.name)
         if main is None:
             raise RouterError(f"Ingress {release.spec.ingress_ref.name} not found in {namespace}")
-        await self.kube.create(INGRESSES, namespace, canary_ingress(release, main, weight))
+        try:
+            await self.kube.create(INGRESSES, namespace, canary_ingress(release, main, weight))
+        except Conflict:
+            await self._patch_if_owned(release, weight)  # created meanwhile: whose is it?
+
+    async def _patch_if_owned(self, release: CanaryRelease, weight: int) -> None:
+        """The slow path: read the Ingress, refuse if it is not ours, else patch it."""
+        namespace = release.metadata.namespace
+        name = canary_ingress_name(release)
+        ingress = await self.kube.get(INGRESSES, namespace, name)
+        if ingress is None:
+            raise Conflict(409, "Conflict", f"Ingress {name} changed meanwhile; retrying")
+        if not owned_by(ingress, release):
+            raise not_owned("Ingress", ingress)
+        version = ingress["metadata"].get("resourceVersion", "")
+        patch = {"metadata": {"resourceVersion": version, "annotations": {WEIGHT: str(weight)}}}
+        await self.kube.merge_patch(INGRESSES, namespace, name, patch)
 
     async def get_weight(self, release: CanaryRelease) -> int | None:
         """The canary Ingress's weight, None when it does not exist."""

@@ -15,8 +15,17 @@ Decisions, and where they differ from Flagger:
   501, with a short doubling backoff (0.2 s, 0.4 s, ... at most 2 s). Other answers are
   final: a closed gate's 403 is an answer, not a glitch.
 - Event hooks use the hook's ``timeout`` (Flagger fixes 5 s).
-- Messages carry the status and a short, single-line piece of the body; never the URL,
-  which may hold credentials or tokens.
+- Messages carry the status and a short, single-line piece of the body (at most 200
+  characters, control and bidi characters removed); never the URL, which may hold
+  credentials or tokens (a redirect target is shown masked, see ``egress.mask_url``).
+- Redirects are never followed (Flagger follows them): a 3xx is a failed call whose
+  message says where the hook redirected. Following one would turn the POST into a GET
+  on a target nobody reviewed.
+- Before connecting, the hook's host is checked against the ``EgressPolicy`` on the
+  resolved address (link-local and cloud metadata addresses are refused by default);
+  a refusal is final, not retried.
+- ``urlFrom`` and ``metadataFrom`` are read from a Secret at every call
+  (``rollout.hooksecrets``); the values go into the request only.
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
+from rollout.egress import EgressPolicy, GuardedResolver, describe_refusal, mask_url, plain_text
+from rollout.hooksecrets import NoSecrets, SecretSource, SecretUnavailable
 from rollout.models import Phase, Webhook
 
 log = logging.getLogger("canary_bot.webhooks")
@@ -103,13 +115,20 @@ def payload(
     }
 
 
-def hook_payload(hook: Webhook, body: WebhookPayload) -> WebhookPayload:
+def hook_payload(
+    hook: Webhook, body: WebhookPayload, secret_metadata: Mapping[str, str] | None = None
+) -> WebhookPayload:
     """``body`` as sent to ``hook``: the hook's metadata merged in, as Flagger sends it.
 
-    Keys already in the body's metadata (the event fields) take precedence.
+    ``secret_metadata`` are the ``metadataFrom`` values. Keys already in the body's
+    metadata (the event fields) take precedence.
     """
-    meta = {**hook.metadata, **body.get("metadata", {})}
+    meta = {**hook.metadata, **(secret_metadata or {}), **body.get("metadata", {})}
     return {**body, "metadata": meta}
+
+
+class _Unusable(Exception):
+    """The hook cannot be called (refused address, unreadable Secret); final, no retry."""
 
 
 def _retryable(status: int) -> bool:
@@ -117,8 +136,7 @@ def _retryable(status: int) -> bool:
 
 
 def _short_body(raw: bytes) -> str:
-    text = " ".join(raw.decode("utf-8", errors="replace").split())
-    return text if len(text) <= _MAX_BODY_CHARS else text[: _MAX_BODY_CHARS - 1] + "…"
+    return plain_text(raw.decode("utf-8", errors="replace"), _MAX_BODY_CHARS)
 
 
 def _where(url: str) -> str:
@@ -150,12 +168,15 @@ def describe(hook: Webhook, ok: bool, detail: str) -> str:
 
 
 class WebhookRunner:
-    """Calls webhooks over HTTP with Flagger's semantics.
+    """Calls webhooks over HTTP with Flagger's semantics, within an ``EgressPolicy``.
 
     A fresh ``aiohttp.ClientSession`` is made for each ``call`` / ``call_all`` (from
     ``session_factory`` when given, and closed afterwards): hooks are called a few times
     per analysis interval, so a long-lived session would save nothing and would tie the
-    runner to one event loop.
+    runner to one event loop. The session's connector resolves through a
+    ``GuardedResolver``, so what the policy checked is what is connected to. A
+    ``session_factory`` replaces that connector; the host check before each call stays.
+    ``resolver`` replaces the system's DNS lookups (the policy still applies).
     """
 
     def __init__(
@@ -164,18 +185,29 @@ class WebhookRunner:
         *,
         backoff: float = _BACKOFF_FIRST,
         user_agent: str = "canary-bot",
+        policy: EgressPolicy | None = None,
+        secrets: SecretSource | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._backoff = backoff
         self._user_agent = user_agent
+        self.policy = policy or EgressPolicy()
+        self.secrets: SecretSource = secrets or NoSecrets()
+        self._resolver = resolver
 
     def _session(self) -> aiohttp.ClientSession:
         if self._session_factory is not None:
             return self._session_factory()
-        return aiohttp.ClientSession(headers={"User-Agent": self._user_agent})
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(self.policy, self._resolver), use_dns_cache=False
+        )
+        return aiohttp.ClientSession(
+            connector=connector, headers={"User-Agent": self._user_agent}, trust_env=False
+        )
 
     async def call(self, hook: Webhook, payload: WebhookPayload) -> WebhookResult:
-        """POST ``payload`` (plus the hook's metadata) to ``hook.url``; never raises."""
+        """POST ``payload`` (plus the hook's metadata) to the hook's URL; never raises."""
         async with self._session() as session:
             return await self._call(session, hook, payload)
 
@@ -188,11 +220,43 @@ class WebhookRunner:
         async with self._session() as session:
             return list(await asyncio.gather(*(self._call(session, h, payload) for h in hooks)))
 
+    async def _target(self, hook: Webhook) -> tuple[str, dict[str, str]]:
+        """The URL to call and the ``metadataFrom`` values; ``_Unusable`` if not callable."""
+        try:
+            if hook.url_from is not None:
+                url = (await self.secrets.value(hook.url_from.secret_key_ref)).strip()
+                if not url.startswith(("http://", "https://")):
+                    ref = hook.url_from.secret_key_ref
+                    raise _Unusable(
+                        f"the URL in Secret {ref.name} (key {ref.key}) does not start with "
+                        "http:// or https://"
+                    )
+            else:
+                url = hook.url or ""
+            extra = {
+                key: await self.secrets.value(source.secret_key_ref)
+                for key, source in hook.metadata_from.items()
+            }
+        except SecretUnavailable as exc:
+            raise _Unusable(str(exc)) from None
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:
+            raise _Unusable("the URL cannot be parsed") from None
+        refused = self.policy.host_refusal(host)
+        if refused is not None:
+            raise _Unusable(_refused(refused))
+        return url, extra
+
     async def _call(
         self, session: aiohttp.ClientSession, hook: Webhook, body: WebhookPayload
     ) -> WebhookResult:
         started = time.perf_counter()
-        sent = hook_payload(hook, body)
+        try:
+            url, extra = await self._target(hook)
+        except _Unusable as exc:
+            return self._result(hook, False, 0, f"not called: {exc}", started)
+        sent = hook_payload(hook, body, extra)
         timeout = hook.timeout_seconds
         attempts = 0
         status = 0
@@ -202,22 +266,8 @@ class WebhookRunner:
             async with asyncio.timeout(timeout):
                 while True:
                     attempts += 1
-                    retry = False
-                    try:
-                        status, raw = await self._post(session, hook.url, sent)
-                        ok = status <= 202
-                        detail = f"HTTP {status}"
-                        text = _short_body(raw)
-                        if text and not ok:
-                            detail += f" {text}"
-                        retry = _retryable(status)
-                    except aiohttp.ClientConnectorError as exc:
-                        status, retry = 0, True
-                        reason = _connect_reason(exc)
-                        detail = f"cannot connect to {_where(hook.url)} ({reason})"
-                    except aiohttp.ClientError as exc:
-                        status, retry = 0, True
-                        detail = f"request failed ({type(exc).__name__})"
+                    status, detail, retry = await self._attempt(session, url, sent)
+                    ok = 0 < status <= 202
                     if ok or not retry or attempts > hook.retries:
                         break
                     await asyncio.sleep(min(self._backoff * 2 ** (attempts - 1), _BACKOFF_MAX))
@@ -227,6 +277,12 @@ class WebhookRunner:
             ok, detail = False, f"no answer within {hook.timeout}{last}"
         if attempts > 1:
             detail += f" (after {attempts} attempts)"
+        return self._result(hook, ok, status, detail, started)
+
+    @staticmethod
+    def _result(
+        hook: Webhook, ok: bool, status: int, detail: str, started: float
+    ) -> WebhookResult:
         result = WebhookResult(
             name=hook.name,
             type=hook.type,
@@ -239,13 +295,42 @@ class WebhookRunner:
             log.info(result.message, extra={"webhook": hook.name, "type": hook.type})
         return result
 
-    @staticmethod
-    async def _post(
-        session: aiohttp.ClientSession, url: str, body: WebhookPayload
-    ) -> tuple[int, bytes]:
-        async with session.post(url, json=body, allow_redirects=True) as response:
-            raw = await response.content.read(_MAX_BODY_BYTES)
-            return response.status, raw
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: str, body: WebhookPayload
+    ) -> tuple[int, str, bool]:
+        """One POST: ``(status, detail, worth retrying)``; status 0 when nothing answered."""
+        try:
+            async with session.post(url, json=body, allow_redirects=False) as response:
+                raw = await response.content.read(_MAX_BODY_BYTES)
+                status = response.status
+                if 300 <= status < 400:
+                    where = response.headers.get("Location", "")
+                    target = mask_url(where) if where else "nowhere (no Location header)"
+                    return (
+                        status,
+                        f"HTTP {status}: the hook redirected to {target}; redirects are not "
+                        "followed, so point the hook at its final URL",
+                        False,
+                    )
+                detail = f"HTTP {status}"
+                text = _short_body(raw)
+                if text and status > 202:
+                    detail += f" {text}"
+                return status, detail, _retryable(status)
+        except aiohttp.ClientConnectorError as exc:
+            refused = describe_refusal(exc)
+            if refused is not None:
+                return 0, f"not called: {_refused(refused)}", False
+            return 0, f"cannot connect to {_where(url)} ({_connect_reason(exc)})", True
+        except aiohttp.ClientError as exc:
+            return 0, f"request failed ({type(exc).__name__})", True
+
+
+def _refused(reason: str) -> str:
+    return (
+        f"refused to connect: {reason}; canary-bot does not call link-local or cloud "
+        "metadata addresses (an operator can open a range with webhooks.allowCIDRs)"
+    )
 
 
 __all__ = [

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rollout.autoscaling import Autoscalers, canary_replicas
-from rollout.kube import DEPLOYMENTS, SERVICES, Conflict, JsonObject, Kube
+from rollout.kube import DEPLOYMENTS, SERVICES, Conflict, JsonObject, Kube, Resource
 from rollout.models import CanaryRelease
-from rollout.owner import canary_name, owned_by, owned_metadata
+from rollout.owner import canary_name, not_owned, owned_by, owned_metadata
 
 CANARY_SUFFIX = "-canary"
 
@@ -173,16 +173,39 @@ class Workloads:
         )
 
     async def ensure_canary(self, release: CanaryRelease, target: JsonObject) -> None:
-        """Create the canary Service and Deployment where missing (idempotent)."""
+        """Create the canary Service and Deployment where missing (idempotent).
+
+        An existing object of the same name is used only if this release owns it;
+        otherwise ``NotOwned`` names its owner and nothing is changed. A Conflict on
+        create (someone was quicker) is checked the same way, not ignored.
+        """
         namespace = release.metadata.namespace
-        if await self.kube.get(SERVICES, namespace, canary_name(release)) is None:
+        existing = await self.kube.get(SERVICES, namespace, canary_name(release))
+        if existing is None:
             service = canary_service(release, target, await self.stable_service(release))
-            with contextlib.suppress(Conflict):
-                await self.kube.create(SERVICES, namespace, service)
-        if await self.canary(release) is None:
-            with contextlib.suppress(Conflict):
-                await self.kube.create(DEPLOYMENTS, namespace, canary_deployment(release, target))
+            await self._create(release, SERVICES, "Service", service)
+        elif not owned_by(existing, release):
+            raise not_owned("Service", existing)
+        existing = await self.canary(release)
+        if existing is None:
+            await self._create(
+                release, DEPLOYMENTS, "Deployment", canary_deployment(release, target)
+            )
+        elif not owned_by(existing, release):
+            raise not_owned("Deployment", existing)
         await self.autoscalers.ensure(release)
+
+    async def _create(
+        self, release: CanaryRelease, resource: Resource, kind: str, body: JsonObject
+    ) -> None:
+        namespace = release.metadata.namespace
+        try:
+            await self.kube.create(resource, namespace, body)
+        except Conflict:
+            raced = await self.kube.get(resource, namespace, body["metadata"]["name"])
+            if raced is None or owned_by(raced, release):
+                return  # ours (an earlier attempt), or gone: the next tick converges
+            raise not_owned(kind, raced) from None
 
     async def set_target_images(self, release: CanaryRelease, images: dict[str, str]) -> None:
         """Patch the target's containers to ``images`` (a normal rolling update)."""

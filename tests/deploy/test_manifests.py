@@ -65,6 +65,8 @@ def test_base_installs_the_crd_and_the_bot(base: list[Manifest]) -> None:
             ("ClusterRoleBinding", "canary-bot"),
             ("Role", "canary-bot-leader-election"),
             ("RoleBinding", "canary-bot-leader-election"),
+            ("Role", "canary-bot-webhook-secrets"),
+            ("RoleBinding", "canary-bot-webhook-secrets"),
             ("ConfigMap", configmap),
             ("Deployment", "canary-bot"),
             ("Service", "canary-bot"),
@@ -100,6 +102,19 @@ def test_leader_election_is_limited_to_the_bots_lease(base: list[Manifest]) -> N
     assert role["metadata"]["namespace"] == NAMESPACE
     assert granted(role["rules"]) == {a.key for a in IN_BOT_NAMESPACE}
     binding = one(base, "RoleBinding", "canary-bot-leader-election")
+    assert binding["roleRef"]["kind"] == "Role"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+    ]
+
+
+def test_webhook_secrets_role_reads_one_secret_in_the_bots_namespace(
+    base: list[Manifest],
+) -> None:
+    role = one(base, "Role", "canary-bot-webhook-secrets")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert granted(role["rules"]) == {("", "secrets", "get", "canary-bot-webhooks")}
+    binding = one(base, "RoleBinding", "canary-bot-webhook-secrets")
     assert binding["roleRef"]["kind"] == "Role"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}

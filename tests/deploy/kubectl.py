@@ -28,6 +28,7 @@ from sandbox.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
+CRDS = MANIFESTS / "crds"
 BASE = MANIFESTS / "base"
 NAMESPACED = MANIFESTS / "overlays" / "namespaced"
 

@@ -46,7 +46,10 @@ class EngineSettings:
     metric_templates: Mapping[str, str] = field(default_factory=dict)
     namespace: str | None = None
     leader_election: bool = True
-    lease_namespace: str = "default"
+    # One Lease per cluster wherever an engine runs (in a Pod or at a terminal), so a
+    # second engine can only ever stand by. Change it only for a deliberately separate
+    # installation (and its leader-election Role) in the same cluster.
+    lease_namespace: str = "canary-bot"
     lease_name: str = "canary-bot-leader"
     lease_seconds: int = 15
     renew_seconds: float = 5.0

@@ -270,6 +270,22 @@ class Operations:
 
     # -- control ------------------------------------------------------------------------
 
+    async def _control_target(
+        self, action: ControlAction, name: str | None, ns: str
+    ) -> CanaryRelease | Reply:
+        """The release a control request means, or why there is none."""
+        if name is None:
+            active = [r for r in await self.store.list_objects(ns) if is_active(r)]
+            if len(active) != 1:
+                names = ", ".join(f"`{r.metadata.name}`" for r in active) or "none"
+                return Reply(
+                    f"Which release? Say `/canary {action} <name> -n {ns}`; "
+                    f"active releases in {ns}: {names}."
+                )
+            return active[0]
+        release = await resolve(self.store, ns, name)
+        return release if release is not None else Reply(_not_found(name, ns))
+
     async def control(
         self,
         action: ControlAction,
@@ -281,24 +297,9 @@ class Operations:
     ) -> ControlOutcome:
         """Record a control request (once per ``request_id``) after authorization."""
         ns = self.namespace_of(namespace)
-        scoped = self.out_of_scope(ns)
-        if scoped is not None:
-            return ControlOutcome(scoped)
-        if name is None:
-            active = [r for r in await self.store.list_objects(ns) if is_active(r)]
-            if len(active) != 1:
-                names = ", ".join(f"`{r.metadata.name}`" for r in active) or "none"
-                return ControlOutcome(
-                    Reply(
-                        f"Which release? Say `/canary {action} <name> -n {ns}`; "
-                        f"active releases in {ns}: {names}."
-                    )
-                )
-            release: CanaryRelease | None = active[0]
-        else:
-            release = await resolve(self.store, ns, name)
-        if release is None:
-            return ControlOutcome(Reply(_not_found(name or "", ns)))
+        release = self.out_of_scope(ns) or await self._control_target(action, name, ns)
+        if isinstance(release, Reply):
+            return ControlOutcome(release)
         refusal = await self.authorizer.refusal(actor.user, ns, action)
         if refusal is not None:
             return ControlOutcome(Reply(refusal), release)

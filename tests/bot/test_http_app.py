@@ -307,3 +307,28 @@ async def test_socket_mode_is_ready_only_while_connected(
 
 async def _status_is(port: int, status: int) -> bool:
     return (await get(port, "/readyz"))[0] == status
+
+
+async def test_a_namespace_scoped_bot_reads_and_steers_only_its_namespace(
+    kube: Kube,
+    namespace: str,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    env = environment(slack_fake, signing_secret=signing_secret)
+    async with running_bot(env, config_for(namespace), kube, namespace=namespace) as bot:
+        for text in ("list", "abort podinfo -n kube-system", "status podinfo -n default"):
+            await post_signed(bot.bound_port, slack_requests.slash_command(text=text))
+        told = await eventually(
+            lambda: (
+                ephemeral_texts(slack_fake, ALICE)
+                if len(ephemeral_texts(slack_fake, ALICE)) >= 3
+                else None
+            )
+        )
+    assert f"No active releases in {namespace}." in told
+    refusals = [t for t in told if t.startswith(":warning: This canary-bot handles namespace")]
+    assert len(refusals) == 2, told
+    assert any("releases in kube-system" in t for t in refusals)
+    assert any("releases in default" in t for t in refusals)

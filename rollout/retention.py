@@ -88,6 +88,8 @@ class Retention:
         self.leading = leading
         # (namespace, target) -> release name -> what was last seen of it
         self._groups: dict[tuple[str, str], dict[str, _Finished]] = {}
+        # (namespace, name) -> its group key, so dropping one release is O(1)
+        self._group_of: dict[tuple[str, str], tuple[str, str]] = {}
         self._deleting: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.deleted = 0
@@ -103,6 +105,7 @@ class Retention:
         if not is_finished(obj) or meta.get("deletionTimestamp"):
             return
         group = self._groups.setdefault((namespace, target), {})
+        self._group_of[(namespace, name)] = (namespace, target)
         group[name] = _Finished(
             name,
             _finished_at(obj),
@@ -126,6 +129,7 @@ class Retention:
     def clear(self) -> None:
         """Leadership ended: the next term rebuilds the picture from its first list."""
         self._groups.clear()
+        self._group_of.clear()
 
     async def wait(self) -> None:
         """Wait for deletions in flight (on stop)."""
@@ -133,9 +137,12 @@ class Retention:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _drop(self, namespace: str, name: str) -> None:
-        for (ns, target), group in list(self._groups.items()):
-            if ns == namespace and group.pop(name, None) is not None and not group:
-                del self._groups[(ns, target)]
+        key = self._group_of.pop((namespace, name), None)
+        group = self._groups.get(key) if key is not None else None
+        if key is not None and group is not None:
+            group.pop(name, None)
+            if not group:
+                del self._groups[key]
 
     def _delete(self, namespace: str, finished: _Finished) -> None:
         key = (namespace, finished.name)

@@ -80,3 +80,27 @@ def test_the_engine_flags_exclude_each_other() -> None:
     result = run({}, "--engine", "--no-engine")
     assert result.returncode == 2
     assert "not allowed with argument" in result.stderr
+
+
+def test_at_a_terminal_a_partial_configuration_warns_and_keeps_the_console() -> None:
+    # stdin is a terminal (a pseudo-terminal here): a person sees the warning and gets
+    # the console; the start then fails on the missing kubeconfig, as it would anyway
+    controller, terminal = os.openpty()
+    try:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+        result = subprocess.run(
+            [str(CANARY_BOT), "run", "--port", "0", "--metrics-port", "0"],
+            env={**base, "SLACK_BOT_TOKEN": BOT, "KUBECONFIG": "/nonexistent/kubeconfig"},
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN" in result.stderr
+    assert "; running in console mode" in result.stderr
+    assert "incomplete Slack configuration" not in result.stderr
+    assert BOT not in result.stdout + result.stderr

@@ -9,7 +9,11 @@ namespace and lead next to the installed engine; it stops with a message instead
 
 from __future__ import annotations
 
+import logging
+
 from rollout.kube import LEASES, Conflict, Kube, KubeError, NotFound
+
+log = logging.getLogger("canary_bot.leader")
 
 
 class LeaseNamespaceMissing(Exception):
@@ -40,6 +44,6 @@ async def check_lease_namespace(kube: Kube, namespace: str, name: str) -> None:
             "--lease-namespace only for a deliberately separate installation"
         ) from None
     except KubeError as exc:
-        if exc.status != 403:
-            raise
-        # not allowed to create Leases there: the election itself reports that
+        # not allowed to create Leases there, or the API server is unreachable for now:
+        # the election itself retries and reports that; only a missing namespace stops
+        log.warning("could not check the leader Lease namespace %s: %s", namespace, exc)

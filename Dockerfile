@@ -51,8 +51,9 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 
 USER 10001:10001
 
-# HTTP mode's /slack/events, /healthz, /readyz and /metrics.
-EXPOSE 3000
+# 3000: HTTP mode's /slack/events (the port to put behind a Service or load balancer);
+# 9090: /metrics, /healthz and /readyz (for probes and Prometheus only).
+EXPOSE 3000 9090
 
 ENTRYPOINT ["canary-bot"]
 CMD ["run"]

@@ -10,7 +10,9 @@ WITH_GO = PATH="$(GO_PATH_PREFIX)$(if $(GO_PATH_PREFIX),:)$$PATH"
 .PHONY: help venv deps control-plane test unit lint run cluster-up cluster-down bench clean
 
 help:
-	@echo "make run           start canary-bot (a local sandbox when no Slack or cluster is configured)"
+	@echo "make run           start canary-bot: the sandbox when no Slack or cluster is configured;"
+	@echo "                   with a kube context, console mode (front only; ARGS=--engine for an engine)"
+	@echo "make run SANDBOX=1 always the local sandbox, whatever is configured"
 	@echo "make test          install everything, build the control plane, lint and run all tests"
 	@echo "make unit          only the fast tests that need no services"
 	@echo "make lint          ruff, mypy --strict and import-linter"
@@ -49,8 +51,9 @@ unit: venv
 test: control-plane lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-run: control-plane
-	@VENV=$(VENV) bash hack/run.sh $(ARGS)
+# The control plane is built only when the sandbox is what runs (hack/run.sh decides).
+run: venv
+	@VENV=$(VENV) SANDBOX=$(SANDBOX) bash hack/run.sh $(ARGS)
 
 cluster-up: control-plane
 	@$(PY) -m sandbox.controlplane up

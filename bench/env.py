@@ -53,7 +53,7 @@ from sandbox.prometheus import PrometheusServer
 from sandbox.sample_app import podinfo_manifests
 
 REPO = Path(__file__).resolve().parents[1]
-CRD_PATH = REPO / "manifests" / "crd.yaml"
+CRD_PATH = REPO / "manifests" / "crds" / "crd.yaml"
 TRAFFIC_JOB = "ingress-nginx"
 
 Log = Callable[[str], None]

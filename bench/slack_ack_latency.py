@@ -182,6 +182,7 @@ class BotChild:
 
     process: subprocess.Popen[bytes]
     port: int
+    metrics_port: int
     log: Path
 
     def ready(self) -> bool:
@@ -191,7 +192,7 @@ class BotChild:
             raise RuntimeError(f"canary-bot exited ({self.process.returncode}):\n{tail}")
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/readyz", timeout=2
+                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2
             ) as response:
                 return bool(response.status == 200)
         except OSError:
@@ -224,6 +225,7 @@ def _start_bot(
         "CANARY_BOT_CONFIG": str(config),
     }
     log = workdir / "canary-bot.log"
+    metrics_port = _free_port()
     argv = [
         sys.executable,
         "-c",
@@ -233,6 +235,8 @@ def _start_bot(
         "127.0.0.1",
         "--port",
         str(port),
+        "--metrics-port",
+        str(metrics_port),
         "--no-leader-election",
         "--namespace",
         NAMESPACE,
@@ -241,7 +245,7 @@ def _start_bot(
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env
         )
-    return BotChild(process, port, log)
+    return BotChild(process, port, metrics_port, log)
 
 
 def _free_port() -> int:

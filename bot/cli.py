@@ -17,7 +17,12 @@ from pydantic import ValidationError
 from bot import logs
 from bot.config import ConfigError, Environment, load_config
 from bot.console import ConsoleNotifier, ConsoleSession, ExtraCommand, stdin_reader
-from bot.process import BotProcess
+from bot.process import BotProcess, slack_problem
+from rollout.controller import EngineSettings
+from rollout.lease_namespace import LeaseNamespaceMissing
+
+# The metrics/probes port (the Slack port's Service never exposes it).
+DEFAULT_METRICS_PORT = 9090
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,10 +35,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the Slack app, the notifier and the engine")
-    run.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    run.add_argument(
+        "--port", type=int, default=3000, help="Slack port, /slack/events in HTTP mode (3000)"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of /metrics, /healthz and /readyz "
+        f"(default $CANARY_BOT_METRICS_PORT or {DEFAULT_METRICS_PORT})",
+    )
     run.add_argument("--host", default="0.0.0.0", help="address to listen on")
     run.add_argument("--config", help="config file (default: $CANARY_BOT_CONFIG)")
-    run.add_argument("--no-engine", action="store_true", help="only the Slack front")
+    engine = run.add_mutually_exclusive_group()
+    engine.add_argument(
+        "--engine",
+        dest="engine",
+        action="store_true",
+        default=None,
+        help="run the engine also in console mode (it stands by while another holds the Lease)",
+    )
+    engine.add_argument(
+        "--no-engine", dest="engine", action="store_false", help="only the Slack front"
+    )
     run.add_argument(
         "--no-leader-election", action="store_true", help="act at once (single replica)"
     )
@@ -41,10 +65,45 @@ def _parser() -> argparse.ArgumentParser:
         "--namespace",
         help="only handle releases in this namespace (for a namespace-scoped install)",
     )
+    run.add_argument(
+        "--lease-namespace",
+        default=EngineSettings.lease_namespace,
+        help="namespace of the leader Lease (default %(default)s; change it only for a "
+        "deliberately separate installation)",
+    )
+    run.add_argument(
+        "--lease-name", default=EngineSettings.lease_name, help="leader Lease (%(default)s)"
+    )
+    run.add_argument(
+        "--keep-finished",
+        type=_at_least_one,
+        default=EngineSettings.keep_finished,
+        help="finished releases kept per target Deployment; older ones are deleted "
+        "(default %(default)s)",
+    )
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", help="config file (default: $CANARY_BOT_CONFIG)")
     return parser
+
+
+def _metrics_port(flag: int | None) -> int:
+    """``--metrics-port``, else ``$CANARY_BOT_METRICS_PORT``, else 9090."""
+    if flag is not None:
+        value = str(flag)
+        source = "--metrics-port"
+    else:
+        value = os.environ.get("CANARY_BOT_METRICS_PORT", "") or str(DEFAULT_METRICS_PORT)
+        source = "CANARY_BOT_METRICS_PORT"
+    if not value.isdigit() or int(value) > 65535:
+        raise ValueError(f"{source} {value!r} is not a port number (0-65535)")
+    return int(value)
+
+
+def _at_least_one(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
 
 
 async def run_process(
@@ -62,6 +121,8 @@ async def run_process(
     await process.start()
     try:
         notifier = process.notifier
+        if isinstance(notifier, ConsoleNotifier):
+            print(process.banner(), file=sys.stderr, flush=True)
         if interactive and isinstance(notifier, ConsoleNotifier) and process.operations:
             session = ConsoleSession(process.operations, notifier, extra=extra)
             console = asyncio.create_task(session.run(stdin_reader()))
@@ -105,19 +166,39 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(config.channels.routes)} channel route(s)"
         )
         return 0
+    try:
+        metrics_port = _metrics_port(args.metrics_port)
+    except ValueError as exc:
+        print(f"canary-bot: {exc}", file=sys.stderr)
+        return 2
+    problem = slack_problem(env)
+    if problem is not None:
+        if not sys.stdin.isatty():  # a Pod: a half-configured Slack must not look healthy
+            print(f"canary-bot: incomplete Slack configuration: {problem}", file=sys.stderr)
+            return 2
+        print(f"canary-bot: {problem}; running in console mode", file=sys.stderr)
     logs.configure(json_lines=args.log_format == "json")
     process = BotProcess(
         env=env,
         config=config,
         registry=REGISTRY,
         port=args.port,
+        metrics_port=metrics_port,
         host=args.host,
-        run_engine=not args.no_engine,
+        # console mode against a cluster is the front only unless asked: an engine at a
+        # terminal must never be a surprise next to the installed one
+        run_engine=args.engine if args.engine is not None else env.transport != "console",
         leader_election=not args.no_leader_election,
         namespace=args.namespace,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        keep_finished=args.keep_finished,
     )
     try:
         asyncio.run(run_process(process, interactive=stdin_is_interactive()))
+    except LeaseNamespaceMissing as exc:
+        print(f"canary-bot: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # start-up failures: one readable line, not a trace
         print(f"canary-bot: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -104,10 +104,21 @@ class Operations:
     kube: Kube
     authorizer: Authorizer
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # A namespace-scoped bot (``canary-bot run --namespace``) reads and acts only here.
+    scope: str | None = None
 
     def namespace_of(self, requested: str | None) -> str:
-        """The namespace a command means: ``-n`` or the configured default."""
-        return requested or self.config.defaults.namespace
+        """The namespace a command means: ``-n``, else the bot's scope, else the default."""
+        return requested or self.scope or self.config.defaults.namespace
+
+    def out_of_scope(self, namespace: str | None) -> Reply | None:
+        """A refusal when a scoped bot is asked about another namespace."""
+        if self.scope is None or namespace is None or namespace == self.scope:
+            return None
+        return Reply(
+            f":warning: This canary-bot handles namespace {self.scope} only; it cannot see or "
+            f"change releases in {namespace}. Leave out -n, or ask the bot that serves {namespace}."
+        )
 
     # -- start / plan -------------------------------------------------------------------
 
@@ -118,6 +129,9 @@ class Operations:
         release name and creates nothing twice.
         """
         namespace = self.namespace_of(options.namespace)
+        scoped = self.out_of_scope(namespace)
+        if scoped is not None:
+            return scoped
         refusal = await self.authorizer.refusal(actor.user, namespace, "start")
         if refusal is None and options.skip_analysis:
             refusal = await self.authorizer.refusal(actor.user, namespace, "skip-analysis")
@@ -212,13 +226,20 @@ class Operations:
         if name is None:
             return await self.list_active(namespace)
         ns = self.namespace_of(namespace)
+        scoped = self.out_of_scope(ns)
+        if scoped is not None:
+            return scoped
         release = await resolve(self.store, ns, name)
         if release is None:
             return Reply(_not_found(name, ns))
         return Reply(headline_mrkdwn(release), card_blocks(release, self.clock()))
 
     async def list_active(self, namespace: str | None) -> Reply:
-        """Active releases in a namespace, or everywhere."""
+        """Active releases in a namespace, or everywhere (a scoped bot: its namespace)."""
+        scoped = self.out_of_scope(namespace)
+        if scoped is not None:
+            return scoped
+        namespace = namespace or self.scope
         releases = [r for r in await self.store.list_objects(namespace) if is_active(r)]
         where = f"in {namespace}" if namespace else "in any namespace"
         if not releases:
@@ -229,7 +250,10 @@ class Operations:
 
     async def history(self, name: str | None, namespace: str | None) -> Reply:
         """Finished releases, newest first."""
-        ns = self.namespace_of(namespace) if name is not None else namespace
+        ns = self.namespace_of(namespace) if name is not None else namespace or self.scope
+        scoped = self.out_of_scope(ns)
+        if scoped is not None:
+            return scoped
         releases = await releases_of(self.store, ns, name)
         finished = [r for r in releases if not is_active(r)][::-1][:MAX_LISTED]
         subject = f"of {name}" if name else (f"in {ns}" if ns else "in any namespace")
@@ -279,6 +303,22 @@ class Operations:
 
     # -- control ------------------------------------------------------------------------
 
+    async def _control_target(
+        self, action: ControlAction, name: str | None, ns: str
+    ) -> CanaryRelease | Reply:
+        """The release a control request means, or why there is none."""
+        if name is None:
+            active = [r for r in await self.store.list_objects(ns) if is_active(r)]
+            if len(active) != 1:
+                names = ", ".join(f"`{r.metadata.name}`" for r in active) or "none"
+                return Reply(
+                    f"Which release? Say `/canary {action} <name> -n {ns}`; "
+                    f"active releases in {ns}: {names}."
+                )
+            return active[0]
+        release = await resolve(self.store, ns, name)
+        return release if release is not None else Reply(_not_found(name, ns))
+
     async def control(
         self,
         action: ControlAction,
@@ -290,21 +330,9 @@ class Operations:
     ) -> ControlOutcome:
         """Record a control request (once per ``request_id``) after authorization."""
         ns = self.namespace_of(namespace)
-        if name is None:
-            active = [r for r in await self.store.list_objects(ns) if is_active(r)]
-            if len(active) != 1:
-                names = ", ".join(f"`{r.metadata.name}`" for r in active) or "none"
-                return ControlOutcome(
-                    Reply(
-                        f"Which release? Say `/canary {action} <name> -n {ns}`; "
-                        f"active releases in {ns}: {names}."
-                    )
-                )
-            release: CanaryRelease | None = active[0]
-        else:
-            release = await resolve(self.store, ns, name)
-        if release is None:
-            return ControlOutcome(Reply(_not_found(name or "", ns)))
+        release = self.out_of_scope(ns) or await self._control_target(action, name, ns)
+        if isinstance(release, Reply):
+            return ControlOutcome(release)
         refusal = await self.authorizer.refusal(actor.user, ns, action)
         if refusal is not None:
             return ControlOutcome(Reply(refusal), release)

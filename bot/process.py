@@ -1,9 +1,11 @@
-"""One canary-bot process: Slack app (Socket Mode or HTTP), notifier, engine, web server.
+"""One canary-bot process: Slack app (Socket Mode or HTTP), notifier, engine, web servers.
 
 Transports: Socket Mode when ``SLACK_APP_TOKEN`` is set (no public endpoint needed); HTTP
 mode (``/slack/events``) when only ``SLACK_SIGNING_SECRET`` is; console mode (events
-printed as text) without Slack credentials. The engine runs in every replica but acts
-only while it holds the leader Lease.
+printed as text) without any Slack credentials. A partial set is a configuration error
+(``slack_problem``), never a silent console. The engine runs in every replica but acts
+only while it holds the one leader Lease of the cluster (``canary-bot/canary-bot-leader``
+unless deliberately changed), so an engine started anywhere else only stands by.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
@@ -27,10 +30,11 @@ from bot.metrics import BotMetrics
 from bot.notifier import SlackNotifier
 from bot.operations import Operations
 from bot.slack_client import make_client
-from bot.web import build_web_app, serve
+from bot.web import build_metrics_app, build_web_app, serve
 from rollout.analysis import PrometheusProvider
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
+from rollout.lease_namespace import check_lease_namespace
 from rollout.notify import Notifier
 from rollout.store import ReleaseStore
 from rollout.timeline import timeline_source
@@ -47,6 +51,39 @@ def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _given(value: SecretStr | None) -> bool:
+    return value is not None and bool(value.get_secret_value().strip())
+
+
+def slack_problem(env: Environment) -> str | None:
+    """What is missing from a partial Slack configuration (None: complete, or none at all).
+
+    A Secret with a mis-keyed or missing entry must not start a bot that looks healthy
+    and never answers Slack; the message names the variable to set.
+    """
+    bot, app, secret = env.slack_bot_token, env.slack_app_token, env.slack_signing_secret
+    empty = [
+        name
+        for name, value in (
+            ("SLACK_BOT_TOKEN", bot),
+            ("SLACK_APP_TOKEN", app),
+            ("SLACK_SIGNING_SECRET", secret),
+        )
+        if value is not None and not _given(value)
+    ]
+    if empty:
+        return f"{empty[0]} is set but empty; put the value in the canary-bot-slack Secret"
+    if _given(bot) and not (_given(app) or _given(secret)):
+        return (
+            "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+            "SLACK_SIGNING_SECRET (HTTP mode) is; set one of them"
+        )
+    if not _given(bot) and (_given(app) or _given(secret)):
+        given = "SLACK_APP_TOKEN" if _given(app) else "SLACK_SIGNING_SECRET"
+        return f"{given} is set but SLACK_BOT_TOKEN is missing; set it to the bot token (xoxb-…)"
+    return None
+
+
 @dataclass
 class BotProcess:
     """Builds and runs every part; ``start`` then ``stop``."""
@@ -54,12 +91,17 @@ class BotProcess:
     env: Environment
     config: BotConfig
     registry: CollectorRegistry
+    # the Slack port (HTTP mode only) and the metrics/probes port
     port: int = 3000
+    metrics_port: int = 9090
     host: str = "0.0.0.0"
     run_engine: bool = True
     leader_election: bool = True
     # Only releases in this namespace (None: every namespace the credentials can see).
     namespace: str | None = None
+    lease_namespace: str = EngineSettings.lease_namespace
+    lease_name: str = EngineSettings.lease_name
+    keep_finished: int = EngineSettings.keep_finished
     identity: str = field(default_factory=default_identity)
     kube: Kube | None = None
     bolt: AsyncApp | None = None
@@ -67,6 +109,7 @@ class BotProcess:
     controller: Controller | None = None
     operations: Operations | None = None
     _runner: web.AppRunner | None = None
+    _metrics_runner: web.AppRunner | None = None
     _socket: AsyncSocketModeHandler | None = None
     _engine_started: bool = False
     _chart_prometheus: PrometheusProvider | None = None
@@ -101,60 +144,104 @@ class BotProcess:
                 CONSOLE_AUTHORIZATION if transport == "console" else config.authorization,
                 SlackGroupDirectory(client),
             ),
+            scope=self.namespace,
         )
         self.operations = operations
         deps = Deps(operations=operations, config=config, metrics=metrics, client=client)
-        secret = env.slack_signing_secret.get_secret_value() if env.slack_signing_secret else ""
         if transport != "console":
             # HTTP requests are verified by the web layer in front of Bolt (bot/web.py)
             self.bolt = build_app(deps)
-        web_app = build_web_app(
-            self.bolt if transport == "http" else None,
-            self.registry,
-            readiness={"slack": self._slack_ready, "engine": lambda: self._engine_started},
-            signing_secret=secret,
-        )
-        self._runner = await serve(web_app, self.host, self.port)
+        if self.run_engine and self.leader_election:
+            await check_lease_namespace(kube, self.lease_namespace, self.lease_name)
+        await self._serve(transport)
         if transport == "socket" and self.bolt is not None and env.slack_app_token is not None:
             self._socket = AsyncSocketModeHandler(
                 self.bolt, env.slack_app_token.get_secret_value(), web_client=client
             )
             await self._socket.connect_async()  # type: ignore[no-untyped-call]  # Bolt's stub
         if self.run_engine:
-            self.controller = Controller(
-                kube,
-                self.notifier,
-                EngineSettings(
-                    prometheus_url=env.prometheus_url or EngineSettings.prometheus_url,
-                    metric_templates=config.metric_templates,
-                    cluster=config.cluster,
-                    leader_election=self.leader_election,
-                    namespace=self.namespace,
-                    # the Lease lives next to the bot (its Role allows only that namespace)
-                    lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
-                    webhook_allow_cidrs=tuple(config.webhooks.allow_cidrs),
-                    webhook_deny_cidrs=tuple(config.webhooks.deny_cidrs),
-                    secret_namespace=config.webhooks.secret_namespace,
-                ),
-                self.identity,
-                registry=self.registry,
-            )
-            await self.controller.start()
+            await self._start_engine(kube)
         self._engine_started = True
         log.info("canary-bot running (%s transport)", transport)
 
-    def _slack_ready(self) -> bool:
-        if self._socket is None:
-            return True
-        return bool(self._socket.client.is_connected())
+    async def _serve(self, transport: str) -> None:
+        """The metrics port always; the Slack port only where Slack sends (HTTP mode)."""
+        secret = self.env.slack_signing_secret
+        self._metrics_runner = await serve(
+            build_metrics_app(
+                self.registry,
+                readiness={"slack": self._slack_ready, "engine": lambda: self._engine_started},
+            ),
+            self.host,
+            self.metrics_port,
+        )
+        if transport == "http":
+            signing_secret = secret.get_secret_value() if secret is not None else ""
+            self._runner = await serve(
+                build_web_app(self.bolt, signing_secret), self.host, self.port
+            )
+
+    async def _start_engine(self, kube: Kube) -> None:
+        assert self.notifier is not None
+        self.controller = Controller(
+            kube,
+            self.notifier,
+            EngineSettings(
+                prometheus_url=self.env.prometheus_url or EngineSettings.prometheus_url,
+                metric_templates=self.config.metric_templates,
+                cluster=self.config.cluster,
+                leader_election=self.leader_election,
+                namespace=self.namespace,
+                lease_namespace=self.lease_namespace,
+                lease_name=self.lease_name,
+                keep_finished=self.keep_finished,
+                webhook_allow_cidrs=tuple(self.config.webhooks.allow_cidrs),
+                webhook_deny_cidrs=tuple(self.config.webhooks.deny_cidrs),
+                secret_namespace=self.config.webhooks.secret_namespace,
+            ),
+            self.identity,
+            registry=self.registry,
+        )
+        await self.controller.start()
+
+    async def _slack_ready(self) -> bool:
+        """Socket Mode: connected; HTTP mode: the signing secret is loaded and served."""
+        transport = self.env.transport
+        if transport == "socket":
+            # the client's is_connected is a coroutine: awaited, not merely called
+            return self._socket is not None and bool(await self._socket.client.is_connected())
+        if transport == "http":
+            return self._runner is not None and _given(self.env.slack_signing_secret)
+        return True
+
+    def banner(self) -> str:
+        """One line on what this process does (printed at start in console mode)."""
+        where = self.kube.server if self.kube is not None else "the cluster"
+        scope = f"namespace {self.namespace}" if self.namespace else "every namespace"
+        if not self.run_engine:
+            engine = (
+                "front only: no engine runs here, releases advance only where a canary-bot "
+                "engine runs (pass --engine to run one; it stands by while another holds "
+                f"the Lease {self.lease_namespace}/{self.lease_name})"
+            )
+        elif self.leader_election:
+            engine = (
+                f"engine on: it acts only while it holds the Lease "
+                f"{self.lease_namespace}/{self.lease_name}, and stands by while another does"
+            )
+        else:
+            engine = "engine on, without leader election: it acts at once"
+        return f"canary-bot console against {where} ({scope}); {engine}."
 
     @property
     def bound_port(self) -> int:
-        """The port actually listened on (useful with port 0)."""
-        assert self._runner is not None
-        for address in self._runner.addresses:
-            return int(address[1])
-        return self.port
+        """The Slack port actually listened on (HTTP mode; useful with port 0)."""
+        return _bound(self._runner, self.port)
+
+    @property
+    def bound_metrics_port(self) -> int:
+        """The metrics/probes port actually listened on."""
+        return _bound(self._metrics_runner, self.metrics_port)
 
     async def stop(self) -> None:
         """Stop acting and connections; flush the last card refreshes."""
@@ -166,5 +253,13 @@ class BotProcess:
             await self.notifier.aclose()
         if self._chart_prometheus is not None:
             self._chart_prometheus.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:
+                await runner.cleanup()
+
+
+def _bound(runner: web.AppRunner | None, port: int) -> int:
+    assert runner is not None, "not serving that port"
+    for address in runner.addresses:
+        return int(address[1])
+    return port

@@ -1,15 +1,20 @@
-"""The process's HTTP server: ``/slack/events`` (HTTP mode), ``/healthz``, ``/readyz``,
-``/metrics``.
+"""The process's two HTTP servers.
 
-``/healthz`` answers while the event loop runs; ``/readyz`` only once every readiness
-check passes (config loaded, Slack connected, engine started), so a Service sends Slack's
-requests only to replicas that can take them.
+- The Slack port (3000, ``--port``), the only one the ``canary-bot`` Service exposes:
+  ``POST /slack/events`` in HTTP mode, and ``GET /healthz`` so a load balancer in front
+  of that Service can check the port it sends to. Nothing else: it faces Slack.
+- The metrics port (9090, ``--metrics-port``), for the kubelet and Prometheus only:
+  ``/healthz`` (answers while the event loop runs), ``/readyz`` (only once every
+  readiness check passes: Slack connected or the signing secret loaded, engine started,
+  so a Service sends Slack's requests only to replicas that can take them) and
+  ``/metrics``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,28 +28,27 @@ from slack_sdk.signature import SignatureVerifier
 log = logging.getLogger("canary_bot.web")
 
 EVENTS_PATH = "/slack/events"
-ReadinessCheck = Callable[[], bool]
+# A readiness check answers at once or after an await (Slack's Socket Mode client is async).
+ReadinessCheck = Callable[[], bool | Awaitable[bool]]
 
 
-def build_web_app(
-    bolt: AsyncApp | None,
-    registry: CollectorRegistry,
-    readiness: dict[str, ReadinessCheck] | None = None,
-    signing_secret: str = "",
+async def _healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def build_metrics_app(
+    registry: CollectorRegistry, readiness: dict[str, ReadinessCheck] | None = None
 ) -> web.Application:
-    """The aiohttp application; ``bolt`` None means Socket Mode (no events endpoint).
-
-    HTTP mode verifies Slack's signature here, in front of Bolt, on the raw bytes: Bolt
-    would parse the body first and fail with a 500 on bodies Slack never sends.
-    """
+    """The metrics port: ``/healthz``, ``/readyz`` and ``/metrics``."""
     checks = dict(readiness or {})
-    app = web.Application(client_max_size=1024 * 1024)
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    app = web.Application(client_max_size=64 * 1024)
 
     async def readyz(_: web.Request) -> web.Response:
-        failing = sorted(name for name, check in checks.items() if not check())
+        failing = []
+        for name, check in sorted(checks.items()):
+            outcome = check()
+            if not (await outcome if inspect.isawaitable(outcome) else outcome):
+                failing.append(name)
         if failing:
             return web.Response(status=503, text="not ready: " + ", ".join(failing) + "\n")
         return web.Response(text="ready\n")
@@ -53,9 +57,20 @@ def build_web_app(
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    return app
+
+
+def build_web_app(bolt: AsyncApp | None, signing_secret: str = "") -> web.Application:
+    """The Slack port; ``bolt`` None means Socket Mode (no events endpoint).
+
+    HTTP mode verifies Slack's signature here, in front of Bolt, on the raw bytes: Bolt
+    would parse the body first and fail with a 500 on bodies Slack never sends.
+    """
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_get("/healthz", _healthz)
     if bolt is not None:
         verifier = SignatureVerifier(signing_secret)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate manifests/crd.yaml, the CanaryRelease CRD, from the pydantic models.
+"""Generate manifests/crds/crd.yaml, the CanaryRelease CRD, from the pydantic models.
 
-    python hack/gen_crd.py           # rewrite manifests/crd.yaml
+    python hack/gen_crd.py           # rewrite manifests/crds/crd.yaml
     python hack/gen_crd.py --check   # exit 1 if the committed file is out of date
 
 The models in rollout/models.py are the one definition of the resource. Their JSON
@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from rollout import models  # noqa: E402
 
-CRD_PATH = ROOT / "manifests" / "crd.yaml"
+CRD_PATH = ROOT / "manifests" / "crds" / "crd.yaml"
 
 Schema = dict[str, Any]
 
@@ -375,7 +375,7 @@ class _Dumper(yaml.SafeDumper):
 
 
 def render() -> str:
-    """The YAML text of manifests/crd.yaml."""
+    """The YAML text of manifests/crds/crd.yaml."""
     crd = build_crd()
     schema = crd["spec"]["versions"][0]["schema"]
     schema["openAPIV3Schema"] = _ordered(schema["openAPIV3Schema"])

@@ -17,6 +17,7 @@ import sys
 from rollout.controller import Controller, EngineSettings
 from rollout.egress import parse_networks
 from rollout.kube import Kube
+from rollout.lease_namespace import LeaseNamespaceMissing, check_lease_namespace
 from rollout.notify import LoggingNotifier
 
 
@@ -46,8 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
-        help="namespace of the leader Lease",
+        default=EngineSettings.lease_namespace,
+        help="namespace of the leader Lease (default %(default)s, the same for every engine "
+        "in the cluster; change it only for a deliberately separate installation)",
+    )
+    parser.add_argument(
+        "--lease-name", default=EngineSettings.lease_name, help="leader Lease (%(default)s)"
     )
     parser.add_argument(
         "--webhook-allow-cidrs",
@@ -67,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: the lease namespace)",
     )
     parser.add_argument("--lease-seconds", type=int, default=15, help="leader Lease duration")
+    parser.add_argument(
+        "--keep-finished",
+        type=int,
+        default=EngineSettings.keep_finished,
+        help="finished releases kept per target Deployment (default %(default)s)",
+    )
     parser.add_argument(
         "--no-leader-election", action="store_true", help="act at once (only one replica!)"
     )
@@ -92,12 +103,16 @@ async def serve(args: argparse.Namespace) -> None:
         namespace=args.namespace,
         leader_election=not args.no_leader_election,
         lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        keep_finished=args.keep_finished,
         lease_seconds=args.lease_seconds,
         renew_seconds=max(1.0, args.lease_seconds / 3),
         webhook_allow_cidrs=args.webhook_allow_cidrs,
         webhook_deny_cidrs=args.webhook_deny_cidrs,
         secret_namespace=args.secret_namespace,
     )
+    if settings.leader_election:
+        await check_lease_namespace(kube, settings.lease_namespace, settings.lease_name)
     controller = Controller(kube, LoggingNotifier(), settings, args.identity)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    asyncio.run(serve(args))
+    if args.keep_finished < 1:
+        print("python -m rollout: --keep-finished must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(args))
+    except LeaseNamespaceMissing as exc:
+        print(f"python -m rollout: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,6 +32,7 @@ from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
 from rollout.models import Phase, parse_duration
 from rollout.notify import Notifier, undelivered
+from rollout.retention import DEFAULT_KEEP, Retention, needs_advance
 from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
@@ -47,7 +48,10 @@ class EngineSettings:
     metric_templates: Mapping[str, str] = field(default_factory=dict)
     namespace: str | None = None
     leader_election: bool = True
-    lease_namespace: str = "default"
+    # One Lease per cluster wherever an engine runs (in a Pod or at a terminal), so a
+    # second engine can only ever stand by. Change it only for a deliberately separate
+    # installation (and its leader-election Role) in the same cluster.
+    lease_namespace: str = "canary-bot"
     lease_name: str = "canary-bot-leader"
     lease_seconds: int = 15
     renew_seconds: float = 5.0
@@ -55,6 +59,8 @@ class EngineSettings:
     # promptly even with a long analysis interval
     max_tick_seconds: float = 10.0
     cluster: str = ""
+    # finished releases kept per target Deployment; the leader deletes older ones
+    keep_finished: int = DEFAULT_KEEP
     # Webhook egress (rollout/egress.py) and where urlFrom/metadataFrom Secrets live
     # (rollout/hooksecrets.py; None: the lease namespace, i.e. canary-bot's own).
     webhook_allow_cidrs: tuple[str, ...] = ()
@@ -111,6 +117,7 @@ class Controller:
         self.leading = asyncio.Event()
         self.errors = 0
         self._elector: LeaderElector | None = None
+        self.retention = Retention(kube, settings.keep_finished, lambda: self.is_leader)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class Controller:
             await self._stop_leading()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.retention.wait()
 
     @property
     def is_leader(self) -> bool:
@@ -172,6 +180,7 @@ class Controller:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         self._generations.clear()
+        self.retention.clear()
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -190,6 +199,7 @@ class Controller:
         generation = int(meta.get("generation", 0))
         spec_changed = self._generations.get(key) != generation
         self._generations[key] = generation
+        self.retention.observe(obj)
         if phase in FINAL:
             status = obj.get("status") or {}
             delivered = int((status.get("notification") or {}).get("deliveredSeq", 0))
@@ -198,8 +208,9 @@ class Controller:
                 self._schedule(key, obj)
             else:
                 self._unschedule(key)
-            if spec_changed or force:
-                self.trigger(meta["namespace"], meta["name"])  # audit late requests, clean up
+            # history: advanced again only to audit a late control request, never per resync
+            if needs_advance(obj):
+                self.trigger(meta["namespace"], meta["name"])
             return
         self._schedule(key, obj)
         if spec_changed or force:
@@ -239,6 +250,7 @@ class Controller:
     def _forget(self, key: str) -> None:
         self._unschedule(key)
         self._generations.pop(key, None)
+        self.retention.forget(*key.split("/", 1))
         if self.metrics is not None:
             namespace, name = key.split("/", 1)
             self.metrics.forget(namespace, name)

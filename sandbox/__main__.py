@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "ingress-nginx traffic and the podinfo app, then canary-bot in console mode.",
     )
     parser.add_argument(
-        "--port", type=int, default=3000, help="canary-bot's HTTP port (/healthz, /metrics)"
+        "--port", type=int, default=3000, help="canary-bot's HTTP port (/healthz, /readyz, /metrics)"
     )
     parser.add_argument(
         "--rps", type=float, default=20.0, help="simulated requests per second to podinfo"
@@ -78,7 +78,7 @@ async def _serve(sandbox: LocalSandbox, port: int) -> None:
         env=env,
         config=load_config(str(config_path)),
         registry=CollectorRegistry(),
-        port=port,
+        metrics_port=port,
         host="127.0.0.1",
         leader_election=False,
     )

@@ -27,7 +27,7 @@ from sandbox.prometheus import PrometheusServer
 from sandbox.sample_app import deploy_podinfo
 from sandbox.traffic import TrafficSimulator
 
-CRD_PATH = Path(__file__).resolve().parents[1] / "manifests" / "crd.yaml"
+CRD_PATH = Path(__file__).resolve().parents[1] / "manifests" / "crds" / "crd.yaml"
 NAMESPACE = "test"
 BASE_RPS = 20.0
 

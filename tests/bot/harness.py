@@ -91,6 +91,7 @@ async def running_bot(
         config=config,
         registry=CollectorRegistry(),
         port=0,
+        metrics_port=0,
         host="127.0.0.1",
         run_engine=run_engine,
         leader_election=False,

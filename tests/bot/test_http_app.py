@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -237,3 +238,97 @@ async def test_start_without_arguments_opens_the_form_and_its_submission_starts(
         told = await eventually(lambda: ephemeral_texts(slack_fake, ALICE))
     assert "Started release" in told[0]
     assert len(await releases_in(kube, namespace)) == 1
+
+
+# -- ports and readiness -------------------------------------------------------------------
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` on a local port: status and body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_metrics_and_probes_are_on_the_metrics_port_only(
+    kube: Kube, namespace: str, slack_fake: SlackFake, signing_secret: str
+) -> None:
+    env = environment(slack_fake, signing_secret=signing_secret)
+    async with running_bot(env, config_for(namespace), kube) as bot:
+        slack, metrics = bot.bound_port, bot.bound_metrics_port
+        assert slack != metrics
+        # the Slack port (the one the Service exposes): events, and a health check for a
+        # load balancer in front of it; nothing that describes the process
+        assert (await get(slack, "/metrics"))[0] == 404
+        assert (await get(slack, "/readyz"))[0] == 404
+        assert await get(slack, "/healthz") == (200, "ok\n")
+        # the metrics port: probes and Prometheus
+        assert await get(metrics, "/readyz") == (200, "ready\n")
+        assert await get(metrics, "/healthz") == (200, "ok\n")
+        status, body = await get(metrics, "/metrics")
+        assert status == 200 and "canarybot_" in body
+        assert (await get(metrics, "/slack/events"))[0] in (404, 405)
+
+
+async def test_socket_mode_is_ready_only_while_connected(
+    kube: Kube, namespace: str, slack_fake: SlackFake
+) -> None:
+    env = environment(slack_fake, socket_mode=True)
+    async with running_bot(env, config_for(namespace), kube) as bot:
+        first = await slack_fake.wait_for_socket_connection()
+        port = bot.bound_metrics_port
+        # no Slack port in Socket Mode: nothing listens for Slack's requests
+        with pytest.raises(AssertionError):
+            _ = bot.bound_port
+        await eventually(lambda: _status_is(port, 200), message="/readyz 200 once connected")
+        assert await get(port, "/readyz") == (200, "ready\n")
+
+        # the connection drops and reconnecting fails: not ready, so a Service (HTTP
+        # mode) or an operator watching the pod sees it
+        slack_fake.server_errors(seconds=600, method="apps.connections.open")
+        await slack_fake.drop_socket_connections()
+        await eventually(
+            lambda: _status_is(port, 503),
+            within=30,
+            message="/readyz to turn 503 after the Socket Mode connection dropped",
+        )
+        assert await get(port, "/readyz") == (503, "not ready: slack\n")
+
+        slack_fake.clear_faults()
+        await slack_fake.wait_for_socket_connection(after=first.id, within=60)
+        await eventually(
+            lambda: _status_is(port, 200),
+            within=30,
+            message="/readyz to turn 200 again after reconnecting",
+        )
+
+
+async def _status_is(port: int, status: int) -> bool:
+    return (await get(port, "/readyz"))[0] == status
+
+
+async def test_a_namespace_scoped_bot_reads_and_steers_only_its_namespace(
+    kube: Kube,
+    namespace: str,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    env = environment(slack_fake, signing_secret=signing_secret)
+    async with running_bot(env, config_for(namespace), kube, namespace=namespace) as bot:
+        for text in ("list", "abort podinfo -n kube-system", "status podinfo -n default"):
+            await post_signed(bot.bound_port, slack_requests.slash_command(text=text))
+        told = await eventually(
+            lambda: (
+                ephemeral_texts(slack_fake, ALICE)
+                if len(ephemeral_texts(slack_fake, ALICE)) >= 3
+                else None
+            )
+        )
+    assert f"No active releases in {namespace}." in told
+    refusals = [t for t in told if t.startswith(":warning: This canary-bot handles namespace")]
+    assert len(refusals) == 2, told
+    assert any("releases in kube-system" in t for t in refusals)
+    assert any("releases in default" in t for t in refusals)

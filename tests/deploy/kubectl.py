@@ -11,9 +11,12 @@ import base64
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from sandbox.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
+CRDS = MANIFESTS / "crds"
 BASE = MANIFESTS / "base"
 NAMESPACED = MANIFESTS / "overlays" / "namespaced"
 
@@ -280,3 +284,79 @@ def create_namespace(api: k8s.ApiClient, name: str) -> None:
         60,
         f"ServiceAccount {name}/default",
     )
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class BotRun:
+    """``canary-bot run`` started with a Deployment's arguments; its ports and log."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    metrics_port: int
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything it printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def pod_command(deployment: Manifest, port: int, metrics_port: int) -> list[str]:
+    """The Deployment's container args, on local ports instead of 3000 and 9090."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args: list[str] = list(container["args"])
+    for flag, value in (("--port", port), ("--metrics-port", metrics_port)):
+        at = args.index(flag)
+        args[at + 1] = str(value)
+    return [str(Path(sys.executable).parent / "canary-bot"), *args, "--host", "127.0.0.1"]
+
+
+@contextlib.contextmanager
+def run_as_pod(
+    deployment: Manifest, configmap: Manifest, kubeconfig: Path, env: dict[str, str], tmp: Path
+) -> Iterator[BotRun]:
+    """Run the bot as the Deployment's pod would: its args, the ConfigMap's config file,
+    the ServiceAccount's kubeconfig and ``env`` (Slack settings, PROMETHEUS_URL)."""
+    config = tmp / "config.yaml"
+    config.write_text(configmap["data"]["config.yaml"])
+    port, metrics_port = free_port(), free_port()
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "KUBECONFIG", "CANARY_BOT_"))
+    }
+    log = tmp / "bot.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            pod_command(deployment, port, metrics_port),
+            env={**base, "KUBECONFIG": str(kubeconfig), "CANARY_BOT_CONFIG": str(config), **env},
+            stdin=subprocess.DEVNULL,  # a pod has no terminal
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield BotRun(process, port, metrics_port, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET on a local port: status and body (0 while nothing listens)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError as exc:
+        return 0, str(exc)

@@ -44,6 +44,7 @@ IN_RELEASE_NAMESPACE = [
     Access("watch", "canaryreleases", RELEASES_GROUP, why="controller._watch (--namespace)"),
     Access("create", "canaryreleases", RELEASES_GROUP, why="store.create (/canary start)"),
     Access("update", "canaryreleases", RELEASES_GROUP, why="store.request_control (PUT)"),
+    Access("delete", "canaryreleases", RELEASES_GROUP, why="retention (finished beyond N)"),
     Access("update", "canaryreleases", RELEASES_GROUP, "status", why="store.write_status (PUT)"),
     Access("get", "deployments", "apps", why="workloads.target/canary, bot.targets"),
     Access("create", "deployments", "apps", why="workloads.ensure_canary"),
@@ -94,7 +95,6 @@ FORBIDDEN = [
     Access("impersonate", "serviceaccounts"),
     Access("create", "serviceaccounts", subresource="token"),
     # Verbs on the bot's own kinds that the code never sends.
-    Access("delete", "canaryreleases", RELEASES_GROUP),
     Access("patch", "canaryreleases", RELEASES_GROUP),
     Access("list", "deployments", "apps"),
     Access("update", "deployments", "apps"),

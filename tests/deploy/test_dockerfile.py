@@ -175,7 +175,8 @@ def test_entrypoint_is_the_console_script(stages: list[Stage]) -> None:
     final = stages[-1]
     assert _exec_form(final.all("ENTRYPOINT")[-1]) == ["canary-bot"]
     assert _exec_form(final.all("CMD")[-1]) == ["run"]
-    assert "3000" in [p.split("/")[0] for e in final.all("EXPOSE") for p in e.arguments.split()]
+    exposed = [p.split("/")[0] for e in final.all("EXPOSE") for p in e.arguments.split()]
+    assert {"3000", "9090"} <= set(exposed)  # Slack; metrics and probes
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["canary-bot"] == "bot.cli:main"
     assert final.all("HEALTHCHECK") == []  # Kubernetes probes do this

@@ -8,12 +8,7 @@ and by running the engine with the ServiceAccount's token through a whole rollou
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,18 +24,23 @@ from rollout.kube import Kube
 from rollout.models import Phase
 from rollout.store import ReleaseStore
 from sandbox.controlplane import ControlPlane
+from sandbox.slack_fake import SlackFake
 from tests.deploy.kubectl import (
+    CRDS,
     MANIFESTS,
     NAMESPACE,
     NAMESPACED,
+    BotRun,
     Kubectl,
     Manifest,
     can,
     create_namespace,
     engine,
+    http_get,
     lease_holder,
     one,
     rendered_namespace,
+    run_as_pod,
     service_account_kubeconfig,
     uninstall,
     wait_for,
@@ -74,6 +74,8 @@ class Installation:
     objects: list[Manifest]
     dry_run: CompletedProcess[str]
     present_after_dry_run: str
+    # `kubectl apply -k manifests/crds`, then `kubectl apply -k manifests/`
+    apply_crds: CompletedProcess[str]
     apply: CompletedProcess[str]
     # A CanaryRelease that existed before the apply re-applied the CRD: (namespace, uid).
     sentinel: tuple[str, str]
@@ -102,10 +104,11 @@ def _sentinel_release(api: k8s.ApiClient) -> tuple[str, str]:
 def installation(
     kubectl: Kubectl, kube_api_client: k8s.ApiClient, crd: None
 ) -> Iterator[Installation]:
-    """Install manifests/ from a clean slate the way the kustomization documents it."""
+    """Install from a clean slate the way the README documents it: CRDs, then the bot."""
     uninstall(kubectl, kube_api_client, NAMESPACED)
     uninstall(kubectl, kube_api_client, MANIFESTS)
     sentinel = _sentinel_release(kube_api_client)
+    apply_crds = kubectl.run("apply", "-k", str(CRDS))
     objects = kubectl.render(MANIFESTS)
     # A server-side dry run checks namespaced objects only once their namespace exists.
     kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump(rendered_namespace(objects)))
@@ -118,7 +121,7 @@ def installation(
     if applied.returncode != 0:
         pytest.fail(f"kubectl apply -k manifests/ failed:\n{applied.stdout}\n{applied.stderr}")
     try:
-        yield Installation(objects, dry_run, present, applied, sentinel)
+        yield Installation(objects, dry_run, present, apply_crds, applied, sentinel)
     finally:
         uninstall(kubectl, kube_api_client, MANIFESTS)
         k8s.CoreV1Api(kube_api_client).delete_namespace(sentinel[0])
@@ -163,7 +166,7 @@ def test_reapplying_the_crd_keeps_it_serving_and_keeps_existing_releases(
     installation: Installation, kube_api_client: k8s.ApiClient
 ) -> None:
     # the crd fixture created it before the apply; kustomize applied it again
-    line = _line_for(installation.apply.stdout, "CustomResourceDefinition", CRD_NAME)
+    line = _line_for(installation.apply_crds.stdout, "CustomResourceDefinition", CRD_NAME)
     assert "created" not in line, line
     crd = k8s.ApiextensionsV1Api(kube_api_client).read_custom_resource_definition(CRD_NAME)
     assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
@@ -308,74 +311,64 @@ def bot_process(
     kubectl: Kubectl,
     control_plane: ControlPlane,
     prometheus: Any,
+    slack_fake: SlackFake,
+    signing_secret: str,
     tmp_path: Path,
-) -> Iterator[tuple[int, Path]]:
-    """``canary-bot run`` as the Pod runs it: the ServiceAccount's token, the Deployment's
-    environment and the ConfigMap's config file (no Slack credentials: console mode)."""
+) -> Iterator[BotRun]:
+    """``canary-bot run`` as the Pod runs it: the Deployment's args, the ServiceAccount's
+    token, the ConfigMap's config file and Slack credentials for HTTP mode (the fake)."""
     kubeconfig = service_account_kubeconfig(kubectl, control_plane, tmp_path / "sa.kubeconfig")
-    configmap = one(installation.objects, "ConfigMap")
-    config = tmp_path / "config.yaml"
-    config.write_text(configmap["data"]["config.yaml"])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "KUBECONFIG"))},
-        "KUBECONFIG": str(kubeconfig),
-        "POD_NAMESPACE": NAMESPACE,
-        "CANARY_BOT_CONFIG": str(config),
         "PROMETHEUS_URL": prometheus.url,
+        "SLACK_API_URL": slack_fake.api_url,
+        "SLACK_BOT_TOKEN": slack_fake.bot_token,
+        "SLACK_SIGNING_SECRET": signing_secret,
     }
-    log = tmp_path / "bot.log"
-    console_script = Path(sys.executable).parent / "canary-bot"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(console_script), "run", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield port, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    deployment = one(installation.objects, "Deployment", "canary-bot")
+    configmap = one(installation.objects, "ConfigMap")
+    with run_as_pod(deployment, configmap, kubeconfig, env, tmp_path) as bot:
+        yield bot
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:  # not listening yet
-        return 0, str(exc)
-
-
-def test_bot_process_answers_the_probes_as_the_service_account(
-    bot_process: tuple[int, Path],
+def test_bot_process_serves_probes_and_metrics_on_the_metrics_port_only(
+    bot_process: BotRun,
 ) -> None:
-    port, log = bot_process
-    wait_for(lambda: _get(port, "/healthz")[0] == 200, 30, f"/healthz\n{log.read_text()}")
-    wait_for(lambda: _get(port, "/readyz")[0] == 200, 30, f"/readyz\n{log.read_text()}")
-    status, metrics = _get(port, "/metrics")
-    assert status == 200 and "# TYPE" in metrics
+    bot = bot_process
+    metrics, slack = bot.metrics_port, bot.port
+    wait_for(lambda: http_get(metrics, "/healthz")[0] == 200, 30, f"/healthz\n{bot.log()}")
+    wait_for(lambda: http_get(metrics, "/readyz")[0] == 200, 30, f"/readyz\n{bot.log()}")
+    status, page = http_get(metrics, "/metrics")
+    assert status == 200 and "# TYPE" in page
+    # the Slack port, the one the Service exposes, tells nothing about the process
+    assert http_get(slack, "/metrics")[0] == 404
+    assert http_get(slack, "/readyz")[0] == 404
+    assert http_get(slack, "/healthz")[0] == 200
 
 
-def test_bot_process_leads_with_the_lease_in_its_own_namespace(
-    bot_process: tuple[int, Path], kube_api_client: k8s.ApiClient
+def test_bot_process_leads_with_the_clusters_one_lease(
+    bot_process: BotRun, kube_api_client: k8s.ApiClient
 ) -> None:
-    port, log = bot_process
-    wait_for(lambda: _get(port, "/healthz")[0] == 200, 30, f"/healthz\n{log.read_text()}")
+    bot = bot_process
+    wait_for(lambda: http_get(bot.metrics_port, "/healthz")[0] == 200, 30, bot.log())
     hostname = socket.gethostname()
     wait_for(
         lambda: (lease_holder(kube_api_client) or "").startswith(hostname),
         20,
-        f"canary-bot run to hold the Lease {NAMESPACE}/canary-bot-leader\n{log.read_text()}",
+        f"canary-bot run to hold the Lease {NAMESPACE}/canary-bot-leader\n{bot.log()}",
     )
-    assert "(403)" not in log.read_text()
+    assert "(403)" not in bot.log()
+
+
+def test_plain_uninstall_keeps_the_crd_and_every_release(
+    installation: Installation, kubectl: Kubectl, kube_api_client: k8s.ApiClient
+) -> None:
+    # last in this module: it takes the installation down the way an operator would
+    kubectl.run("delete", "-k", str(MANIFESTS), "--wait=false")
+    ext = k8s.ApiextensionsV1Api(kube_api_client)
+    assert ext.read_custom_resource_definition(CRD_NAME).metadata.deletion_timestamp is None
+    namespace, uid = installation.sentinel
+    release = k8s.CustomObjectsApi(kube_api_client).get_namespaced_custom_object(
+        "canarybot.io", "v1alpha1", namespace, "canaryreleases", "podinfo"
+    )
+    assert release["metadata"]["uid"] == uid
+    assert release["metadata"].get("deletionTimestamp") is None

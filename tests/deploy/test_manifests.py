@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.cli import _parser
 from bot.config import parse_config
 from tests.deploy.kubectl import (
+    CRDS,
     MANIFESTS,
     NAMESPACE,
     NAMESPACED,
+    ROOT,
     SERVICE_ACCOUNT,
     Kubectl,
     Manifest,
@@ -53,12 +56,12 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def test_base_installs_the_crd_and_the_bot(base: list[Manifest]) -> None:
+def test_base_installs_the_bot_and_not_the_crd(base: list[Manifest]) -> None:
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in base)
     configmap = one(base, "ConfigMap")["metadata"]["name"]
+    # no CRD: `kubectl delete -k manifests/` must leave it, and every CanaryRelease
     assert kinds == sorted(
         [
-            ("CustomResourceDefinition", "canaryreleases.canarybot.io"),
             ("Namespace", NAMESPACE),
             ("ServiceAccount", SERVICE_ACCOUNT),
             ("ClusterRole", "canary-bot"),
@@ -73,12 +76,21 @@ def test_base_installs_the_crd_and_the_bot(base: list[Manifest]) -> None:
             ("PodDisruptionBudget", "canary-bot"),
         ]
     )
-    # the CRD is the generated file, not a copy that could drift from it
-    generated = yaml.safe_load((MANIFESTS / "crd.yaml").read_text())
-    assert one(base, "CustomResourceDefinition")["spec"] == generated["spec"]
     for obj in base:
         if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
+
+
+def test_crds_kustomization_installs_exactly_the_generated_crd(kubectl: Kubectl) -> None:
+    (crd,) = kubectl.render(CRDS)
+    assert (crd["kind"], crd["metadata"]["name"]) == (
+        "CustomResourceDefinition",
+        "canaryreleases.canarybot.io",
+    )
+    # the generated file, not a copy that could drift from it
+    generated = yaml.safe_load((CRDS / "crd.yaml").read_text())
+    assert crd["spec"] == generated["spec"]
+    assert not (MANIFESTS / "crd.yaml").exists(), "the CRD lives in manifests/crds/ only"
 
 
 def test_cluster_role_grants_exactly_what_the_code_uses(base: list[Manifest]) -> None:
@@ -181,13 +193,24 @@ def test_deployment_runs_two_hardened_replicas(rendered: list[Manifest]) -> None
 def test_probes_and_ports_match_the_bots_http_server(rendered: list[Manifest]) -> None:
     deployment = one(rendered, "Deployment", "canary-bot")
     (container,) = _containers(deployment)
-    assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 3000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    # the process listens where the ports say (the CLI parses the Deployment's args)
+    args = _parser().parse_args(container["args"])
+    assert (args.port, args.metrics_port) == (3000, 9090)
+    # probes and scraping on the metrics port...
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9090"
+    # ...which the Service in front of Slack does not expose
     service = one(rendered, "Service", "canary-bot")
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 3000, "targetPort": "http", "protocol": "TCP"}
     ]
+    assert [s["metadata"]["name"] for s in find(rendered, "Service")] == ["canary-bot"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     pdb = one(rendered, "PodDisruptionBudget", "canary-bot")
@@ -198,7 +221,9 @@ def test_environment_and_config_come_from_the_cluster(rendered: list[Manifest]) 
     deployment = one(rendered, "Deployment", "canary-bot")
     (container,) = _containers(deployment)
     env = _env(container)
-    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # the leader Lease is the same fixed one everywhere, not the pod's namespace
+    assert "POD_NAMESPACE" not in env
+    assert "--lease-namespace" not in container["args"]
     assert env["PROMETHEUS_URL"]["value"].startswith("http")
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
@@ -221,6 +246,33 @@ def test_namespaced_config_only_names_its_namespace(namespaced: list[Manifest]) 
     config = parse_config(configmap["data"]["config.yaml"])
     assert config.defaults.namespace == "apps"
     assert {ns for rule in config.authorization.rules for ns in rule.namespaces} == {"apps"}
+
+
+def test_namespaced_bot_runs_scoped_to_its_namespace(
+    base: list[Manifest], namespaced: list[Manifest]
+) -> None:
+    (container,) = _containers(one(namespaced, "Deployment", "canary-bot"))
+    args = _parser().parse_args(container["args"])
+    assert (args.command, args.namespace) == ("run", "apps")
+    assert (args.port, args.metrics_port) == (3000, 9090)
+    (base_container,) = _containers(one(base, "Deployment", "canary-bot"))
+    assert _parser().parse_args(base_container["args"]).namespace is None
+
+
+def test_file_references_in_manifest_comments_exist() -> None:
+    # comments point readers at other files ("see ../../base/clusterrole.yaml"): each
+    # must exist, relative to the file that names it
+    reference = re.compile(r"(?<![\w/])((?:\.\./)+[\w./-]+\.ya?ml|[\w-]+/[\w./-]+\.ya?ml)")
+    missing = []
+    for path in sorted(MANIFESTS.rglob("*.yaml")):
+        for line in path.read_text().splitlines():
+            if not line.lstrip().startswith("#"):
+                continue
+            for ref in reference.findall(line):
+                candidates = [path.parent / ref, ROOT / ref, MANIFESTS / ref]
+                if not any(c.exists() for c in candidates):
+                    missing.append(f"{path.relative_to(ROOT)}: {ref}")
+    assert missing == []
 
 
 def test_no_secret_is_installed_and_the_example_holds_placeholders(

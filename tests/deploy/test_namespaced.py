@@ -6,7 +6,9 @@ the ServiceAccount rights this overlay does not grant.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -17,10 +19,12 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from rollout.kube import Kube
-from rollout.models import Phase
+from rollout.models import CanaryReleaseStatus, Phase
 from rollout.store import ReleaseStore
 from sandbox.controlplane import ControlPlane
 from sandbox.sample_app import deploy_podinfo
+from sandbox.slack_fake import SlackFake
+from tests.bot.harness import ALICE, ephemeral_texts, post_signed
 from tests.deploy.kubectl import (
     MANIFESTS,
     NAMESPACE,
@@ -29,7 +33,11 @@ from tests.deploy.kubectl import (
     can,
     create_namespace,
     engine,
+    http_get,
     lease_holder,
+    one,
+    pod_command,
+    run_as_pod,
     service_account_kubeconfig,
     uninstall,
     wait_for,
@@ -37,10 +45,21 @@ from tests.deploy.kubectl import (
 from tests.deploy.permissions import CLUSTER_WIDE, IN_BOT_NAMESPACE, IN_RELEASE_NAMESPACE
 from tests.engine.test_rollout import NEW, canary_objects, events, target_image, tutorial_spec
 from tests.engine.test_rollout import wait_phase as wait_for_phase
+from tests.fixtures.slack import SlackRequests, eventually
 
 pytestmark = pytest.mark.cluster
 
 APPS = "apps"
+SCOPED_IMAGE = "stefanprodan/podinfo:6.0.4"
+
+
+async def ask(port: int, fake: SlackFake, requests: SlackRequests, text: str) -> str:
+    """Send ``/canary <text>`` as Alice; what she is told (privately) in answer."""
+    before = len(ephemeral_texts(fake, ALICE))
+    status, _ = await post_signed(port, requests.slash_command(text=text))
+    assert status == 200
+    told = await eventually(lambda: ephemeral_texts(fake, ALICE)[before:], within=15)
+    return told[0]
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +211,94 @@ async def test_engine_limited_to_apps_completes_a_rollout(
     assert canary_objects(kube_api_client, APPS) == []
     assert "(403)" not in log and "Forbidden" not in log, log
     assert exit_code == 0, log
+
+
+async def test_overlay_bot_runs_a_release_under_its_role_and_shows_only_apps(
+    namespaced_install: CompletedProcess[str],
+    kubectl: Kubectl,
+    control_plane: ControlPlane,
+    kube_api_client: k8s.ApiClient,
+    namespace: str,
+    traffic: Any,
+    loadtester: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+    tmp_path: Path,
+) -> None:
+    # `canary-bot run` exactly as the overlay's Deployment runs it (its args, its config,
+    # the ServiceAccount's token), in HTTP mode against the Slack fake
+    objects = kubectl.render(NAMESPACED)
+    deployment = one(objects, "Deployment", "canary-bot")
+    assert "--namespace" in pod_command(deployment, 1, 2)
+    deploy_podinfo(kube_api_client, APPS)
+    apps_api = k8s.AppsV1Api(kube_api_client)
+    wait_for(
+        lambda: (apps_api.read_namespaced_deployment("podinfo", APPS).status.ready_replicas or 0)
+        == 2,
+        60,
+        "podinfo to have 2 ready replicas in apps",
+    )
+    traffic(APPS, "podinfo", "podinfo", rps=40)
+    # another team's finished release, which a bot scoped to apps must not show
+    admin = Kube.connect(kubeconfig=str(control_plane.kubeconfig))
+    try:
+        other = await ReleaseStore(admin).create(
+            namespace, "other-team", tutorial_spec(loadtester.url)
+        )
+        await ReleaseStore(admin).write_status(
+            other, CanaryReleaseStatus(phase=Phase.SUCCEEDED, finished_at=datetime.now(UTC))
+        )
+    finally:
+        admin.close()
+
+    kubeconfig = service_account_kubeconfig(kubectl, control_plane, tmp_path / "sa.kubeconfig")
+    env = {
+        "PROMETHEUS_URL": prometheus.url,
+        "SLACK_API_URL": slack_fake.api_url,
+        "SLACK_BOT_TOKEN": slack_fake.bot_token,
+        "SLACK_SIGNING_SECRET": signing_secret,
+    }
+    bot_kube = Kube.connect(kubeconfig=str(kubeconfig))
+    store = ReleaseStore(bot_kube)
+    try:
+        with run_as_pod(deployment, one(objects, "ConfigMap"), kubeconfig, env, tmp_path) as bot:
+            wait_for(lambda: http_get(bot.metrics_port, "/readyz")[0] == 200, 60, bot.log())
+            wait_for(
+                lambda: (lease_holder(kube_api_client) or "").startswith(socket.gethostname()),
+                30,
+                f"the scoped bot to take the Lease\n{bot.log()}",
+            )
+            # an image podinfo does not run yet (an earlier test may have promoted NEW)
+            spec = tutorial_spec(
+                loadtester.url,
+                analysis={"maxWeight": 10, "stepWeight": 5},
+                images={"podinfod": SCOPED_IMAGE},
+            )
+            await store.create(APPS, "podinfo-scoped", spec)
+            release = await wait_for_phase(
+                store, APPS, {Phase.SUCCEEDED, Phase.FAILED}, 120, name="podinfo-scoped"
+            )
+            story = events(kube_api_client, APPS)
+            assert release.status.phase == Phase.SUCCEEDED, "\n".join(story) + bot.log()
+
+            answers = [
+                await ask(bot.port, slack_fake, slack_requests, text)
+                for text in ("list", "history", f"history -n {namespace}")
+            ]
+            log = bot.log()
+    finally:
+        bot_kube.close()
+
+    listed, history, elsewhere = answers
+    assert listed == "No active releases in apps."
+    assert history.startswith("*Release history in apps*"), history
+    assert "`podinfo-scoped` (apps) Succeeded" in history
+    assert "other-team" not in history
+    assert elsewhere.startswith(":warning: This canary-bot handles namespace apps only")
+    assert f"releases in {namespace}" in elsewhere
+    assert target_image(kube_api_client, APPS) == SCOPED_IMAGE
+    assert canary_objects(kube_api_client, APPS) == []
+    # nothing it sent was refused by its Role
+    assert "(403)" not in log and "Forbidden" not in log, log

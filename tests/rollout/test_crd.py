@@ -37,8 +37,8 @@ gen_crd = load_generator()
 
 
 def test_committed_crd_is_what_the_models_generate() -> None:
-    committed = (ROOT / "manifests" / "crd.yaml").read_text()
-    assert committed == gen_crd.render(), "manifests/crd.yaml is stale: run python hack/gen_crd.py"
+    committed = (ROOT / "manifests" / "crds" / "crd.yaml").read_text()
+    assert committed == gen_crd.render(), "manifests/crds/crd.yaml is stale: run python hack/gen_crd.py"
 
 
 def test_check_mode_reports_a_stale_file() -> None:
@@ -180,7 +180,7 @@ class Kubectl:
 def kubectl(control_plane: ControlPlane) -> Kubectl:
     """kubectl with the CRD applied the way a user applies it, and Established."""
     run = Kubectl(control_plane)
-    run("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
+    run("apply", "-f", str(ROOT / "manifests" / "crds" / "crd.yaml"))
     run("wait", "--for=condition=Established", "--timeout=30s", "crd/canaryreleases.canarybot.io")
     return run
 

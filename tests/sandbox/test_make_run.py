@@ -5,8 +5,10 @@ nothing is configured) through its terminal, exactly as documented.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -20,11 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Terminal:
-    """A child process with a line-reading thread, so tests can wait for output."""
+    """A child process with a line-reading thread, so tests can wait for output.
 
-    def __init__(self, args: list[str]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-        env.pop("KUBECONFIG", None)
+    Its environment has no Slack settings and no KUBECONFIG unless ``env`` adds them.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+        base.pop("KUBECONFIG", None)
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -32,7 +37,9 @@ class Terminal:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=env,
+            env={**base, **(env or {})},
+            # make and the processes it starts go together when the test ends
+            start_new_session=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.transcript: list[str] = []
@@ -63,13 +70,20 @@ class Terminal:
         tail = "\n".join(self.transcript[-40:])
         pytest.fail(f"no line with {fragment!r} within {timeout:.0f}s; last output:\n{tail}")
 
+    def drain(self) -> str:
+        """Every line printed and not yet read (for failure messages)."""
+        while not self.lines.empty():
+            self.transcript.append(self.lines.get_nowait())
+        return "\n".join(self.transcript[-40:])
+
     def close(self) -> int:
         if self.proc.poll() is None:
-            self.type("quit")
+            with contextlib.suppress(OSError):
+                self.type("quit")
             try:
                 return self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.wait()
 
 

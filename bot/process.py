@@ -32,6 +32,7 @@ from rollout.analysis import PrometheusProvider
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.notify import Notifier
+from rollout.preflight import parse_namespace_list
 from rollout.store import ReleaseStore
 from rollout.timeline import timeline_source
 
@@ -132,6 +133,10 @@ class BotProcess:
                     namespace=self.namespace,
                     # the Lease lives next to the bot (its Role allows only that namespace)
                     lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
+                    own_namespace=os.environ.get("POD_NAMESPACE", ""),
+                    protected_namespaces=parse_namespace_list(
+                        env.canary_bot_protected_namespaces
+                    ),
                 ),
                 self.identity,
                 registry=self.registry,

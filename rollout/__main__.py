@@ -17,6 +17,7 @@ import sys
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.notify import LoggingNotifier
+from rollout.preflight import parse_namespace_list
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--lease-seconds", type=int, default=15, help="leader Lease duration")
     parser.add_argument(
+        "--protected-namespaces",
+        default=os.environ.get("CANARY_BOT_PROTECTED_NAMESPACES", ""),
+        help="namespaces (comma-separated) the engine never acts in, besides kube-system, "
+        "kube-public, kube-node-lease and its own ($POD_NAMESPACE)",
+    )
+    parser.add_argument(
         "--no-leader-election", action="store_true", help="act at once (only one replica!)"
     )
     parser.add_argument(
@@ -68,6 +75,8 @@ async def serve(args: argparse.Namespace) -> None:
         lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
         renew_seconds=max(1.0, args.lease_seconds / 3),
+        own_namespace=os.environ.get("POD_NAMESPACE", ""),
+        protected_namespaces=parse_namespace_list(args.protected_namespaces),
     )
     controller = Controller(kube, LoggingNotifier(), settings, args.identity)
     stop = asyncio.Event()

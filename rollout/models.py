@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import annotated_types
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 GROUP = "canarybot.io"
 VERSION = "v1alpha1"
@@ -35,15 +47,112 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
+# Durations longer than this are refused before any arithmetic: a number of hundreds of
+# digits must be a ValueError like any other bad input, never an OverflowError.
+MAX_DURATION_LENGTH = 20
+
+
 def parse_duration(text: str) -> float:
-    """Parse a Go-style duration such as ``10s``, ``1m``, ``1m30s`` or ``500ms`` to seconds."""
+    """Parse a Go-style duration such as ``10s``, ``1m``, ``1m30s`` or ``500ms`` to seconds.
+
+    Raises ``ValueError`` (and nothing else) for anything that is not such a duration.
+    """
+    if len(text) > MAX_DURATION_LENGTH:
+        raise ValueError(
+            f"{text[:MAX_DURATION_LENGTH]!r}... is not a duration: longer than "
+            f"{MAX_DURATION_LENGTH} characters; use e.g. 30s, 1m, 2m30s"
+        )
     match = _DURATION.match(text.strip())
     if not text.strip() or match is None or not any(match.groups()):
         raise ValueError(
             f"{text!r} is not a duration; use a number with a unit, e.g. 30s, 1m, 2m30s"
         )
     hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+    total_ms = ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
+    return total_ms / 1000
+
+
+def show_duration(seconds: float) -> str:
+    """A bound as people (and CEL's ``duration()``) read it: ``100ms``, ``1s``, ``24h``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return format_duration(seconds)
+
+
+@dataclass(frozen=True)
+class DurationRange:
+    """Bounds of a duration field, in seconds: ``Annotated[str, DurationRange(1, 86400)]``.
+
+    The model refuses a duration outside them; ``hack/gen_crd.py`` reads them from the
+    JSON schema (``x-duration``) and writes the same bounds into the CRD as a CEL rule.
+    """
+
+    minimum: float
+    maximum: float
+
+    def check(self, value: str) -> str:
+        """``value`` if it is a duration within the bounds, else ``ValueError``."""
+        seconds = parse_duration(value)
+        if not self.minimum <= seconds <= self.maximum:
+            raise ValueError(
+                f"{value!r} is out of range: use a duration from "
+                f"{show_duration(self.minimum)} to {show_duration(self.maximum)}"
+            )
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out["x-duration"] = {"minimum": self.minimum, "maximum": self.maximum}
+        return out
+
+
+DAY = 86400.0
+# How often a release is analysed: at most once a second (a "0s" interval must not turn
+# the scheduler into a busy loop), at least once a day.
+AnalysisInterval = Annotated[str, DurationRange(1, DAY)]
+# A metric's rate window.
+MetricInterval = Annotated[str, DurationRange(1, DAY)]
+WebhookTimeout = Annotated[str, DurationRange(0.1, 600)]
+
+# Limits on everything a CanaryRelease author writes, so one object cannot make the API
+# server, the engine or Prometheus do unbounded work. The CRD carries the same numbers.
+MAX_METRICS = 20
+MAX_WEBHOOKS = 20
+MAX_MATCH_RULES = 10
+MAX_HEADERS = 16
+MAX_IMAGES = 32
+MAX_MAP_ENTRIES = 32
+MAX_CONTROL_REQUESTS = 50
+MAX_QUERY_LENGTH = 8192
+MAX_VALUE_LENGTH = 4096
+MAX_URL_LENGTH = 2048
+MAX_KEY_LENGTH = 253
+MAX_NAME_LENGTH = 63
+MAX_TEXT_LENGTH = 256
+# Measured values and thresholds: far beyond any real metric, finite.
+MAX_MAGNITUDE = 1e15
+MAX_COUNT = 1_000_000_000
+
+Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+Value = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
+Magnitude = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+ContainerName = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+ImageRef = Annotated[str, Field(max_length=255)]
+
+# Status text the engine writes; longer text is cut (``fit_status``) rather than refused.
+STATUS_MESSAGE_LENGTH = 4096
+StatusText = Annotated[str, Field(max_length=STATUS_MESSAGE_LENGTH)]
+ShortText = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
 
 
 def format_duration(seconds: float) -> str:
@@ -80,16 +189,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
 class ThresholdRange(_Model):
     """Accepted range of a metric's value; either bound may be omitted."""
 
-    min: float | None = None
-    max: float | None = None
+    min: Magnitude | None = None
+    max: Magnitude | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdRange:
@@ -119,26 +223,28 @@ class ThresholdRange(_Model):
 class TemplateRef(_Model):
     """Reference to a named metric template from the config file (Flagger's templateRef)."""
 
-    name: str
-    namespace: str | None = None
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
 
 
 class Metric(_Model):
     """One analysis check. Built-ins: ``request-success-rate``, ``request-duration``."""
 
-    name: str = Field(min_length=1, max_length=63)
-    interval: str = "1m"
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    interval: MetricInterval = "1m"
     threshold_range: ThresholdRange = Field(default_factory=ThresholdRange, alias="thresholdRange")
     template_ref: TemplateRef | None = Field(default=None, alias="templateRef")
-    template_variables: dict[str, str] = Field(default_factory=dict, alias="templateVariables")
-    query: str | None = None
+    template_variables: dict[Key, Value] = Field(
+        default_factory=dict, alias="templateVariables", max_length=MAX_MAP_ENTRIES
+    )
+    query: str | None = Field(default=None, min_length=1, max_length=MAX_QUERY_LENGTH)
     # Comparison mode: the canary may not be worse than the stable side by more than this
     # (percentage points for success rate, percent for duration). None = absolute only.
-    compare_to_stable: float | None = Field(default=None, alias="compareToStable", ge=0)
+    compare_to_stable: float | None = Field(
+        default=None, alias="compareToStable", ge=0, le=10000
+    )
     # Fast-fail: a value beyond this floor/ceiling rolls back at once, without threshold.
     fail_fast: ThresholdRange | None = Field(default=None, alias="failFast")
-
-    _check_interval = field_validator("interval")(_check_duration)
 
     @property
     def interval_seconds(self) -> float:
@@ -161,15 +267,13 @@ WebhookType = Literal[
 class Webhook(_Model):
     """A Flagger-style webhook; the payload and status semantics match Flagger's."""
 
-    name: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     type: WebhookType = "rollout"
-    url: str
-    timeout: str = "10s"
+    url: str = Field(max_length=MAX_URL_LENGTH)
+    timeout: WebhookTimeout = "10s"
     retries: int = Field(default=0, ge=0, le=10)
     mute_alert: bool = Field(default=False, alias="muteAlert")
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    _check_timeout = field_validator("timeout")(_check_duration)
+    metadata: dict[Key, Value] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
 
     @field_validator("url")
     @classmethod
@@ -187,14 +291,14 @@ class Webhook(_Model):
 class StringMatch(_Model):
     """Header/cookie matcher, as in Flagger's ``match`` rules."""
 
-    exact: str | None = None
-    regex: str | None = None
+    exact: str | None = Field(default=None, max_length=1024)
+    regex: str | None = Field(default=None, max_length=1024)
 
 
 class MatchRule(_Model):
     """A/B routing rule: requests with this header or cookie go to the canary."""
 
-    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    headers: dict[Key, StringMatch] = Field(default_factory=dict, max_length=MAX_HEADERS)
 
 
 class Analysis(_Model):
@@ -206,18 +310,18 @@ class Analysis(_Model):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    interval: str = "60s"
+    interval: AnalysisInterval = "60s"
     threshold: int = Field(default=5, ge=1, le=1000)
     max_weight: int = Field(default=50, alias="maxWeight")
     step_weight: int = Field(default=10, alias="stepWeight")
-    step_weights: list[int] = Field(default_factory=list, alias="stepWeights")
-    step_weight_promotion: int | None = Field(default=None, alias="stepWeightPromotion")
-    iterations: int | None = Field(default=None, ge=1)
-    match: list[MatchRule] = Field(default_factory=list)
-    metrics: list[Metric] = Field(default_factory=list)
-    webhooks: list[Webhook] = Field(default_factory=list)
-
-    _check_interval = field_validator("interval")(_check_duration)
+    step_weights: list[int] = Field(default_factory=list, alias="stepWeights", max_length=100)
+    step_weight_promotion: int | None = Field(
+        default=None, alias="stepWeightPromotion", ge=1, le=100
+    )
+    iterations: int | None = Field(default=None, ge=1, le=1000)
+    match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
+    metrics: list[Metric] = Field(default_factory=list, max_length=MAX_METRICS)
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
 
     @field_validator("max_weight")
     @classmethod
@@ -291,16 +395,20 @@ class ServicePort(_Model):
     """The port the canary Service exposes and the container port it targets."""
 
     port: int = Field(default=80, ge=1, le=65535)
-    target_port: int | str | None = Field(default=None, alias="targetPort")
-    name: str = "http"
+    target_port: (
+        Annotated[int, Field(ge=1, le=65535)]
+        | Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+        | None
+    ) = Field(default=None, alias="targetPort")
+    name: str = Field(default="http", max_length=MAX_NAME_LENGTH)
 
 
 class Requester(_Model):
     """Who asked for the release (Slack user, or kubectl for GitOps)."""
 
-    user: str = ""
-    user_name: str = Field(default="", alias="userName")
-    channel: str = ""
+    user: ShortText = ""
+    user_name: ShortText = Field(default="", alias="userName")
+    channel: ShortText = ""
     source: Literal["slack", "kubectl", "console"] = "kubectl"
 
 
@@ -312,8 +420,8 @@ class ControlRequest(_Model):
 
     id: str = Field(min_length=1, max_length=64)
     action: ControlAction
-    user: str = ""
-    user_name: str = Field(default="", alias="userName")
+    user: ShortText = ""
+    user_name: ShortText = Field(default="", alias="userName")
     reason: str = Field(default="", max_length=500)
     at: datetime | None = None
 
@@ -323,15 +431,19 @@ class CanaryReleaseSpec(_Model):
 
     target_ref: ObjectRef = Field(alias="targetRef")
     ingress_ref: ObjectRef = Field(alias="ingressRef")
-    images: dict[str, str] = Field(min_length=1)
+    images: dict[ContainerName, ImageRef] = Field(min_length=1, max_length=MAX_IMAGES)
     service: ServicePort = Field(default_factory=ServicePort)
     analysis: Analysis = Field(default_factory=Analysis)
-    progress_deadline_seconds: int = Field(default=600, ge=10, alias="progressDeadlineSeconds")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=10, le=int(DAY), alias="progressDeadlineSeconds"
+    )
     approval: Literal["auto", "manual"] = "auto"
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
-    cluster: str = ""
+    cluster: str = Field(default="", max_length=MAX_NAME_LENGTH)
     requested_by: Requester = Field(default_factory=Requester, alias="requestedBy")
-    control_requests: list[ControlRequest] = Field(default_factory=list, alias="controlRequests")
+    control_requests: list[ControlRequest] = Field(
+        default_factory=list, alias="controlRequests", max_length=MAX_CONTROL_REQUESTS
+    )
 
     @field_validator("images")
     @classmethod
@@ -345,6 +457,23 @@ class CanaryReleaseSpec(_Model):
                     "(expected e.g. stefanprodan/podinfo:6.0.3)"
                 )
         return value
+
+
+# Spec fields that decide what runs and how it is judged: the API server refuses any
+# change to them after creation (CEL ``self == oldSelf`` rules in the CRD), so what was
+# checked and authorized at start is what runs. Only ``controlRequests`` may change.
+IMMUTABLE_SPEC_FIELDS = (
+    "targetRef",
+    "ingressRef",
+    "images",
+    "service",
+    "analysis",
+    "progressDeadlineSeconds",
+    "approval",
+    "skipAnalysis",
+    "cluster",
+    "requestedBy",
+)
 
 
 class Phase(StrEnum):
@@ -370,34 +499,34 @@ class Phase(StrEnum):
 class MetricStatus(_Model):
     """The last measurement of one metric."""
 
-    name: str
+    name: str = Field(max_length=MAX_NAME_LENGTH)
     value: float | None = None
     stable_value: float | None = Field(default=None, alias="stableValue")
-    threshold: str = ""
+    threshold: ShortText = ""
     ok: bool = False
-    message: str = ""
+    message: StatusText = ""
     measured_at: datetime | None = Field(default=None, alias="measuredAt")
 
 
 class AuditEntry(_Model):
     """One control request and what came of it."""
 
-    id: str
-    action: str
-    user: str = ""
-    user_name: str = Field(default="", alias="userName")
+    id: str = Field(max_length=64)
+    action: str = Field(max_length=MAX_NAME_LENGTH)
+    user: ShortText = ""
+    user_name: ShortText = Field(default="", alias="userName")
     at: datetime
     result: Literal["applied", "ignored", "refused"]
-    message: str = ""
+    message: StatusText = ""
 
 
 class Condition(_Model):
     """A Kubernetes-style condition."""
 
-    type: str
+    type: str = Field(max_length=MAX_TEXT_LENGTH)
     status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
+    reason: StatusText = ""
+    message: StatusText = ""
     last_transition_time: datetime | None = Field(default=None, alias="lastTransitionTime")
 
 
@@ -426,22 +555,24 @@ class RolloutEvent(_Model):
     once by remembering the last ``seq`` it delivered.
     """
 
-    seq: int
+    seq: Count
     type: EventType
-    message: str
+    message: StatusText
     severity: Literal["info", "warning", "error"] = "info"
     at: datetime
-    weight: int = 0
+    weight: int = Field(default=0, ge=0, le=100)
     phase: Phase | None = None
-    details: dict[str, str] = Field(default_factory=dict)
+    details: dict[Key, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, max_length=64
+    )
 
 
 class NotificationState(_Model):
     """Where a notifier reports a release (e.g. the Slack thread) and what it delivered."""
 
-    channel: str = ""
-    thread_ts: str = Field(default="", alias="threadTs")
-    delivered_seq: int = Field(default=0, alias="deliveredSeq")
+    channel: ShortText = ""
+    thread_ts: str = Field(default="", alias="threadTs", max_length=64)
+    delivered_seq: Count = Field(default=0, alias="deliveredSeq")
     alerted: bool = False
 
 
@@ -449,14 +580,16 @@ class CanaryReleaseStatus(_Model):
     """What the engine observed and did. Written only by the leader."""
 
     phase: Phase = Phase.INITIALIZING
-    canary_weight: int = Field(default=0, alias="canaryWeight")
-    failed_checks: int = Field(default=0, alias="failedChecks")
-    iterations: int = 0
-    step: int = 0
-    message: str = ""
-    reason: str = ""
-    observed_generation: int = Field(default=0, alias="observedGeneration")
-    stable_images: dict[str, str] = Field(default_factory=dict, alias="stableImages")
+    canary_weight: int = Field(default=0, alias="canaryWeight", ge=0, le=100)
+    failed_checks: Count = Field(default=0, alias="failedChecks")
+    iterations: Count = 0
+    step: Count = 0
+    message: StatusText = ""
+    reason: StatusText = ""
+    observed_generation: Count = Field(default=0, alias="observedGeneration")
+    stable_images: dict[Key, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, alias="stableImages", max_length=MAX_IMAGES
+    )
     started_at: datetime | None = Field(default=None, alias="startedAt")
     phase_since: datetime | None = Field(default=None, alias="phaseSince")
     last_step_at: datetime | None = Field(default=None, alias="lastStepAt")
@@ -464,12 +597,14 @@ class CanaryReleaseStatus(_Model):
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
     paused_from: Phase | None = Field(default=None, alias="pausedFrom")
     approved: bool = False
-    metrics: list[MetricStatus] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
-    audit: list[AuditEntry] = Field(default_factory=list)
-    events: list[RolloutEvent] = Field(default_factory=list)
-    event_seq: int = Field(default=0, alias="eventSeq")
-    history: list[WeightPoint] = Field(default_factory=list)
+    # The engine keeps these lists shorter (rollout.decide's MAX_* constants); the bounds
+    # here are what the API server enforces on anyone who writes status.
+    metrics: list[MetricStatus] = Field(default_factory=list, max_length=64)
+    conditions: list[Condition] = Field(default_factory=list, max_length=32)
+    audit: list[AuditEntry] = Field(default_factory=list, max_length=100)
+    events: list[RolloutEvent] = Field(default_factory=list, max_length=100)
+    event_seq: Count = Field(default=0, alias="eventSeq")
+    history: list[WeightPoint] = Field(default_factory=list, max_length=500)
     notification: NotificationState = Field(default_factory=NotificationState)
 
 
@@ -477,13 +612,43 @@ class WeightPoint(_Model):
     """One analysis sample for the end-of-rollout chart (bounded list in status)."""
 
     at: datetime
-    weight: int
-    values: dict[str, float | None] = Field(default_factory=dict)
-    stable_values: dict[str, float | None] = Field(default_factory=dict, alias="stableValues")
+    weight: int = Field(ge=0, le=100)
+    values: dict[Key, float | None] = Field(default_factory=dict, max_length=64)
+    stable_values: dict[Key, float | None] = Field(
+        default_factory=dict, alias="stableValues", max_length=64
+    )
     ok: bool = True
 
 
 CanaryReleaseStatus.model_rebuild()
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def fit_status(status: _M) -> _M:
+    """``status`` with every string and list cut to its schema bound (lists keep the newest).
+
+    The engine composes messages from measured values, webhook answers and spec names;
+    cutting them here keeps a status write from being refused by the API server for
+    length, which would stall the release.
+    """
+    changes: dict[str, Any] = {}
+    for name, info in type(status).model_fields.items():
+        value = getattr(status, name)
+        limit = next(
+            (m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)), None
+        )
+        fitted: Any = value
+        if isinstance(value, BaseModel):
+            fitted = fit_status(value)
+        elif isinstance(value, list):
+            kept = value[-limit:] if limit is not None and len(value) > limit else value
+            fitted = [fit_status(v) if isinstance(v, BaseModel) else v for v in kept]
+        elif isinstance(value, str) and limit is not None and len(value) > limit:
+            fitted = value[: limit - 1] + "\u2026"
+        if fitted is not value and fitted != value:
+            changes[name] = fitted
+    return status.model_copy(update=changes) if changes else status
 
 
 class ObjectMeta(_Model):

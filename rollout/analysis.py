@@ -24,6 +24,12 @@ canary worse than the stable side by more than the tolerance fails too. ``failFa
 a value so far off that the engine should roll back at once instead of counting checks.
 A Prometheus that cannot be queried fails the check with the reason, never the URL.
 
+What one query may make the engine read is bounded, since a custom query is written by
+whoever writes the CanaryRelease (``{__name__=~".+"}`` would otherwise load every series
+of the server into the leader): an answer over ``MAX_RESULT_BYTES`` is cut off while it
+is read, and a result over ``MAX_SERIES`` series or ``MAX_SAMPLES`` samples is refused;
+either fails the check with a message that says to aggregate the query.
+
 ``PrometheusProvider.query_range`` runs the same queries over a time range, for the
 end-of-rollout chart (``rollout.timeline``).
 """
@@ -83,6 +89,13 @@ _CUSTOM_HINT = "; check that the query returns data for this release"
 
 # Errors from Prometheus are user-visible; keep them to one readable line.
 _MAX_ERROR_CHARS = 300
+
+# What one query may return. A check needs one number (one series); a chart one series of
+# at most timeline.MAX_POINTS samples. Prometheus's own per-series cap is 11,000 points.
+MAX_SERIES = 1
+MAX_SAMPLES = 11_000
+MAX_RESULT_BYTES = 512 * 1024
+_AGGREGATE_HINT = "aggregate the query (e.g. with sum(...)) so it returns one series"
 
 
 class QueryTemplateError(ValueError):
@@ -291,6 +304,41 @@ class UnusableResult(ValueError):
     """Prometheus answered, but not with one number (e.g. several series)."""
 
 
+class ResultTooLarge(UnusableResult):
+    """The answer was bigger than the engine reads for one query."""
+
+
+def _bounded_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A response hook: read at most ``MAX_RESULT_BYTES`` of the body, refuse a larger one.
+
+    requests runs response hooks before it reads the body, so a huge answer is never held
+    in memory whole: the read stops one byte past the limit.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESULT_BYTES:
+        response.close()
+        raise ResultTooLarge(_too_large())
+    body = response.raw.read(MAX_RESULT_BYTES + 1, decode_content=True)
+    if len(body) > MAX_RESULT_BYTES:
+        response.close()
+        raise ResultTooLarge(_too_large())
+    response._content = body
+    return response
+
+
+def _too_large() -> str:
+    return (
+        f"the query's answer is over {MAX_RESULT_BYTES // 1024} KiB, more than one "
+        f"check reads; {_AGGREGATE_HINT}"
+    )
+
+
+def _too_many_series(count: int) -> UnusableResult:
+    return UnusableResult(
+        f"the query returned {count} series; it must return {MAX_SERIES} ({_AGGREGATE_HINT})"
+    )
+
+
 def _sample_value(result: Any) -> float | None:
     """The one number in an instant query's result; None for no data, NaN or Inf."""
     if not result:
@@ -298,11 +346,8 @@ def _sample_value(result: Any) -> float | None:
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
         raw = result[1]  # a scalar: [timestamp, "value"]
     elif isinstance(result, list) and isinstance(result[0], dict):
-        if len(result) > 1:
-            raise UnusableResult(
-                f"the query returned {len(result)} series; it must return one "
-                "(aggregate it, e.g. with sum(...))"
-            )
+        if len(result) > MAX_SERIES:
+            raise _too_many_series(len(result))
         raw = result[0].get("value", [None, None])[1]
     else:
         raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
@@ -323,13 +368,16 @@ def _range_samples(result: Any) -> list[tuple[datetime, float]]:
         return []
     if not isinstance(result, list) or not isinstance(result[0], dict):
         raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
-    if len(result) > 1:
+    if len(result) > MAX_SERIES:
+        raise _too_many_series(len(result))
+    values = result[0].get("values") or []
+    if len(values) > MAX_SAMPLES:
         raise UnusableResult(
-            f"the query returned {len(result)} series; it must return one "
-            "(aggregate it, e.g. with sum(...))"
+            f"the query returned {len(values)} samples, over {MAX_SAMPLES}; "
+            "query a shorter range or a coarser step"
         )
     samples: list[tuple[datetime, float]] = []
-    for pair in result[0].get("values") or []:
+    for pair in values:
         try:
             stamp, raw = pair
             at = datetime.fromtimestamp(float(stamp), UTC)
@@ -391,8 +439,14 @@ class PrometheusProvider:
         retry = Retry(
             total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False
         )
+        session = requests.Session()
+        session.hooks["response"].append(_bounded_body)
         self._client = PrometheusConnect(
-            url=self._url, headers=dict(headers or {}) or None, retry=retry, auth=auth
+            url=self._url,
+            headers=dict(headers or {}) or None,
+            retry=retry,
+            auth=auth,
+            session=session,
         )
 
     @property
@@ -420,6 +474,8 @@ class PrometheusProvider:
             raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
         except requests.RequestException as exc:
             raise PrometheusUnavailable(type(exc).__name__) from None
+        except UnusableResult:
+            raise
         except ValueError:  # the answer was not JSON: not a Prometheus API
             raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
         return _sample_value(result)
@@ -468,6 +524,8 @@ class PrometheusProvider:
             raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
         except requests.RequestException as exc:
             raise PrometheusUnavailable(type(exc).__name__) from None
+        except UnusableResult:
+            raise
         except ValueError:  # the answer was not JSON: not a Prometheus API
             raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
 
@@ -561,6 +619,9 @@ async def run_checks(
 
 __all__ = [
     "BUILTIN_METRICS",
+    "MAX_RESULT_BYTES",
+    "MAX_SAMPLES",
+    "MAX_SERIES",
     "REQUEST_DURATION",
     "REQUEST_SUCCESS_RATE",
     "MetricProvider",
@@ -569,6 +630,7 @@ __all__ = [
     "PrometheusUnavailable",
     "QueryContext",
     "QueryTemplateError",
+    "ResultTooLarge",
     "UnusableResult",
     "builtin_query",
     "judge",

@@ -231,16 +231,28 @@ def structural(root: type[BaseModel]) -> Schema:
     return convert(raw, root.__name__)
 
 
+# Digits per unit that CEL's duration() (int64 nanoseconds) converts without overflow,
+# even all together: a longer number fails the range rule instead of erroring in it.
+_CEL_SAFE_DURATION = r"^([0-9]{1,5}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?([0-9]{1,11}ms)?$"
+
+
 def duration_schema(minimum: float, maximum: float) -> Schema:
-    """The grammar of a duration plus its range as a CEL rule (``duration()`` is Go's)."""
+    """The grammar of a duration plus its range as a CEL rule (``duration()`` is Go's).
+
+    The rule leaves what the pattern and maxLength refuse to them, so it never fails to
+    evaluate; an object stored before a bound existed can then still get its status
+    written (the API server ratchets unchanged fields, not CEL evaluation errors).
+    """
     low, high = models.show_duration(minimum), models.show_duration(maximum)
+    in_range = f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')"
+    rule = (
+        f"size(self) > {models.MAX_DURATION_LENGTH} || !self.matches('{DURATION_PATTERN}') || "
+        f"(self.matches('{_CEL_SAFE_DURATION}') && {in_range})"
+    )
     return {
         **DURATION_SCHEMA,
         "x-kubernetes-validations": [
-            {
-                "rule": f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')",
-                "message": f"must be a duration from {low} to {high}",
-            }
+            {"rule": rule, "message": f"must be a duration from {low} to {high}"}
         ],
     }
 

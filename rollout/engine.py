@@ -341,9 +341,12 @@ class Engine:
         )
         try:
             await self.store.write_raw_status(raw, status)
+        except KubeError as exc:
+            log.warning("could not write the status of a refused release: %s", exc)
+        try:  # the Event tells the story even when the status could not be written
             await self.kube.record_event(raw, reason, f"Refused: {message}", warning=True)
         except KubeError as exc:
-            log.warning("could not report a refused release: %s", exc)
+            log.warning("could not record the event of a refused release: %s", exc)
 
 
 def spec_checksum(release: CanaryRelease) -> str:

@@ -61,8 +61,14 @@ FIELD_RULES: dict[str, Schema | None] = {
     "Webhook._http_url": {"pattern": "^https?://"},
     "Analysis._max_weight_range": {"minimum": 1, "maximum": 100},
     "Analysis._step_weight_range": {"minimum": 1, "maximum": 100},
-    # Strictly increasing has no schema form; the range of each entry does.
-    "Analysis._step_weights_increasing": {"items": {"minimum": 1, "maximum": 100}},
+    # Strictly increasing: no duplicates (a set) and sorted.
+    "Analysis._step_weights_increasing": {
+        "items": {"minimum": 1, "maximum": 100},
+        "x-kubernetes-list-type": "set",
+        "x-kubernetes-validations": [
+            {"rule": "self.isSorted()", "message": "stepWeights must increase strictly"}
+        ],
+    },
     "CanaryReleaseSpec._valid_images": {
         "additionalProperties": {"pattern": models._IMAGE.pattern, "maxLength": 255}
     },

@@ -189,8 +189,6 @@ class Workloads:
         if target is None or not wanted:
             return
         patch = {
-            # the containers checked are the containers patched (Conflict if changed since)
-            "metadata": {"resourceVersion": target["metadata"]["resourceVersion"]},
             "spec": {
                 "template": {
                     "spec": {"containers": [{"name": c, "image": i} for c, i in wanted.items()]}

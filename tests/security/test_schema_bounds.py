@@ -104,6 +104,12 @@ REFUSED = [
         "spec.analysis.stepWeightPromotion in body should be less than or equal to 100",
     ),
     (
+        "spec.analysis.stepWeights",
+        [50, 10],
+        'spec.analysis.stepWeights: Invalid value: "array": stepWeights must increase strictly',
+    ),
+    ("spec.analysis.stepWeights", [12, 12], "spec.analysis.stepWeights[1]: Duplicate value: 12"),
+    (
         "spec.analysis.metrics.0.thresholdRange",
         {"min": 1e300},
         "spec.analysis.metrics[0].thresholdRange.min in body should be less than or equal to 1e+15",

@@ -14,7 +14,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-import annotated_types
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -149,10 +148,46 @@ ContainerName = Annotated[
 ]
 ImageRef = Annotated[str, Field(max_length=255)]
 
-# Status text the engine writes; longer text is cut (``fit_status``) rather than refused.
-STATUS_MESSAGE_LENGTH = 4096
-StatusText = Annotated[str, Field(max_length=STATUS_MESSAGE_LENGTH)]
 ShortText = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
+
+
+@dataclass(frozen=True)
+class Clipped:
+    """A bound on status that is kept by cutting, never by refusing.
+
+    Text keeps its start (ending in an ellipsis), a list its newest entries. The engine
+    composes status from measured values, webhook answers and spec names; a value over
+    its bound must not make a status unwritable (the API server would refuse it and the
+    release would stall) nor make a stored status unreadable. The CRD carries the bound
+    as ``maxLength``/``maxItems`` for anyone else who writes status.
+    """
+
+    max_length: int
+
+    def clip(self, value: Any) -> Any:
+        """``value`` cut to the bound (other types unchanged)."""
+        if isinstance(value, str) and len(value) > self.max_length:
+            return value[: self.max_length - 1] + "\u2026"
+        if isinstance(value, list) and len(value) > self.max_length:
+            return value[-self.max_length :]
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self.clip, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out["maxItems" if out.get("type") == "array" else "maxLength"] = self.max_length
+        return out
+
+
+STATUS_MESSAGE_LENGTH = 4096
+StatusText = Annotated[str, Clipped(STATUS_MESSAGE_LENGTH)]
+StatusShort = Annotated[str, Clipped(MAX_TEXT_LENGTH)]
 
 
 def format_duration(seconds: float) -> str:
@@ -499,10 +534,10 @@ class Phase(StrEnum):
 class MetricStatus(_Model):
     """The last measurement of one metric."""
 
-    name: str = Field(max_length=MAX_NAME_LENGTH)
+    name: StatusShort
     value: float | None = None
     stable_value: float | None = Field(default=None, alias="stableValue")
-    threshold: ShortText = ""
+    threshold: StatusShort = ""
     ok: bool = False
     message: StatusText = ""
     measured_at: datetime | None = Field(default=None, alias="measuredAt")
@@ -511,10 +546,10 @@ class MetricStatus(_Model):
 class AuditEntry(_Model):
     """One control request and what came of it."""
 
-    id: str = Field(max_length=64)
-    action: str = Field(max_length=MAX_NAME_LENGTH)
-    user: ShortText = ""
-    user_name: ShortText = Field(default="", alias="userName")
+    id: StatusShort
+    action: StatusShort
+    user: StatusShort = ""
+    user_name: StatusShort = Field(default="", alias="userName")
     at: datetime
     result: Literal["applied", "ignored", "refused"]
     message: StatusText = ""
@@ -523,7 +558,7 @@ class AuditEntry(_Model):
 class Condition(_Model):
     """A Kubernetes-style condition."""
 
-    type: str = Field(max_length=MAX_TEXT_LENGTH)
+    type: StatusShort
     status: Literal["True", "False", "Unknown"]
     reason: StatusText = ""
     message: StatusText = ""
@@ -562,7 +597,7 @@ class RolloutEvent(_Model):
     at: datetime
     weight: int = Field(default=0, ge=0, le=100)
     phase: Phase | None = None
-    details: dict[Key, Annotated[str, Field(max_length=1024)]] = Field(
+    details: dict[Key, Annotated[str, Clipped(1024)]] = Field(
         default_factory=dict, max_length=64
     )
 
@@ -570,8 +605,8 @@ class RolloutEvent(_Model):
 class NotificationState(_Model):
     """Where a notifier reports a release (e.g. the Slack thread) and what it delivered."""
 
-    channel: ShortText = ""
-    thread_ts: str = Field(default="", alias="threadTs", max_length=64)
+    channel: StatusShort = ""
+    thread_ts: StatusShort = Field(default="", alias="threadTs")
     delivered_seq: Count = Field(default=0, alias="deliveredSeq")
     alerted: bool = False
 
@@ -587,7 +622,7 @@ class CanaryReleaseStatus(_Model):
     message: StatusText = ""
     reason: StatusText = ""
     observed_generation: Count = Field(default=0, alias="observedGeneration")
-    stable_images: dict[Key, Annotated[str, Field(max_length=1024)]] = Field(
+    stable_images: dict[Key, Annotated[str, Clipped(1024)]] = Field(
         default_factory=dict, alias="stableImages", max_length=MAX_IMAGES
     )
     started_at: datetime | None = Field(default=None, alias="startedAt")
@@ -599,12 +634,12 @@ class CanaryReleaseStatus(_Model):
     approved: bool = False
     # The engine keeps these lists shorter (rollout.decide's MAX_* constants); the bounds
     # here are what the API server enforces on anyone who writes status.
-    metrics: list[MetricStatus] = Field(default_factory=list, max_length=64)
-    conditions: list[Condition] = Field(default_factory=list, max_length=32)
-    audit: list[AuditEntry] = Field(default_factory=list, max_length=100)
-    events: list[RolloutEvent] = Field(default_factory=list, max_length=100)
+    metrics: Annotated[list[MetricStatus], Clipped(64)] = Field(default_factory=list)
+    conditions: Annotated[list[Condition], Clipped(32)] = Field(default_factory=list)
+    audit: Annotated[list[AuditEntry], Clipped(100)] = Field(default_factory=list)
+    events: Annotated[list[RolloutEvent], Clipped(100)] = Field(default_factory=list)
     event_seq: Count = Field(default=0, alias="eventSeq")
-    history: list[WeightPoint] = Field(default_factory=list, max_length=500)
+    history: Annotated[list[WeightPoint], Clipped(500)] = Field(default_factory=list)
     notification: NotificationState = Field(default_factory=NotificationState)
 
 
@@ -626,27 +661,23 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def fit_status(status: _M) -> _M:
-    """``status`` with every string and list cut to its schema bound (lists keep the newest).
+    """``status`` with every ``Clipped`` string and list cut to its bound, at any depth.
 
-    The engine composes messages from measured values, webhook answers and spec names;
-    cutting them here keeps a status write from being refused by the API server for
-    length, which would stall the release.
+    ``model_copy(update=...)``, which the decision uses, does not validate: this is what
+    the store applies before it writes.
     """
     changes: dict[str, Any] = {}
     for name, info in type(status).model_fields.items():
         value = getattr(status, name)
-        limit = next(
-            (m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)), None
-        )
         fitted: Any = value
-        if isinstance(value, BaseModel):
-            fitted = fit_status(value)
-        elif isinstance(value, list):
-            kept = value[-limit:] if limit is not None and len(value) > limit else value
-            fitted = [fit_status(v) if isinstance(v, BaseModel) else v for v in kept]
-        elif isinstance(value, str) and limit is not None and len(value) > limit:
-            fitted = value[: limit - 1] + "\u2026"
-        if fitted is not value and fitted != value:
+        for bound in info.metadata:
+            if isinstance(bound, Clipped):
+                fitted = bound.clip(fitted)
+        if isinstance(fitted, BaseModel):
+            fitted = fit_status(fitted)
+        elif isinstance(fitted, list):
+            fitted = [fit_status(v) if isinstance(v, BaseModel) else v for v in fitted]
+        if fitted != value:
             changes[name] = fitted
     return status.model_copy(update=changes) if changes else status
 

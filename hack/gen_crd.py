@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from rollout import models  # noqa: E402
+from rollout import limits, models  # noqa: E402
 
 CRD_PATH = ROOT / "manifests" / "crd.yaml"
 
@@ -51,7 +51,7 @@ DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
 DURATION_SCHEMA: Schema = {
     "pattern": DURATION_PATTERN,
     "minLength": 2,
-    "maxLength": models.MAX_DURATION_LENGTH,
+    "maxLength": limits.MAX_DURATION_LENGTH,
 }
 
 # Field validators -> what they add to the field's schema, keyed "Model.validator".
@@ -249,10 +249,10 @@ def duration_schema(minimum: float, maximum: float) -> Schema:
     evaluate; an object stored before a bound existed can then still get its status
     written (the API server ratchets unchanged fields, not CEL evaluation errors).
     """
-    low, high = models.show_duration(minimum), models.show_duration(maximum)
+    low, high = limits.show_duration(minimum), limits.show_duration(maximum)
     in_range = f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')"
     rule = (
-        f"size(self) > {models.MAX_DURATION_LENGTH} || !self.matches('{DURATION_PATTERN}') || "
+        f"size(self) > {limits.MAX_DURATION_LENGTH} || !self.matches('{DURATION_PATTERN}') || "
         f"(self.matches('{_CEL_SAFE_DURATION}') && {in_range})"
     )
     return {

@@ -24,11 +24,8 @@ canary worse than the stable side by more than the tolerance fails too. ``failFa
 a value so far off that the engine should roll back at once instead of counting checks.
 A Prometheus that cannot be queried fails the check with the reason, never the URL.
 
-What one query may make the engine read is bounded, since a custom query is written by
-whoever writes the CanaryRelease (``{__name__=~".+"}`` would otherwise load every series
-of the server into the leader): an answer over ``MAX_RESULT_BYTES`` is cut off while it
-is read, and a result over ``MAX_SERIES`` series or ``MAX_SAMPLES`` samples is refused;
-either fails the check with a message that says to aggregate the query.
+What one query may make the engine read is bounded (``rollout.promresult``): a larger
+answer fails the check with a message that says to aggregate the query.
 
 ``PrometheusProvider.query_range`` runs the same queries over a time range, for the
 end-of-rollout chart (``rollout.timeline``).
@@ -40,12 +37,11 @@ import ast
 import asyncio
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -54,6 +50,12 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from rollout.models import Metric
+from rollout.promresult import MAX_RESULT_BYTES as MAX_RESULT_BYTES
+from rollout.promresult import MAX_SAMPLES as MAX_SAMPLES
+from rollout.promresult import MAX_SERIES as MAX_SERIES
+from rollout.promresult import ResultTooLarge as ResultTooLarge
+from rollout.promresult import UnusableResult as UnusableResult
+from rollout.promresult import bounded_body, range_samples, sample_value
 
 log = logging.getLogger("canary_bot.analysis")
 
@@ -90,12 +92,6 @@ _CUSTOM_HINT = "; check that the query returns data for this release"
 # Errors from Prometheus are user-visible; keep them to one readable line.
 _MAX_ERROR_CHARS = 300
 
-# What one query may return. A check needs one number (one series); a chart one series of
-# at most timeline.MAX_POINTS samples. Prometheus's own per-series cap is 11,000 points.
-MAX_SERIES = 1
-MAX_SAMPLES = 11_000
-MAX_RESULT_BYTES = 512 * 1024
-_AGGREGATE_HINT = "aggregate the query (e.g. with sum(...)) so it returns one series"
 
 
 class QueryTemplateError(ValueError):
@@ -300,95 +296,6 @@ class PrometheusUnavailable(Exception):
     """Prometheus could not answer a query; the message is safe to show to people."""
 
 
-class UnusableResult(ValueError):
-    """Prometheus answered, but not with one number (e.g. several series)."""
-
-
-class ResultTooLarge(UnusableResult):
-    """The answer was bigger than the engine reads for one query."""
-
-
-def _bounded_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-    """A response hook: read at most ``MAX_RESULT_BYTES`` of the body, refuse a larger one.
-
-    requests runs response hooks before it reads the body, so a huge answer is never held
-    in memory whole: the read stops one byte past the limit.
-    """
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_RESULT_BYTES:
-        response.close()
-        raise ResultTooLarge(_too_large())
-    body = response.raw.read(MAX_RESULT_BYTES + 1, decode_content=True)
-    if len(body) > MAX_RESULT_BYTES:
-        response.close()
-        raise ResultTooLarge(_too_large())
-    response._content = body
-    return response
-
-
-def _too_large() -> str:
-    return (
-        f"the query's answer is over {MAX_RESULT_BYTES // 1024} KiB, more than one "
-        f"check reads; {_AGGREGATE_HINT}"
-    )
-
-
-def _too_many_series(count: int) -> UnusableResult:
-    return UnusableResult(
-        f"the query returned {count} series; it must return {MAX_SERIES} ({_AGGREGATE_HINT})"
-    )
-
-
-def _sample_value(result: Any) -> float | None:
-    """The one number in an instant query's result; None for no data, NaN or Inf."""
-    if not result:
-        return None
-    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        raw = result[1]  # a scalar: [timestamp, "value"]
-    elif isinstance(result, list) and isinstance(result[0], dict):
-        if len(result) > MAX_SERIES:
-            raise _too_many_series(len(result))
-        raw = result[0].get("value", [None, None])[1]
-    else:
-        raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _range_samples(result: Any) -> list[tuple[datetime, float]]:
-    """The samples of a range query's one series, oldest first.
-
-    No series means no data (an empty list). NaN and Inf samples (e.g. a success rate
-    over a window without requests, 0/0) are dropped: a chart shows them as a gap.
-    """
-    if not result:
-        return []
-    if not isinstance(result, list) or not isinstance(result[0], dict):
-        raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
-    if len(result) > MAX_SERIES:
-        raise _too_many_series(len(result))
-    values = result[0].get("values") or []
-    if len(values) > MAX_SAMPLES:
-        raise UnusableResult(
-            f"the query returned {len(values)} samples, over {MAX_SAMPLES}; "
-            "query a shorter range or a coarser step"
-        )
-    samples: list[tuple[datetime, float]] = []
-    for pair in values:
-        try:
-            stamp, raw = pair
-            at = datetime.fromtimestamp(float(stamp), UTC)
-            value = float(raw)
-        except (TypeError, ValueError, OverflowError, OSError):
-            continue
-        if math.isfinite(value):
-            samples.append((at, value))
-    return samples
-
-
 def _describe_api_error(exc: PrometheusApiClientException) -> str:
     """Prometheus's own error text (``bad_data: parse error …``) without the raw bytes.
 
@@ -440,7 +347,7 @@ class PrometheusProvider:
             total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False
         )
         session = requests.Session()
-        session.hooks["response"].append(_bounded_body)
+        session.hooks["response"].append(bounded_body)
         self._client = PrometheusConnect(
             url=self._url,
             headers=dict(headers or {}) or None,
@@ -478,7 +385,7 @@ class PrometheusProvider:
             raise
         except ValueError:  # the answer was not JSON: not a Prometheus API
             raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
-        return _sample_value(result)
+        return sample_value(result)
 
     async def query(self, promql: str) -> float | None:
         """``query_sync`` in a worker thread."""
@@ -504,7 +411,7 @@ class PrometheusProvider:
                 timeout=self._timeout,
             )
         )
-        return _range_samples(result)
+        return range_samples(result)
 
     async def query_range(
         self, promql: str, start: datetime, end: datetime, step_seconds: float

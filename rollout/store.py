@@ -14,14 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from rollout.kube import RELEASES, Conflict, JsonObject, Kube, NotFound
+from rollout.limits import MAX_CONTROL_REQUESTS, fit_status
 from rollout.models import (
-    MAX_CONTROL_REQUESTS,
     CanaryRelease,
     CanaryReleaseSpec,
     CanaryReleaseStatus,
     ControlRequest,
     NotificationState,
-    fit_status,
     new_object,
 )
 

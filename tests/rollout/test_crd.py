@@ -374,7 +374,8 @@ def models_immutable() -> tuple[str, ...]:
 def test_status_is_cut_to_its_bounds_instead_of_refused() -> None:
     from datetime import UTC, datetime
 
-    from rollout.models import STATUS_MESSAGE_LENGTH, CanaryReleaseStatus, RolloutEvent, fit_status
+    from rollout.limits import STATUS_MESSAGE_LENGTH, fit_status
+    from rollout.models import CanaryReleaseStatus, RolloutEvent
 
     now = datetime.now(UTC)
     events = [RolloutEvent(seq=i, type="StepAdvanced", message="m", at=now) for i in range(150)]

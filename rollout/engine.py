@@ -131,7 +131,7 @@ class Engine:
             log.exception("cannot decide %s", release.key)
             # Failed: the next advance sends traffic back to stable and removes the canary.
             reason = f"the engine cannot process this release ({type(exc).__name__}: {exc})"
-            await self._refuse_invalid(raw, reason[:1000], "Unprocessable")
+            await self._refuse_invalid(raw, reason[:1000], "Unprocessable", release.status)
             return None
         target = await self.workloads.target(release) if _needs_target(decision.actions) else None
         for action in decision.actions:
@@ -329,16 +329,28 @@ class Engine:
                     log.warning("event webhook %s failed: %s", result.name, result.message)
 
     async def _refuse_invalid(
-        self, raw: JsonObject, message: str, reason: str = "InvalidSpec"
+        self,
+        raw: JsonObject,
+        message: str,
+        reason: str = "InvalidSpec",
+        base: CanaryReleaseStatus | None = None,
     ) -> None:
-        """A release the engine will not run: say why in status and an Event, change nothing."""
+        """A release the engine will not run: say why in status and an Event, change nothing.
+
+        ``base`` is the status to keep (weight, thread) when the release could be read.
+        """
         current = raw.get("status")
         if isinstance(current, dict) and current.get("phase") == Phase.FAILED.value:
             return  # already refused (or ended): keep what its status says
         now = self.clock()
-        status = CanaryReleaseStatus(
-            phase=Phase.FAILED, message=message, reason=reason, finished_at=now, phase_since=now
-        )
+        failed = {
+            "phase": Phase.FAILED,
+            "message": message,
+            "reason": reason,
+            "finished_at": now,
+            "phase_since": now,
+        }
+        status = (base or CanaryReleaseStatus()).model_copy(update=failed)
         try:
             await self.store.write_raw_status(raw, status)
         except KubeError as exc:

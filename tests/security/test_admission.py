@@ -103,14 +103,16 @@ def admission_policy(kubectl: Kubectl, namespace: str) -> Iterator[str]:
             kubectl.run("delete", kind, POLICY, "--ignore-not-found", "--wait=false")
 
 
-def _refused_once_active(kubectl: Kubectl, namespace: str, obj: dict[str, Any], user: str) -> Any:
+def _refused_once_active(
+    kubectl: Kubectl, namespace: str, obj: dict[str, Any], user: str, kind: str = "crel"
+) -> Any:
     """Create as ``user`` until the policy refuses (a new policy takes a moment to apply)."""
     deadline = time.monotonic() + 30
     while True:
         done = apply(kubectl, namespace, obj, user=user)
         if done.returncode != 0 or time.monotonic() > deadline:
             return done
-        kubectl.run("delete", "-n", namespace, "crel", obj["metadata"]["name"], "--wait=true")
+        kubectl.run("delete", "-n", namespace, kind, obj["metadata"]["name"], "--wait=true")
         time.sleep(0.2)
 
 
@@ -350,3 +352,90 @@ async def test_system_namespaces_are_always_refused(
         k8s.CustomObjectsApi(kube_api_client).delete_namespaced_custom_object(
             "canarybot.io", "v1alpha1", system, "canaryreleases", name
         )
+
+
+CANARY_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "canaries.canarybot.io"},
+    "spec": {
+        "group": "canarybot.io",
+        "scope": "Namespaced",
+        "names": {"kind": "Canary", "plural": "canaries", "singular": "canary"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture
+def canary_kind(kube_api_client: k8s.ApiClient, kubectl: Kubectl) -> Iterator[None]:
+    """A ``Canary`` kind (a stand-in until its CRD ships), removed again if we made it."""
+    ext = k8s.ApiextensionsV1Api(kube_api_client)
+    try:
+        ext.create_custom_resource_definition(CANARY_CRD)
+        created = True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        created = False
+    kubectl.run("wait", "--for=condition=Established", "--timeout=30s", "crd/canaries.canarybot.io")
+    try:
+        yield
+    finally:
+        if created:
+            ext.delete_custom_resource_definition("canaries.canarybot.io")
+
+
+def test_policy_applies_to_a_canary_as_soon_as_the_kind_exists(
+    kubectl: Kubectl, admission_policy: str, canary_kind: None
+) -> None:
+    namespace = admission_policy
+    canary = {
+        "apiVersion": "canarybot.io/v1alpha1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo"},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}},
+    }
+    kubectl.run(
+        "create",
+        "-n",
+        namespace,
+        "role",
+        "canary-author",
+        "--verb=create,get,delete",
+        "--resource=canaries.canarybot.io",
+    )
+    kubectl.run(
+        "create",
+        "-n",
+        namespace,
+        "rolebinding",
+        "canary-authors",
+        "--role=canary-author",
+        f"--user={ALICE}",
+        f"--user={BOB}",
+    )
+
+    refused = _refused_once_active(kubectl, namespace, canary, ALICE, "canary")
+    allowed = apply(kubectl, namespace, canary, user=BOB)
+
+    assert refused.returncode != 0
+    assert (
+        f"{ALICE} may not patch Deployment podinfo in namespace {namespace}, so may not create "
+        "or change a Canary for it"
+    ) in refused.stderr, refused.stderr
+    assert allowed.returncode == 0, allowed.stderr

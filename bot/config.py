@@ -544,6 +544,11 @@ class Environment(BaseSettings):
         default=None, description="Prometheus base URL (default `http://127.0.0.1:9090`)."
     )
     canary_bot_config: str | None = Field(default=None, description="Path of the YAML config file.")
+    canary_bot_protected_namespaces: str | None = Field(
+        default=None,
+        description="Namespaces (comma-separated) the engine never acts in, besides "
+        "`kube-system`, `kube-public`, `kube-node-lease` and its own (the Lease namespace, `canary-bot` by default).",
+    )
 
     @property
     def transport(self) -> Literal["socket", "http", "console"]:

@@ -235,17 +235,24 @@ class Operations:
         return Reply(headline_mrkdwn(release), card_blocks(release, self.clock()))
 
     async def list_active(self, namespace: str | None) -> Reply:
-        """Active releases in a namespace, or everywhere (a scoped bot: its namespace)."""
+        """Active releases in a namespace, or everywhere (a scoped bot: its namespace).
+
+        Releases the engine cannot read are listed apart as invalid.
+        """
         scoped = self.out_of_scope(namespace)
         if scoped is not None:
             return scoped
         namespace = namespace or self.scope
-        releases = [r for r in await self.store.list_objects(namespace) if is_active(r)]
+        listing = await self.store.list_all(namespace)
+        releases = [r for r in listing.releases if is_active(r)]
         where = f"in {namespace}" if namespace else "in any namespace"
-        if not releases:
+        invalid = [_invalid_line(e) for e in listing.invalid[:MAX_LISTED]]
+        if not releases and not invalid:
             return Reply(f"No active releases {where}.")
-        lines = [f"*Active releases {where}*"]
+        lines = [f"*Active releases {where}*"] if releases else [f"No active releases {where}."]
         lines += [self._summary(r) for r in releases[-MAX_LISTED:]]
+        if invalid:
+            lines += ["*Invalid releases* (fix or delete them with kubectl)", *invalid]
         return Reply(clip("\n".join(lines), 3000))
 
     async def history(self, name: str | None, namespace: str | None) -> Reply:
@@ -392,6 +399,19 @@ def hook_target(hook: Webhook) -> str:
     if hook.metadata_from:
         where += f"; metadata {', '.join(sorted(hook.metadata_from))} from a Secret"
     return where
+
+
+def _invalid_line(error: InvalidRelease) -> str:
+    """One unreadable release: its name and why, in one short, inert line."""
+    reason = str(error)
+    reason = _inert(reason if len(reason) <= 200 else reason[:199] + "\u2026")
+    name, namespace = _inert((error.name or "?")[:253]), _inert((error.namespace or "?")[:63])
+    return f":x: `{name}` ({namespace}) invalid: {reason}"
+
+
+def _inert(text: str) -> str:
+    """Text from an object, unable to mention, link or break out of code in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
 
 
 def _not_found(name: str, namespace: str) -> str:

@@ -36,6 +36,7 @@ from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.lease_namespace import check_lease_namespace
 from rollout.notify import Notifier
+from rollout.preflight import parse_namespace_list
 from rollout.store import ReleaseStore
 from rollout.timeline import timeline_source
 
@@ -198,6 +199,11 @@ class BotProcess:
                 webhook_allow_cidrs=tuple(self.config.webhooks.allow_cidrs),
                 webhook_deny_cidrs=tuple(self.config.webhooks.deny_cidrs),
                 secret_namespace=self.config.webhooks.secret_namespace,
+                # canary-bot's own namespace is where its Lease lives
+                own_namespace=self.lease_namespace,
+                protected_namespaces=parse_namespace_list(
+                    self.env.canary_bot_protected_namespaces
+                ),
             ),
             self.identity,
             registry=self.registry,

@@ -36,6 +36,8 @@ applied with kubectl) is described at the end; its `analysis` block is Flagger's
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Annotated:  # bounds are in the CRD, not here
+        return _type_name(typing.get_args(annotation)[0])
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):

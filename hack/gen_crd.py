@@ -11,6 +11,12 @@ into a Kubernetes structural schema: ``$ref`` inlined, ``anyOf [X, null]`` made
 dropped (the models apply defaults when they read an object, so the API server stores
 what the user wrote).
 
+Bounds that JSON schema has no word for are carried by the models in extension keys
+and written here as CEL rules: ``x-duration`` (a duration's range: ``duration(self)``
+between the bounds), ``propertyNames`` (the length and pattern of a map's keys), the
+range of an ``int | str`` field, and ``models.IMMUTABLE_SPEC_FIELDS`` (``self ==
+oldSelf`` on the spec). Every rule names the field it refuses.
+
 Checks written as pydantic validators are not in the JSON schema. Each one is mapped here
 to its schema form (a pattern, a bound, a CEL rule, a list-map key); a validator this
 script does not know stops generation, so a new rule in the models cannot silently miss
@@ -33,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from rollout import models  # noqa: E402
+from rollout import limits, models  # noqa: E402
 
 CRD_PATH = ROOT / "manifests" / "crds" / "crd.yaml"
 
@@ -42,7 +48,11 @@ Schema = dict[str, Any]
 # RE2 (the API server's regex engine) has no look-ahead, so this is parse_duration's
 # grammar without it; tests check both agree on every duration they try.
 DURATION_PATTERN = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$"
-DURATION_SCHEMA: Schema = {"pattern": DURATION_PATTERN, "minLength": 2}
+DURATION_SCHEMA: Schema = {
+    "pattern": DURATION_PATTERN,
+    "minLength": 2,
+    "maxLength": limits.MAX_DURATION_LENGTH,
+}
 
 # Field validators -> what they add to the field's schema, keyed "Model.validator".
 # ``None`` marks a rule with no schema form; the engine reports it in status instead.
@@ -53,8 +63,14 @@ FIELD_RULES: dict[str, Schema | None] = {
     "SecretKeyRef._secret_key": {"pattern": models._SECRET_KEY.pattern},
     "Analysis._max_weight_range": {"minimum": 1, "maximum": 100},
     "Analysis._step_weight_range": {"minimum": 1, "maximum": 100},
-    # Strictly increasing has no schema form; the range of each entry does.
-    "Analysis._step_weights_increasing": {"items": {"minimum": 1, "maximum": 100}},
+    # Strictly increasing: no duplicates (a set) and sorted.
+    "Analysis._step_weights_increasing": {
+        "items": {"minimum": 1, "maximum": 100},
+        "x-kubernetes-list-type": "set",
+        "x-kubernetes-validations": [
+            {"rule": "self.isSorted()", "message": "stepWeights must increase strictly"}
+        ],
+    },
     "CanaryReleaseSpec._canary_replicas_range": {
         "x-kubernetes-validations": [
             {
@@ -176,9 +192,7 @@ def validator_rules(model: type[BaseModel]) -> tuple[dict[str, Schema], Schema]:
     fields: dict[str, Schema] = {}
     for var_name, decorator in decorators.field_validators.items():
         key = f"{model.__name__}.{var_name}"
-        if decorator.func is models._check_duration:
-            rule: Schema | None = DURATION_SCHEMA
-        elif key in FIELD_RULES:
+        if key in FIELD_RULES:
             rule = FIELD_RULES[key]
         else:
             raise SchemaError(f"validator {key} has no CRD form; add it to FIELD_RULES")
@@ -204,6 +218,12 @@ def structural(root: type[BaseModel]) -> Schema:
     extras = {m.__name__: validator_rules(m) for m in _models(root)}
 
     def convert(node: Schema, model_name: str | None = None) -> Schema:
+        if "x-duration" in node:
+            bounds = node["x-duration"]
+            rest = {k: v for k, v in node.items() if k != "x-duration"}
+            return _merge(convert(rest), duration_schema(bounds["minimum"], bounds["maximum"]))
+        if "patternProperties" in node:
+            node = _pattern_keys(node)
         if "$ref" in node:
             name = node["$ref"]
             inlined = convert(defs[name], name)
@@ -218,6 +238,8 @@ def structural(root: type[BaseModel]) -> Schema:
             out.pop("additionalProperties", None)  # extra="forbid": pruning does that
         elif isinstance(out.get("additionalProperties"), dict):
             out["additionalProperties"] = convert(out["additionalProperties"])
+            if "propertyNames" in node:
+                out = _merge(out, key_rules(node["propertyNames"]))
         elif "additionalProperties" in out:
             out.pop("additionalProperties")
         if "items" in out:
@@ -242,6 +264,110 @@ def structural(root: type[BaseModel]) -> Schema:
     return convert(raw, root.__name__)
 
 
+# Digits per unit that CEL's duration() (int64 nanoseconds) converts without overflow,
+# even all together: a longer number fails the range rule instead of erroring in it.
+_CEL_SAFE_DURATION = r"^([0-9]{1,5}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?([0-9]{1,11}ms)?$"
+
+
+def duration_schema(minimum: float, maximum: float) -> Schema:
+    """The grammar of a duration plus its range as a CEL rule (``duration()`` is Go's).
+
+    The rule leaves what the pattern and maxLength refuse to them, so it never fails to
+    evaluate; an object stored before a bound existed can then still get its status
+    written (the API server ratchets unchanged fields, not CEL evaluation errors).
+    """
+    low, high = limits.show_duration(minimum), limits.show_duration(maximum)
+    in_range = f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')"
+    rule = (
+        f"size(self) > {limits.MAX_DURATION_LENGTH} || !self.matches('{DURATION_PATTERN}') || "
+        f"(self.matches('{_CEL_SAFE_DURATION}') && {in_range})"
+    )
+    return {
+        **DURATION_SCHEMA,
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": f"must be a duration from {low} to {high}"}
+        ],
+    }
+
+
+def key_rules(names: Schema) -> Schema:
+    """CEL for the keys of a map (structural schemas have no ``propertyNames``)."""
+    checks = []
+    if "minLength" in names:
+        checks.append(f"size(k) >= {names['minLength']}")
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {names['maxLength']}")
+    if "pattern" in names:
+        checks.append(f"k.matches('{names['pattern']}')")
+    if not checks:
+        return {}
+    limits = []
+    if "maxLength" in names:
+        limits.append(f"at most {names['maxLength']} characters")
+    if "pattern" in names:
+        limits.append("lowercase letters, digits and '-'")
+    return {
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.all(k, {' && '.join(checks)})",
+                "message": f"keys must be non-empty, {', '.join(limits)}",
+            }
+        ]
+    }
+
+
+def _pattern_keys(node: Schema) -> Schema:
+    """pydantic writes a map with constrained keys as ``patternProperties``: fold it back."""
+    ((pattern, values),) = node["patternProperties"].items()
+    out = {k: v for k, v in node.items() if k != "patternProperties"}
+    out["additionalProperties"] = values
+    out["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+    return out
+
+
+def _int_or_string(options: list[Schema]) -> Schema:
+    """An ``int | str`` field, its integer range and string length as one CEL rule."""
+    number = next(o for o in options if o.get("type") == "integer")
+    text = next(o for o in options if o.get("type") == "string")
+    out: Schema = {"x-kubernetes-int-or-string": True}
+    low, high = number.get("minimum"), number.get("maximum")
+    short, long = text.get("minLength"), text.get("maxLength")
+    if None in (low, high, short, long):
+        return out
+    out["x-kubernetes-validations"] = [
+        {
+            "rule": f"type(self) == int ? (self >= {low} && self <= {high}) "
+            f": (size(self) >= {short} && size(self) <= {long})",
+            "message": f"must be a number from {low} to {high} or a name of "
+            f"{short} to {long} characters",
+        }
+    ]
+    return out
+
+
+def immutable_rules(fields: tuple[str, ...], required: list[str]) -> Schema:
+    """Transition rules on the spec: these fields keep the value they were created with."""
+    rules = []
+    for name in fields:
+        if name in required:
+            rule = f"self.{name} == oldSelf.{name}"
+        else:
+            rule = (
+                f"has(self.{name}) == has(oldSelf.{name}) && "
+                f"(!has(self.{name}) || self.{name} == oldSelf.{name})"
+            )
+        rules.append(
+            {
+                "rule": rule,
+                "message": f"{name} cannot change after the release is created; "
+                "create a new CanaryRelease instead",
+                "fieldPath": f".{name}",
+                "reason": "FieldValueForbidden",
+            }
+        )
+    return {"x-kubernetes-validations": rules}
+
+
 def _union(node: Schema, convert: Callable[[Schema], Schema]) -> Schema:
     options = node.get("anyOf") or node.get("oneOf") or []
     nullable = any(o.get("type") == "null" for o in options)
@@ -250,7 +376,7 @@ def _union(node: Schema, convert: Callable[[Schema], Schema]) -> Schema:
     if len(rest) == 1:
         out = _merge(convert(rest[0]), convert(extra) if extra else {})
     elif sorted(o.get("type", "") for o in rest) == ["integer", "string"]:
-        out = {"x-kubernetes-int-or-string": True, **extra}
+        out = {**_int_or_string(rest), **extra}
     else:
         raise SchemaError(f"cannot express the union {options} in a structural schema")
     if nullable:
@@ -266,6 +392,10 @@ def _clean(text: str) -> str:
 def build_crd() -> Schema:
     """The CustomResourceDefinition object."""
     spec_schema = structural(models.CanaryReleaseSpec)
+    spec_schema = _merge(
+        spec_schema,
+        immutable_rules(models.IMMUTABLE_SPEC_FIELDS, spec_schema.get("required", [])),
+    )
     status_schema = structural(models.CanaryReleaseStatus)
     version = {
         "name": models.VERSION,

@@ -19,6 +19,7 @@ from rollout.egress import parse_networks
 from rollout.kube import Kube
 from rollout.lease_namespace import LeaseNamespaceMissing, check_lease_namespace
 from rollout.notify import LoggingNotifier
+from rollout.preflight import parse_namespace_list
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="finished releases kept per target Deployment (default %(default)s)",
     )
     parser.add_argument(
+        "--protected-namespaces",
+        default=os.environ.get("CANARY_BOT_PROTECTED_NAMESPACES", ""),
+        help="namespaces (comma-separated) the engine never acts in, besides kube-system, "
+        "kube-public, kube-node-lease and its own (the lease namespace)",
+    )
+    parser.add_argument(
         "--no-leader-election", action="store_true", help="act at once (only one replica!)"
     )
     parser.add_argument(
@@ -110,6 +117,8 @@ async def serve(args: argparse.Namespace) -> None:
         webhook_allow_cidrs=args.webhook_allow_cidrs,
         webhook_deny_cidrs=args.webhook_deny_cidrs,
         secret_namespace=args.secret_namespace,
+        own_namespace=args.lease_namespace,
+        protected_namespaces=parse_namespace_list(args.protected_namespaces),
     )
     if settings.leader_election:
         await check_lease_namespace(kube, settings.lease_namespace, settings.lease_name)

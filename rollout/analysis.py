@@ -24,6 +24,9 @@ canary worse than the stable side by more than the tolerance fails too. ``failFa
 a value so far off that the engine should roll back at once instead of counting checks.
 A Prometheus that cannot be queried fails the check with the reason, never the URL.
 
+What one query may make the engine read is bounded (``rollout.promresult``): a larger
+answer fails the check with a message that says to aggregate the query.
+
 ``PrometheusProvider.query_range`` runs the same queries over a time range, for the
 end-of-rollout chart (``rollout.timeline``).
 """
@@ -34,12 +37,11 @@ import ast
 import asyncio
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -48,6 +50,12 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from rollout.models import Metric
+from rollout.promresult import MAX_RESULT_BYTES as MAX_RESULT_BYTES
+from rollout.promresult import MAX_SAMPLES as MAX_SAMPLES
+from rollout.promresult import MAX_SERIES as MAX_SERIES
+from rollout.promresult import ResultTooLarge as ResultTooLarge
+from rollout.promresult import UnusableResult as UnusableResult
+from rollout.promresult import bounded_body, range_samples, sample_value
 
 log = logging.getLogger("canary_bot.analysis")
 
@@ -83,6 +91,7 @@ _CUSTOM_HINT = "; check that the query returns data for this release"
 
 # Errors from Prometheus are user-visible; keep them to one readable line.
 _MAX_ERROR_CHARS = 300
+
 
 
 class QueryTemplateError(ValueError):
@@ -307,60 +316,6 @@ class PrometheusUnavailable(Exception):
     """Prometheus could not answer a query; the message is safe to show to people."""
 
 
-class UnusableResult(ValueError):
-    """Prometheus answered, but not with one number (e.g. several series)."""
-
-
-def _sample_value(result: Any) -> float | None:
-    """The one number in an instant query's result; None for no data, NaN or Inf."""
-    if not result:
-        return None
-    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        raw = result[1]  # a scalar: [timestamp, "value"]
-    elif isinstance(result, list) and isinstance(result[0], dict):
-        if len(result) > 1:
-            raise UnusableResult(
-                f"the query returned {len(result)} series; it must return one "
-                "(aggregate it, e.g. with sum(...))"
-            )
-        raw = result[0].get("value", [None, None])[1]
-    else:
-        raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _range_samples(result: Any) -> list[tuple[datetime, float]]:
-    """The samples of a range query's one series, oldest first.
-
-    No series means no data (an empty list). NaN and Inf samples (e.g. a success rate
-    over a window without requests, 0/0) are dropped: a chart shows them as a gap.
-    """
-    if not result:
-        return []
-    if not isinstance(result, list) or not isinstance(result[0], dict):
-        raise UnusableResult(f"unexpected query result {str(result)[:80]!r}")
-    if len(result) > 1:
-        raise UnusableResult(
-            f"the query returned {len(result)} series; it must return one "
-            "(aggregate it, e.g. with sum(...))"
-        )
-    samples: list[tuple[datetime, float]] = []
-    for pair in result[0].get("values") or []:
-        try:
-            stamp, raw = pair
-            at = datetime.fromtimestamp(float(stamp), UTC)
-            value = float(raw)
-        except (TypeError, ValueError, OverflowError, OSError):
-            continue
-        if math.isfinite(value):
-            samples.append((at, value))
-    return samples
-
-
 def _describe_api_error(exc: PrometheusApiClientException) -> str:
     """Prometheus's own error text (``bad_data: parse error …``) without the raw bytes.
 
@@ -411,8 +366,14 @@ class PrometheusProvider:
         retry = Retry(
             total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False
         )
+        session = requests.Session()
+        session.hooks["response"].append(bounded_body)
         self._client = PrometheusConnect(
-            url=self._url, headers=dict(headers or {}) or None, retry=retry, auth=auth
+            url=self._url,
+            headers=dict(headers or {}) or None,
+            retry=retry,
+            auth=auth,
+            session=session,
         )
 
     @property
@@ -440,9 +401,11 @@ class PrometheusProvider:
             raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
         except requests.RequestException as exc:
             raise PrometheusUnavailable(type(exc).__name__) from None
+        except UnusableResult:
+            raise
         except ValueError:  # the answer was not JSON: not a Prometheus API
             raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
-        return _sample_value(result)
+        return sample_value(result)
 
     async def query(self, promql: str) -> float | None:
         """``query_sync`` in a worker thread."""
@@ -468,7 +431,7 @@ class PrometheusProvider:
                 timeout=self._timeout,
             )
         )
-        return _range_samples(result)
+        return range_samples(result)
 
     async def query_range(
         self, promql: str, start: datetime, end: datetime, step_seconds: float
@@ -488,6 +451,8 @@ class PrometheusProvider:
             raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
         except requests.RequestException as exc:
             raise PrometheusUnavailable(type(exc).__name__) from None
+        except UnusableResult:
+            raise
         except ValueError:  # the answer was not JSON: not a Prometheus API
             raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
 
@@ -581,6 +546,9 @@ async def run_checks(
 
 __all__ = [
     "BUILTIN_METRICS",
+    "MAX_RESULT_BYTES",
+    "MAX_SAMPLES",
+    "MAX_SERIES",
     "REQUEST_DURATION",
     "REQUEST_SUCCESS_RATE",
     "TEMPLATE_VARIABLES",
@@ -590,6 +558,7 @@ __all__ = [
     "PrometheusUnavailable",
     "QueryContext",
     "QueryTemplateError",
+    "ResultTooLarge",
     "UnusableResult",
     "builtin_query",
     "judge",

@@ -32,12 +32,15 @@ from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
 from rollout.models import Phase, parse_duration
 from rollout.notify import Notifier, undelivered
+from rollout.preflight import protected_namespaces
 from rollout.retention import DEFAULT_KEEP, Retention, needs_advance
 from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
 
 FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+# Never tick one release more often than this, whatever its spec says.
+MIN_TICK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class EngineSettings:
     webhook_allow_cidrs: tuple[str, ...] = ()
     webhook_deny_cidrs: tuple[str, ...] = ()
     secret_namespace: str | None = None
+    # the engine's own namespace (where its Lease lives) and more namespaces it never acts in
+    own_namespace: str = ""
+    protected_namespaces: tuple[str, ...] = ()
 
 
 def webhook_runner(kube: Kube, settings: EngineSettings) -> WebhookRunner:
@@ -101,6 +107,9 @@ class Controller:
             webhooks=webhooks or webhook_runner(kube, settings),
             clock=clock,
             cluster=settings.cluster,
+            protected_namespaces=protected_namespaces(
+                settings.own_namespace, settings.protected_namespaces
+            ),
         )
         self.metrics: EngineMetrics | None = None
         if registry is not None:
@@ -191,8 +200,28 @@ class Controller:
             self._observe(obj, force=True)
         return str(result.get("metadata", {}).get("resourceVersion", ""))
 
+    def _observe_safely(self, obj: JsonObject, force: bool = False) -> None:
+        """``_observe`` for one object; a failure is that object's alone.
+
+        The object is still handed to ``advance``, which marks one it cannot read as
+        Failed with the reason (status and an Event); the other releases keep running.
+        """
+        try:
+            self._react(obj, force)
+        except Exception:  # isolation: the list or watch must go on
+            self.errors += 1
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            meta = meta if isinstance(meta, dict) else {}
+            namespace, name = meta.get("namespace"), meta.get("name")
+            log.exception("cannot schedule CanaryRelease %s/%s", namespace, name)
+            if isinstance(namespace, str) and isinstance(name, str):
+                self.trigger(namespace, name)
+
     def _observe(self, obj: JsonObject, force: bool = False) -> None:
-        """React to a release as listed or watched."""
+        """React to a release as listed or watched (never raises: see ``_observe_safely``)."""
+        self._observe_safely(obj, force)
+
+    def _react(self, obj: JsonObject, force: bool = False) -> None:
         meta = obj.get("metadata", {})
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         phase = (obj.get("status") or {}).get("phase", "")
@@ -223,9 +252,9 @@ class Controller:
         try:
             analysis = obj.get("spec", {}).get("analysis", {}) or {}
             interval = min(parse_duration(str(analysis.get("interval", "60s"))), interval)
-        except ValueError:
-            pass
-        interval = max(interval, 0.5)
+        except (ValueError, AttributeError, TypeError):
+            pass  # an unreadable spec ticks at the default; advance reports it
+        interval = max(interval, MIN_TICK_SECONDS)
         job = self._scheduler.get_job(key)
         trigger_interval = getattr(job.trigger, "interval", None) if job is not None else None
         if trigger_interval is not None and trigger_interval.total_seconds() == interval:

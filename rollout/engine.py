@@ -45,7 +45,7 @@ from rollout.models import (
 )
 from rollout.notify import Notifier, undelivered
 from rollout.owner import owned_by
-from rollout.preflight import check_start
+from rollout.preflight import check_start, protected_refusal
 from rollout.router import NginxRouter, Router
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
 from rollout.webhooks import WebhookResult, WebhookRunner, payload
@@ -90,6 +90,7 @@ class Engine:
         router: Router | None = None,
         clock: Clock = utc_now,
         cluster: str = "",
+        protected_namespaces: frozenset[str] = frozenset(),
     ) -> None:
         self.kube = kube
         self.store = ReleaseStore(kube)
@@ -100,6 +101,7 @@ class Engine:
         self.notifier = notifier
         self.clock = clock
         self.cluster = cluster
+        self.protected_namespaces = protected_namespaces
         self.on_advanced: Callable[[CanaryRelease, AdvanceStats], None] | None = None
 
     async def advance(self, namespace: str, name: str) -> CanaryRelease | None:
@@ -108,10 +110,14 @@ class Engine:
         raw = await self.store.get_raw(namespace, name)
         if raw is None:
             return None
+        refusal = protected_refusal(namespace, self.protected_namespaces)
+        if refusal is not None:
+            await self._refuse_invalid(raw, refusal, "ProtectedNamespace")
+            return None
         try:
             release = parse_release(raw)
         except InvalidRelease as exc:
-            await self._refuse_invalid(raw, str(exc))
+            await self._refuse_invalid(raw, f"invalid spec: {exc}")
             return None
         if release.metadata.deletion_timestamp is not None:
             return release
@@ -119,7 +125,14 @@ class Engine:
         observed = await self._observe(release)
         stage = plan_checks(release, observed, now)
         checks = await self._run_checks(release, stage, observed)
-        decision = decide(release, observed, checks, now)
+        try:
+            decision = decide(release, observed, checks, now)
+        except Exception as exc:  # one release's data must not stall the rest
+            log.exception("cannot decide %s", release.key)
+            # Failed: the next advance sends traffic back to stable and removes the canary.
+            reason = f"the engine cannot process this release ({type(exc).__name__}: {exc})"
+            await self._refuse_invalid(raw, reason[:1000], "Unprocessable", release.status)
+            return None
         target = await self.workloads.target(release) if _needs_target(decision.actions) else None
         for action in decision.actions:
             await self._act(release, action, target)
@@ -316,26 +329,37 @@ class Engine:
                 if not result.ok:
                     log.warning("event webhook %s failed: %s", result.name, result.message)
 
-    async def _refuse_invalid(self, raw: JsonObject, reason: str) -> None:
-        """A spec that does not validate: say why in status and an Event, change nothing."""
-        current = raw.get("status", {}) or {}
-        if current.get("phase") == Phase.FAILED.value:
-            return
+    async def _refuse_invalid(
+        self,
+        raw: JsonObject,
+        message: str,
+        reason: str = "InvalidSpec",
+        base: CanaryReleaseStatus | None = None,
+    ) -> None:
+        """A release the engine will not run: say why in status and an Event, change nothing.
+
+        ``base`` is the status to keep (weight, thread) when the release could be read.
+        """
+        current = raw.get("status")
+        if isinstance(current, dict) and current.get("phase") == Phase.FAILED.value:
+            return  # already refused (or ended): keep what its status says
         now = self.clock()
-        status = CanaryReleaseStatus(
-            phase=Phase.FAILED,
-            message=f"invalid spec: {reason}",
-            reason="InvalidSpec",
-            finished_at=now,
-            phase_since=now,
-        )
+        failed = {
+            "phase": Phase.FAILED,
+            "message": message,
+            "reason": reason,
+            "finished_at": now,
+            "phase_since": now,
+        }
+        status = (base or CanaryReleaseStatus()).model_copy(update=failed)
         try:
             await self.store.write_raw_status(raw, status)
-            await self.kube.record_event(
-                raw, "InvalidSpec", f"Refused: invalid spec: {reason}", warning=True
-            )
         except KubeError as exc:
-            log.warning("could not report invalid spec: %s", exc)
+            log.warning("could not write the status of a refused release: %s", exc)
+        try:  # the Event tells the story even when the status could not be written
+            await self.kube.record_event(raw, reason, f"Refused: {message}", warning=True)
+        except KubeError as exc:
+            log.warning("could not record the event of a refused release: %s", exc)
 
 
 def spec_checksum(release: CanaryRelease) -> str:

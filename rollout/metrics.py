@@ -2,6 +2,11 @@
 
 Names follow the ``canarybot_`` prefix of the front. Per-release series (weight, phase)
 are dropped when a release is deleted, so a long-running bot does not grow without end.
+
+Label values come only from bounded sets: a metric's name, which any CanaryRelease author
+chooses, is exported as itself only for the built-in metrics (``request-success-rate``,
+``request-duration``); every other metric is counted under ``metric="custom"``. Per-metric
+results of one release are in its status (``kubectl get crel -o yaml``), not here.
 """
 
 from __future__ import annotations
@@ -13,9 +18,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from rollout.analysis import BUILTIN_METRICS
 from rollout.engine import AdvanceStats
 from rollout.kube import RequestCounter
 from rollout.models import CanaryRelease, Phase
+
+CUSTOM_METRIC_LABEL = "custom"
+
+
+def metric_label(name: str) -> str:
+    """The ``metric`` label value for an analysis metric: a built-in name, or ``custom``."""
+    return name if name in BUILTIN_METRICS else CUSTOM_METRIC_LABEL
 
 
 class _KubeRequests(Collector):
@@ -64,7 +77,8 @@ class EngineMetrics:
         )
         self.analysis = Counter(
             "canarybot_analysis_results",
-            "Metric checks run, by namespace, metric and result (ok, failed, no_value).",
+            "Metric checks run, by namespace, metric (built-in name or custom) and result "
+            "(ok, failed, no_value).",
             ["namespace", "metric", "result"],
             registry=registry,
         )
@@ -108,7 +122,9 @@ class EngineMetrics:
         self.weight.labels(namespace=namespace, release=name).set(release.status.canary_weight)
         for check in stats.checks:
             result = "no_value" if check.value is None else ("ok" if check.ok else "failed")
-            self.analysis.labels(namespace=namespace, metric=check.name, result=result).inc()
+            self.analysis.labels(
+                namespace=namespace, metric=metric_label(check.name), result=result
+            ).inc()
         self.advance.observe(stats.seconds)
 
     def forget(self, namespace: str, name: str) -> None:

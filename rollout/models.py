@@ -11,9 +11,41 @@ import itertools
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rollout.limits import (
+    DAY,
+    MAX_CONTROL_REQUESTS,
+    MAX_HEADERS,
+    MAX_IMAGES,
+    MAX_MAP_ENTRIES,
+    MAX_MATCH_RULES,
+    MAX_METRICS,
+    MAX_NAME_LENGTH,
+    MAX_QUERY_LENGTH,
+    MAX_URL_LENGTH,
+    MAX_WEBHOOKS,
+    AnalysisInterval,
+    Clipped,
+    ContainerName,
+    Count,
+    ImageRef,
+    Key,
+    Magnitude,
+    MetricInterval,
+    ShortText,
+    StatusShort,
+    StatusText,
+    Value,
+    WebhookTimeout,
+)
+
+# Re-exported: the engine, the bot and the tools read durations through the models.
+from rollout.limits import fit_status as fit_status
+from rollout.limits import format_duration as format_duration
+from rollout.limits import parse_duration as parse_duration
 
 GROUP = "canarybot.io"
 VERSION = "v1alpha1"
@@ -21,8 +53,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "CanaryRelease"
 PLURAL = "canaryreleases"
 SHORT_NAME = "crel"
-
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 
 # An OCI image reference: [registry[:port]/]path[:tag][@digest]. Kept strict enough to
 # catch typos (spaces, uppercase repository names, empty tags) before anything changes.
@@ -36,30 +66,6 @@ MAX_CANARY_REPLICAS = 100
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-
-
-def parse_duration(text: str) -> float:
-    """Parse a Go-style duration such as ``10s``, ``1m``, ``1m30s`` or ``500ms`` to seconds."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ValueError(
-            f"{text!r} is not a duration; use a number with a unit, e.g. 30s, 1m, 2m30s"
-        )
-    hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
-
-
-def format_duration(seconds: float) -> str:
-    """Render seconds the way the CLI and Slack show them: ``1m30s``, ``45s``, ``2h``."""
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-        f"{secs}s" if secs else "",
-    ]
-    return "".join(parts) or "0s"
 
 
 def is_valid_image(ref: str) -> bool:
@@ -83,16 +89,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
 class ThresholdRange(_Model):
     """Accepted range of a metric's value; either bound may be omitted."""
 
-    min: float | None = None
-    max: float | None = None
+    min: Magnitude | None = None
+    max: Magnitude | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdRange:
@@ -122,26 +123,28 @@ class ThresholdRange(_Model):
 class TemplateRef(_Model):
     """Reference to a named metric template from the config file (Flagger's templateRef)."""
 
-    name: str
-    namespace: str | None = None
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
 
 
 class Metric(_Model):
     """One analysis check. Built-ins: ``request-success-rate``, ``request-duration``."""
 
-    name: str = Field(min_length=1, max_length=63)
-    interval: str = "1m"
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    interval: MetricInterval = "1m"
     threshold_range: ThresholdRange = Field(default_factory=ThresholdRange, alias="thresholdRange")
     template_ref: TemplateRef | None = Field(default=None, alias="templateRef")
-    template_variables: dict[str, str] = Field(default_factory=dict, alias="templateVariables")
-    query: str | None = None
+    template_variables: dict[Key, Value] = Field(
+        default_factory=dict, alias="templateVariables", max_length=MAX_MAP_ENTRIES
+    )
+    query: str | None = Field(default=None, min_length=1, max_length=MAX_QUERY_LENGTH)
     # Comparison mode: the canary may not be worse than the stable side by more than this
     # (percentage points for success rate, percent for duration). None = absolute only.
-    compare_to_stable: float | None = Field(default=None, alias="compareToStable", ge=0)
+    compare_to_stable: float | None = Field(
+        default=None, alias="compareToStable", ge=0, le=10000
+    )
     # Fast-fail: a value beyond this floor/ceiling rolls back at once, without threshold.
     fail_fast: ThresholdRange | None = Field(default=None, alias="failFast")
-
-    _check_interval = field_validator("interval")(_check_duration)
 
     @property
     def interval_seconds(self) -> float:
@@ -204,17 +207,17 @@ class Webhook(_Model):
     a secret value only ever goes to a URL that the Secret's owner wrote.
     """
 
-    name: str = Field(min_length=1, max_length=63)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     type: WebhookType = "rollout"
-    url: str | None = None
+    url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
     url_from: ValueFrom | None = Field(default=None, alias="urlFrom")
-    timeout: str = "10s"
+    timeout: WebhookTimeout = "10s"
     retries: int = Field(default=0, ge=0, le=10)
     mute_alert: bool = Field(default=False, alias="muteAlert")
-    metadata: dict[str, str] = Field(default_factory=dict)
-    metadata_from: dict[str, ValueFrom] = Field(default_factory=dict, alias="metadataFrom")
-
-    _check_timeout = field_validator("timeout")(_check_duration)
+    metadata: dict[Key, Value] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
+    metadata_from: dict[Key, ValueFrom] = Field(
+        default_factory=dict, alias="metadataFrom", max_length=MAX_MAP_ENTRIES
+    )
 
     @field_validator("url")
     @classmethod
@@ -253,14 +256,14 @@ class Webhook(_Model):
 class StringMatch(_Model):
     """Header/cookie matcher, as in Flagger's ``match`` rules."""
 
-    exact: str | None = None
-    regex: str | None = None
+    exact: str | None = Field(default=None, max_length=1024)
+    regex: str | None = Field(default=None, max_length=1024)
 
 
 class MatchRule(_Model):
     """A/B routing rule: requests with this header or cookie go to the canary."""
 
-    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    headers: dict[Key, StringMatch] = Field(default_factory=dict, max_length=MAX_HEADERS)
 
 
 class Analysis(_Model):
@@ -272,18 +275,18 @@ class Analysis(_Model):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    interval: str = "60s"
+    interval: AnalysisInterval = "60s"
     threshold: int = Field(default=5, ge=1, le=1000)
     max_weight: int = Field(default=50, alias="maxWeight")
     step_weight: int = Field(default=10, alias="stepWeight")
-    step_weights: list[int] = Field(default_factory=list, alias="stepWeights")
-    step_weight_promotion: int | None = Field(default=None, alias="stepWeightPromotion")
-    iterations: int | None = Field(default=None, ge=1)
-    match: list[MatchRule] = Field(default_factory=list)
-    metrics: list[Metric] = Field(default_factory=list)
-    webhooks: list[Webhook] = Field(default_factory=list)
-
-    _check_interval = field_validator("interval")(_check_duration)
+    step_weights: list[int] = Field(default_factory=list, alias="stepWeights", max_length=100)
+    step_weight_promotion: int | None = Field(
+        default=None, alias="stepWeightPromotion", ge=1, le=100
+    )
+    iterations: int | None = Field(default=None, ge=1, le=1000)
+    match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
+    metrics: list[Metric] = Field(default_factory=list, max_length=MAX_METRICS)
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
 
     @field_validator("max_weight")
     @classmethod
@@ -357,16 +360,20 @@ class ServicePort(_Model):
     """The port the canary Service exposes and the container port it targets."""
 
     port: int = Field(default=80, ge=1, le=65535)
-    target_port: int | str | None = Field(default=None, alias="targetPort")
-    name: str = "http"
+    target_port: (
+        Annotated[int, Field(ge=1, le=65535)]
+        | Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+        | None
+    ) = Field(default=None, alias="targetPort")
+    name: str = Field(default="http", max_length=MAX_NAME_LENGTH)
 
 
 class Requester(_Model):
     """Who asked for the release (Slack user, or kubectl for GitOps)."""
 
-    user: str = ""
-    user_name: str = Field(default="", alias="userName")
-    channel: str = ""
+    user: ShortText = ""
+    user_name: ShortText = Field(default="", alias="userName")
+    channel: ShortText = ""
     source: Literal["slack", "kubectl", "console"] = "kubectl"
 
 
@@ -378,8 +385,8 @@ class ControlRequest(_Model):
 
     id: str = Field(min_length=1, max_length=64)
     action: ControlAction
-    user: str = ""
-    user_name: str = Field(default="", alias="userName")
+    user: ShortText = ""
+    user_name: ShortText = Field(default="", alias="userName")
     reason: str = Field(default="", max_length=500)
     at: datetime | None = None
 
@@ -389,18 +396,22 @@ class CanaryReleaseSpec(_Model):
 
     target_ref: ObjectRef = Field(alias="targetRef")
     ingress_ref: ObjectRef = Field(alias="ingressRef")
-    images: dict[str, str] = Field(min_length=1)
+    images: dict[ContainerName, ImageRef] = Field(min_length=1, max_length=MAX_IMAGES)
     service: ServicePort = Field(default_factory=ServicePort)
     analysis: Analysis = Field(default_factory=Analysis)
-    progress_deadline_seconds: int = Field(default=600, ge=10, alias="progressDeadlineSeconds")
+    progress_deadline_seconds: int = Field(
+        default=600, ge=10, le=int(DAY), alias="progressDeadlineSeconds"
+    )
     # How many pods the canary runs: "auto" sizes it to carry maxWeight of the traffic
     # (rollout/autoscaling.py); a number fixes the count (and the canary gets no HPA).
     canary_replicas: Literal["auto"] | int = Field(default="auto", alias="canaryReplicas")
     approval: Literal["auto", "manual"] = "auto"
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
-    cluster: str = ""
+    cluster: str = Field(default="", max_length=MAX_NAME_LENGTH)
     requested_by: Requester = Field(default_factory=Requester, alias="requestedBy")
-    control_requests: list[ControlRequest] = Field(default_factory=list, alias="controlRequests")
+    control_requests: list[ControlRequest] = Field(
+        default_factory=list, alias="controlRequests", max_length=MAX_CONTROL_REQUESTS
+    )
 
     @field_validator("canary_replicas")
     @classmethod
@@ -426,6 +437,23 @@ class CanaryReleaseSpec(_Model):
         return value
 
 
+# Spec fields that decide what runs and how it is judged: the API server refuses any
+# change to them after creation (CEL ``self == oldSelf`` rules in the CRD), so what was
+# checked and authorized at start is what runs. Only ``controlRequests`` may change.
+IMMUTABLE_SPEC_FIELDS = (
+    "targetRef",
+    "ingressRef",
+    "images",
+    "service",
+    "analysis",
+    "progressDeadlineSeconds",
+    "approval",
+    "skipAnalysis",
+    "cluster",
+    "requestedBy",
+)
+
+
 class Phase(StrEnum):
     """Flagger's phase names, plus Paused."""
 
@@ -449,34 +477,34 @@ class Phase(StrEnum):
 class MetricStatus(_Model):
     """The last measurement of one metric."""
 
-    name: str
+    name: StatusShort
     value: float | None = None
     stable_value: float | None = Field(default=None, alias="stableValue")
-    threshold: str = ""
+    threshold: StatusShort = ""
     ok: bool = False
-    message: str = ""
+    message: StatusText = ""
     measured_at: datetime | None = Field(default=None, alias="measuredAt")
 
 
 class AuditEntry(_Model):
     """One control request and what came of it."""
 
-    id: str
-    action: str
-    user: str = ""
-    user_name: str = Field(default="", alias="userName")
+    id: StatusShort
+    action: StatusShort
+    user: StatusShort = ""
+    user_name: StatusShort = Field(default="", alias="userName")
     at: datetime
     result: Literal["applied", "ignored", "refused"]
-    message: str = ""
+    message: StatusText = ""
 
 
 class Condition(_Model):
     """A Kubernetes-style condition."""
 
-    type: str
+    type: StatusShort
     status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
+    reason: StatusText = ""
+    message: StatusText = ""
     last_transition_time: datetime | None = Field(default=None, alias="lastTransitionTime")
 
 
@@ -505,22 +533,24 @@ class RolloutEvent(_Model):
     once by remembering the last ``seq`` it delivered.
     """
 
-    seq: int
+    seq: Count
     type: EventType
-    message: str
+    message: StatusText
     severity: Literal["info", "warning", "error"] = "info"
     at: datetime
-    weight: int = 0
+    weight: int = Field(default=0, ge=0, le=100)
     phase: Phase | None = None
-    details: dict[str, str] = Field(default_factory=dict)
+    details: dict[Key, Annotated[str, Clipped(1024)]] = Field(
+        default_factory=dict, max_length=64
+    )
 
 
 class NotificationState(_Model):
     """Where a notifier reports a release (e.g. the Slack thread) and what it delivered."""
 
-    channel: str = ""
-    thread_ts: str = Field(default="", alias="threadTs")
-    delivered_seq: int = Field(default=0, alias="deliveredSeq")
+    channel: StatusShort = ""
+    thread_ts: StatusShort = Field(default="", alias="threadTs")
+    delivered_seq: Count = Field(default=0, alias="deliveredSeq")
     alerted: bool = False
 
 
@@ -528,14 +558,16 @@ class CanaryReleaseStatus(_Model):
     """What the engine observed and did. Written only by the leader."""
 
     phase: Phase = Phase.INITIALIZING
-    canary_weight: int = Field(default=0, alias="canaryWeight")
-    failed_checks: int = Field(default=0, alias="failedChecks")
-    iterations: int = 0
-    step: int = 0
-    message: str = ""
-    reason: str = ""
-    observed_generation: int = Field(default=0, alias="observedGeneration")
-    stable_images: dict[str, str] = Field(default_factory=dict, alias="stableImages")
+    canary_weight: int = Field(default=0, alias="canaryWeight", ge=0, le=100)
+    failed_checks: Count = Field(default=0, alias="failedChecks")
+    iterations: Count = 0
+    step: Count = 0
+    message: StatusText = ""
+    reason: StatusText = ""
+    observed_generation: Count = Field(default=0, alias="observedGeneration")
+    stable_images: dict[Key, Annotated[str, Clipped(1024)]] = Field(
+        default_factory=dict, alias="stableImages", max_length=MAX_IMAGES
+    )
     started_at: datetime | None = Field(default=None, alias="startedAt")
     phase_since: datetime | None = Field(default=None, alias="phaseSince")
     last_step_at: datetime | None = Field(default=None, alias="lastStepAt")
@@ -543,12 +575,14 @@ class CanaryReleaseStatus(_Model):
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
     paused_from: Phase | None = Field(default=None, alias="pausedFrom")
     approved: bool = False
-    metrics: list[MetricStatus] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
-    audit: list[AuditEntry] = Field(default_factory=list)
-    events: list[RolloutEvent] = Field(default_factory=list)
-    event_seq: int = Field(default=0, alias="eventSeq")
-    history: list[WeightPoint] = Field(default_factory=list)
+    # The engine keeps these lists shorter (rollout.decide's MAX_* constants); the bounds
+    # here are what the API server enforces on anyone who writes status.
+    metrics: Annotated[list[MetricStatus], Clipped(64)] = Field(default_factory=list)
+    conditions: Annotated[list[Condition], Clipped(32)] = Field(default_factory=list)
+    audit: Annotated[list[AuditEntry], Clipped(100)] = Field(default_factory=list)
+    events: Annotated[list[RolloutEvent], Clipped(100)] = Field(default_factory=list)
+    event_seq: Count = Field(default=0, alias="eventSeq")
+    history: Annotated[list[WeightPoint], Clipped(500)] = Field(default_factory=list)
     notification: NotificationState = Field(default_factory=NotificationState)
 
 
@@ -556,14 +590,15 @@ class WeightPoint(_Model):
     """One analysis sample for the end-of-rollout chart (bounded list in status)."""
 
     at: datetime
-    weight: int
-    values: dict[str, float | None] = Field(default_factory=dict)
-    stable_values: dict[str, float | None] = Field(default_factory=dict, alias="stableValues")
+    weight: int = Field(ge=0, le=100)
+    values: dict[Key, float | None] = Field(default_factory=dict, max_length=64)
+    stable_values: dict[Key, float | None] = Field(
+        default_factory=dict, alias="stableValues", max_length=64
+    )
     ok: bool = True
 
 
 CanaryReleaseStatus.model_rebuild()
-
 
 class ObjectMeta(_Model):
     """The part of Kubernetes metadata the engine uses."""

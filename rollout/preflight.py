@@ -7,9 +7,41 @@ Reads only; never writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, Kube
 from rollout.models import CanaryReleaseSpec, Phase
 from rollout.ownership import ownership_problems
+
+# Namespaces canary-bot never acts in, whatever a CanaryRelease there asks: the cluster's
+# own, where a copy of a system Deployment's pod template (its ServiceAccount, secrets
+# and host access) with someone else's image would be a privilege escalation.
+ALWAYS_PROTECTED = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+
+def protected_namespaces(own_namespace: str = "", extra: Iterable[str] = ()) -> frozenset[str]:
+    """The namespaces the engine refuses: the cluster's, its own, and the configured ones."""
+    names = {n.strip() for n in extra if n.strip()}
+    if own_namespace:
+        names.add(own_namespace)
+    return ALWAYS_PROTECTED | names
+
+
+def parse_namespace_list(text: str | None) -> tuple[str, ...]:
+    """``CANARY_BOT_PROTECTED_NAMESPACES``: names separated by commas or spaces."""
+    return tuple(n for n in (text or "").replace(",", " ").split() if n)
+
+
+def protected_refusal(namespace: str, protected: frozenset[str]) -> str | None:
+    """Why a release in ``namespace`` is refused, or None when canary-bot may act there."""
+    if namespace not in protected:
+        return None
+    return (
+        f"canary-bot does not act in namespace {namespace}: it is protected "
+        "(the cluster's system namespaces, canary-bot's own, and those listed in "
+        "CANARY_BOT_PROTECTED_NAMESPACES); nothing was changed. Release the app from its "
+        "own namespace."
+    )
 
 
 async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryReleaseSpec) -> list[str]:
@@ -29,9 +61,12 @@ async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryRelease
         }
         for container, image in spec.images.items():
             if container not in containers:
+                # images only replace the target's containers: a new one would run code
+                # the target's owner never deployed, under its identity
                 known = ", ".join(sorted(containers)) or "none"
                 problems.append(
-                    f"Deployment {target} has no container named {container} (containers: {known})"
+                    f"Deployment {target} has no container named {container} "
+                    f"(containers: {known}); images can only replace existing containers"
                 )
             elif containers[container] == image:
                 problems.append(

@@ -7,11 +7,14 @@ writers never silently overwrite each other (optimistic concurrency).
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from rollout.kube import RELEASES, Conflict, JsonObject, Kube, NotFound
+from rollout.limits import MAX_CONTROL_REQUESTS, fit_status
 from rollout.models import (
     CanaryRelease,
     CanaryReleaseSpec,
@@ -21,8 +24,10 @@ from rollout.models import (
     new_object,
 )
 
-# The audit and control-request lists are bounded so an object never grows without end.
-MAX_CONTROL_REQUESTS = 50
+log = logging.getLogger("canary_bot.store")
+
+# How much of a reason an invalid object gets in messages: enough to fix it, never a wall.
+MAX_REASON_CHARS = 1000
 
 
 class ReleaseExists(Exception):
@@ -34,11 +39,34 @@ class ReleaseNotFound(Exception):
 
 
 class InvalidRelease(Exception):
-    """The stored object does not validate (e.g. created by hand with a bad spec)."""
+    """The stored object cannot be read (e.g. created by hand with a bad spec)."""
 
-    def __init__(self, raw: JsonObject, error: ValidationError) -> None:
-        super().__init__(describe_validation_error(error))
+    def __init__(self, raw: JsonObject, reason: str) -> None:
+        super().__init__(reason)
         self.raw = raw
+
+    @property
+    def namespace(self) -> str:
+        """The object's namespace as stored ("" when even that is missing)."""
+        return str(_meta(self.raw).get("namespace", ""))
+
+    @property
+    def name(self) -> str:
+        """The object's name as stored ("" when even that is missing)."""
+        return str(_meta(self.raw).get("name", ""))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Every release of a list: the ones that validate, and the ones that do not."""
+
+    releases: list[CanaryRelease]
+    invalid: list[InvalidRelease]
+
+
+def _meta(raw: Any) -> dict[str, Any]:
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -48,15 +76,31 @@ def describe_validation_error(error: ValidationError) -> str:
         where = ".".join(str(p) for p in item["loc"])
         message = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"{where}: {message}" if where else message)
-    return "; ".join(lines)
+    return _clip("; ".join(lines))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "\u2026"
 
 
 def parse_release(raw: JsonObject) -> CanaryRelease:
-    """Validate a raw object; raises ``InvalidRelease`` with a readable message."""
+    """Validate a raw object; raises ``InvalidRelease`` with a readable message.
+
+    Any failure to read one object is an ``InvalidRelease``: a value the models did not
+    foresee must stop that release, never the loop that reads every release.
+    """
     try:
         return CanaryRelease.from_object(raw)
     except ValidationError as exc:
-        raise InvalidRelease(raw, exc) from None
+        raise InvalidRelease(raw, describe_validation_error(exc)) from None
+    except Exception as exc:  # isolation: one object, whatever went wrong
+        log.warning(
+            "cannot read CanaryRelease %s/%s: %s",
+            _meta(raw).get("namespace"),
+            _meta(raw).get("name"),
+            type(exc).__name__,
+        )
+        raise InvalidRelease(raw, _clip(f"cannot be read: {type(exc).__name__}: {exc}")) from None
 
 
 class ReleaseStore:
@@ -94,13 +138,19 @@ class ReleaseStore:
 
     async def list_objects(self, namespace: str | None = None) -> list[CanaryRelease]:
         """All valid releases (in a namespace or everywhere), oldest first."""
-        releases = []
+        return (await self.list_all(namespace)).releases
+
+    async def list_all(self, namespace: str | None = None) -> Listing:
+        """Valid releases oldest first, and the objects that cannot be read, by name."""
+        releases, invalid = [], []
         for raw in await self.kube.list_objects(RELEASES, namespace):
             try:
                 releases.append(parse_release(raw))
-            except InvalidRelease:
-                continue
-        return sorted(releases, key=lambda r: (r.metadata.creation_timestamp or 0, r.key))
+            except InvalidRelease as exc:
+                invalid.append(exc)
+        releases.sort(key=lambda r: (r.metadata.creation_timestamp or 0, r.key))
+        invalid.sort(key=lambda e: (e.namespace, e.name))
+        return Listing(releases, invalid)
 
     async def delete(self, namespace: str, name: str) -> bool:
         """Delete a release (its canary objects go with it through ownerReferences)."""
@@ -119,6 +169,7 @@ class ReleaseStore:
             if any(r.get("id") == request.id for r in requests):
                 return parse_release(raw)
             requests.append(request.model_dump(mode="json", by_alias=True, exclude_none=True))
+            # bounded (the CRD refuses more): the oldest requests, long applied, go first
             spec["controlRequests"] = requests[-MAX_CONTROL_REQUESTS:]
             try:
                 return parse_release(await self.kube.replace(RELEASES, namespace, name, raw))
@@ -140,7 +191,7 @@ class ReleaseStore:
                 "namespace": release.metadata.namespace,
                 "resourceVersion": release.metadata.resource_version,
             },
-            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "status": fit_status(status).model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         raw = await self.kube.replace(
             RELEASES, release.metadata.namespace, release.metadata.name, body, sub="status"
@@ -158,7 +209,7 @@ class ReleaseStore:
                 "namespace": meta["namespace"],
                 "resourceVersion": meta["resourceVersion"],
             },
-            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "status": fit_status(status).model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         return await self.kube.replace(
             RELEASES, meta["namespace"], meta["name"], body, sub="status"

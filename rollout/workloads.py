@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from rollout.models import CanaryRelease
 from rollout.owner import canary_name, not_owned, owned_by, owned_metadata
 
 CANARY_SUFFIX = "-canary"
+
+log = logging.getLogger("canary_bot.workloads")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def canary_deployment(release: CanaryRelease, target: JsonObject) -> JsonObject:
     template = spec["template"]
     template_meta = template.setdefault("metadata", {})
     template_meta["labels"] = _canary_labels(template_meta.get("labels", {}), selector)
+    # Only containers the target has get a new image; a name it lacks adds nothing.
     for container in template["spec"].get("containers", []):
         if container["name"] in release.spec.images:
             container["image"] = release.spec.images[container["name"]]
@@ -208,15 +212,32 @@ class Workloads:
             raise not_owned(kind, raced) from None
 
     async def set_target_images(self, release: CanaryRelease, images: dict[str, str]) -> None:
-        """Patch the target's containers to ``images`` (a normal rolling update)."""
+        """Patch the target's existing containers to ``images`` (a normal rolling update).
+
+        Never adds a container: a strategic merge patch would append one whose name the
+        target lacks, so such names are left out (and logged); the promotion then never
+        completes and ends at its progress deadline, in a rollback.
+        """
+        target = await self.target(release)
+        existing = container_images(target)
+        unknown = sorted(set(images) - set(existing))
+        if unknown:
+            log.warning(
+                "not adding containers %s to Deployment %s/%s: it has only %s",
+                ", ".join(unknown),
+                release.metadata.namespace,
+                release.spec.target_ref.name,
+                ", ".join(sorted(existing)) or "none",
+            )
+        wanted = {c: i for c, i in sorted(images.items()) if c in existing}
+        if target is None or not wanted:
+            return
         patch = {
             "spec": {
                 "template": {
-                    "spec": {
-                        "containers": [{"name": c, "image": i} for c, i in sorted(images.items())]
-                    }
+                    "spec": {"containers": [{"name": c, "image": i} for c, i in wanted.items()]}
                 }
-            }
+            },
         }
         await self.kube.strategic_patch(
             DEPLOYMENTS, release.metadata.namespace, release.spec.target_ref.name, patch

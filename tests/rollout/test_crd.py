@@ -301,3 +301,88 @@ def test_kubectl_get_shows_the_printer_columns(kubectl: Kubectl, namespace: str)
     assert table[1].split()[:5] == ["podinfo", "podinfo", "Progressing", "15", "2"]
     assert wide[0].split()[-1] == "MESSAGE"
     assert wide[1].endswith("advance canary weight 15")
+
+
+# -- every value bounded (no cluster) -----------------------------------------------------
+
+
+def _unbounded(node: Any, path: str, numbers: bool) -> list[str]:
+    """Paths of strings, lists, maps (and, with ``numbers``, numbers) without a bound."""
+    found: list[str] = []
+    kind = node.get("type")
+    if node.get("x-kubernetes-int-or-string"):
+        if not node.get("x-kubernetes-validations"):
+            found.append(path)
+    elif kind == "string" and not {"maxLength", "enum"} & set(node):
+        if node.get("format") != "date-time":
+            found.append(path)
+    elif kind == "array":
+        if "maxItems" not in node:
+            found.append(path)
+        found += _unbounded(node["items"], f"{path}[]", numbers)
+    elif kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        if "maxProperties" not in node:
+            found.append(path)
+        found += _unbounded(node["additionalProperties"], f"{path}.*", numbers)
+    elif (
+        kind in ("integer", "number")
+        and numbers
+        and ("minimum" not in node or "maximum" not in node)
+    ):
+        found.append(path)
+    for name, child in (node.get("properties") or {}).items():
+        found += _unbounded(child, f"{path}.{name}", numbers)
+    return found
+
+
+def test_every_value_a_release_author_writes_is_bounded() -> None:
+    schema = yaml.safe_load(gen_crd.render())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+    assert _unbounded(schema["properties"]["spec"], "spec", numbers=True) == []
+    # status numbers are measurements (any finite float); its text and lists are bounded
+    assert _unbounded(schema["properties"]["status"], "status", numbers=False) == []
+
+
+def test_durations_carry_their_range_into_a_cel_rule() -> None:
+    schema = yaml.safe_load(gen_crd.render())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    analysis = schema["properties"]["spec"]["properties"]["analysis"]["properties"]
+    hook = analysis["webhooks"]["items"]["properties"]["timeout"]
+
+    assert analysis["interval"]["maxLength"] == 20
+    assert "duration(self) >= duration('1s') && duration(self) <= duration('24h')" in (
+        analysis["interval"]["x-kubernetes-validations"][0]["rule"]
+    )
+    assert hook["x-kubernetes-validations"][0]["message"] == "must be a duration from 100ms to 10m"
+
+
+def test_fields_that_decide_what_runs_are_immutable() -> None:
+    schema = yaml.safe_load(gen_crd.render())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = schema["properties"]["spec"]["x-kubernetes-validations"]
+    paths = {r["fieldPath"] for r in rules if "oldSelf" in r["rule"]}
+
+    assert paths == {f".{name}" for name in models_immutable()}
+    assert {"targetRef", "ingressRef", "images", "service", "analysis"} <= set(models_immutable())
+    assert "controlRequests" not in models_immutable()
+
+
+def models_immutable() -> tuple[str, ...]:
+    from rollout.models import IMMUTABLE_SPEC_FIELDS
+
+    return IMMUTABLE_SPEC_FIELDS
+
+
+def test_status_is_cut_to_its_bounds_instead_of_refused() -> None:
+    from datetime import UTC, datetime
+
+    from rollout.limits import STATUS_MESSAGE_LENGTH, fit_status
+    from rollout.models import CanaryReleaseStatus, RolloutEvent
+
+    now = datetime.now(UTC)
+    events = [RolloutEvent(seq=i, type="StepAdvanced", message="m", at=now) for i in range(150)]
+    status = CanaryReleaseStatus(message="x" * 10_000, events=events)
+
+    fitted = fit_status(status)
+
+    assert len(fitted.message) == STATUS_MESSAGE_LENGTH and fitted.message.endswith("…")
+    assert [e.seq for e in fitted.events] == list(range(50, 150))
+    assert fit_status(CanaryReleaseStatus()) == CanaryReleaseStatus()

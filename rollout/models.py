@@ -175,8 +175,8 @@ class SecretKeyRef(_Model):
     names (docs/security.md, "Secrets in profiles").
     """
 
-    name: str
-    key: str
+    name: str = Field(max_length=253)
+    key: str = Field(max_length=253)
 
     @field_validator("name")
     @classmethod

@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 GO_PATH_PREFIX = $(shell VENV=$(VENV) bash hack/ensure-system-deps.sh | tail -n1)
 WITH_GO = PATH="$(GO_PATH_PREFIX)$(if $(GO_PATH_PREFIX),:)$$PATH"
 
-.PHONY: help venv deps control-plane test unit lint run cluster-up cluster-down bench clean
+.PHONY: help venv deps control-plane helm test unit lint run cluster-up cluster-down bench clean
 
 help:
 	@echo "make run           start canary-bot (a local sandbox when no Slack or cluster is configured)"
-	@echo "make test          install everything, build the control plane, lint and run all tests"
+	@echo "make test          install everything, build the control plane and helm, lint and run all tests"
+	@echo "make helm          build helm for the chart tests (cached; pinned in hack/versions.env)"
 	@echo "make unit          only the fast tests that need no services"
 	@echo "make lint          ruff, mypy --strict and import-linter"
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG"
@@ -41,7 +42,11 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -m "not cluster and not prometheus" $(PYTEST_ARGS)
 
-test: control-plane lint
+# helm from its Go module, cached like the control plane (hack/build-helm.sh).
+helm: deps
+	@$(WITH_GO) bash hack/build-helm.sh >/dev/null
+
+test: control-plane helm lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 run: control-plane

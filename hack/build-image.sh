@@ -161,7 +161,7 @@ else
     -f "$repo/Dockerfile" -t "$tag" -t "$keyed" "$repo" >&2
   # Earlier builds go (with vfs storage each is a full copy of the file system).
   podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=${tag%%:*}:inputs-*" |
-    grep -vx "$keyed" | xargs -r podman rmi >/dev/null 2>&1 || true
+    grep -- ":inputs-" | grep -vx "$keyed" | xargs -r podman rmi >/dev/null 2>&1 || true
   podman image prune -f >/dev/null
 fi
 log "built $tag in $(( $(date +%s) - start ))s"

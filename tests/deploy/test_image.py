@@ -143,6 +143,47 @@ def test_image_checks_the_example_config_and_refuses_a_broken_one(
     assert "maxWeight" in result.stderr, result.stderr
 
 
+# The end-of-rollout chart rendered inside the image; Python warnings are errors.
+CHART_SCRIPT = r"""
+import warnings
+from datetime import UTC, datetime, timedelta
+warnings.simplefilter("error")
+from bot.chart import render_rollout_chart
+from rollout.models import CanaryRelease, Phase
+from rollout.timeline import Sample, Timeline, WeightStep
+release = CanaryRelease.model_validate({
+    "apiVersion": "canarybot.io/v1alpha1", "kind": "CanaryRelease",
+    "metadata": {"name": "podinfo", "namespace": "test"},
+    "spec": {"targetRef": {"name": "podinfo"}, "ingressRef": {"name": "podinfo"},
+             "images": {"podinfod": "stefanprodan/podinfo:6.0.3"}},
+    "status": {"phase": "Succeeded", "canaryWeight": 0},
+})
+start = datetime(2026, 1, 1, tzinfo=UTC)
+at = [start + timedelta(seconds=10 * i) for i in range(12)]
+timeline = Timeline(
+    start=start, end=at[-1], step_seconds=10,
+    canary_success=tuple(Sample(t, 100.0) for t in at),
+    stable_success=tuple(Sample(t, 99.9) for t in at),
+    weights=tuple(WeightStep(t, 5 * i) for i, t in enumerate(at[:11])) + (WeightStep(at[-1], 0),),
+    phase=Phase.SUCCEEDED, decided_at=at[-1], success_min=99,
+)
+png = render_rollout_chart(release, timeline)
+assert png.startswith(b"\x89PNG\r\n\x1a\n"), png[:8]
+print("png", len(png))
+"""
+
+
+def test_image_renders_the_rollout_chart_on_a_read_only_root(image: Image) -> None:
+    result = image.podman(
+        *image.run_args("--rm", "--entrypoint=python3"), "-c", CHART_SCRIPT, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # matplotlib logs (not warns) when it falls back from an unwritable MPLCONFIGDIR
+    assert result.stderr == "", result.stderr
+    assert result.stdout.startswith("png "), result.stdout
+    assert int(result.stdout.split()[1]) > 10_000  # a 1000 x 1200 px picture
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

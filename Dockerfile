@@ -7,9 +7,15 @@
 # Two stages: the first turns the project and its dependencies into wheels, the second
 # installs those wheels and nothing else, so no compiler, source tree or pip cache ends
 # up in the image. Both stages use the same Python, so the wheels fit the runtime.
-# (tests/deploy/test_dockerfile.py checks these rules, since CI cannot run docker.)
+# (tests/deploy/test_dockerfile.py checks these rules; tests/deploy/test_image.py builds
+# the image without docker and runs it.)
 
-FROM python:3.11.17-slim-bookworm AS build
+# Docker builds from the official Python image. The base is an argument so an image can
+# be built where no registry is reachable: hack/build-image.sh passes a local base made
+# from Debian's python3 (the same Python 3.11 and Debian release).
+ARG BASE_IMAGE=python:3.11.17-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -26,7 +32,7 @@ COPY rollout ./rollout
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 
-FROM python:3.11.17-slim-bookworm
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="canary-bot" \
       org.opencontainers.image.description="Slack-driven canary releases on Kubernetes" \

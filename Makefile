@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 GO_PATH_PREFIX = $(shell VENV=$(VENV) bash hack/ensure-system-deps.sh | tail -n1)
 WITH_GO = PATH="$(GO_PATH_PREFIX)$(if $(GO_PATH_PREFIX),:)$$PATH"
 
-.PHONY: help venv deps control-plane test unit lint run cluster-up cluster-down bench clean
+.PHONY: help venv deps control-plane helm image test unit lint run cluster-up cluster-down bench clean
 
 help:
 	@echo "make run           start canary-bot: the sandbox when no Slack or cluster is configured;"
 	@echo "                   with a kube context, console mode (front only; ARGS=--engine for an engine)"
 	@echo "make run SANDBOX=1 always the local sandbox, whatever is configured"
-	@echo "make test          install everything, build the control plane, lint and run all tests"
+	@echo "make test          install everything, build the control plane, helm and the image, lint and run all tests"
+	@echo "make helm          build helm for the chart tests (cached; pinned in hack/versions.env)"
+	@echo "make image         build the container image with buildah, no Docker engine (needs root)"
 	@echo "make unit          only the fast tests that need no services"
 	@echo "make lint          ruff, mypy --strict and import-linter"
 	@echo "make cluster-up    start the local control plane and print its KUBECONFIG"
@@ -46,9 +48,18 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 unit: venv
-	$(PY) -m pytest -m "not cluster and not prometheus" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not cluster and not prometheus and not image" $(PYTEST_ARGS)
 
-test: control-plane lint
+# helm from its Go module, cached like the control plane (hack/build-helm.sh).
+helm: deps
+	@$(WITH_GO) bash hack/build-helm.sh >/dev/null
+
+# The Dockerfile built on a local Debian base (hack/build-image.sh; tests/deploy/test_image.py
+# runs it).
+image:
+	@bash hack/build-image.sh >/dev/null
+
+test: control-plane helm image lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The control plane is built only when the sandbox is what runs (hack/run.sh decides).

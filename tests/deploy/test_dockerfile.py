@@ -79,11 +79,20 @@ def parse_dockerfile(text: str) -> list[Stage]:
         pending = []
     assert not pending, "the Dockerfile ends inside a line continuation"
     stages: list[Stage] = []
+    # ARGs before the first FROM may be used in FROM lines; their defaults are what a
+    # plain `docker build` uses.
+    global_args: dict[str, str] = {}
     for instruction in instructions:
-        if instruction.keyword == "FROM":
+        if instruction.keyword == "ARG" and not stages:
+            name, _, default = instruction.arguments.partition("=")
+            global_args[name.strip()] = default.strip().strip('"')
+        elif instruction.keyword == "FROM":
             words = [w for w in instruction.arguments.split() if not w.startswith("--")]
             name = words[2] if len(words) == 3 and words[1].lower() == "as" else None
-            stages.append(Stage(words[0], name))
+            base = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), m.group(0)), words[0]
+            )
+            stages.append(Stage(base, name))
         else:
             assert stages, f"line {instruction.line}: {instruction.keyword} before any FROM"
             stages[-1].instructions.append(instruction)
@@ -105,7 +114,8 @@ def _exec_form(instruction: Instruction) -> list[str]:
 def test_parser_reads_stages_continuations_and_comments() -> None:
     parsed = parse_dockerfile(
         "# syntax=docker/dockerfile:1\n"
-        "FROM python:3.11.9-slim-bookworm AS build\n"
+        "ARG BASE=python:3.11.9-slim-bookworm\n"
+        "FROM ${BASE} AS build\n"
         "RUN a \\\n"
         "    # a comment inside the continuation\n"
         "    && b\n"
@@ -118,6 +128,14 @@ def test_parser_reads_stages_continuations_and_comments() -> None:
     ]
     assert parsed[0].all("RUN")[0].arguments == "a && b"
     assert _exec_form(parsed[1].all("ENTRYPOINT")[0]) == ["x"]
+
+
+def test_base_image_is_a_build_argument_defaulting_to_the_pinned_python() -> None:
+    # `docker build .` uses the default; hack/build-image.sh replaces it with a local base.
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11\.\d+-slim-bookworm$", text, re.MULTILINE)
+    froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert froms == ["${BASE_IMAGE}"] * len(froms) and len(froms) == 2
 
 
 def test_wheel_is_built_in_a_separate_stage(stages: list[Stage]) -> None:

@@ -67,7 +67,9 @@ async def serve(args: argparse.Namespace) -> None:
         leader_election=not args.no_leader_election,
         lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
-        renew_seconds=max(1.0, args.lease_seconds / 3),
+        # client-go's proportions (15 s / 10 s / 2 s), for test-sized leases too
+        renew_deadline_seconds=args.lease_seconds * 2 / 3,
+        retry_seconds=args.lease_seconds * 2 / 15,
     )
     controller = Controller(kube, LoggingNotifier(), settings, args.identity)
     stop = asyncio.Event()

@@ -6,7 +6,12 @@
   rather than at the next interval.
 - On becoming leader it lists every release and resumes each where its status says.
 - ``advance`` never runs twice at once for one release; triggers that arrive meanwhile
-  are coalesced into one more run.
+  are coalesced into one more run. Events are delivered afterwards, outside that lock
+  (``rollout.outbox``), so Slack's speed never delays an advance.
+- Every write of the engine goes through a fenced ``Kube``: immediately before each
+  mutating request it asks whether this process still leads and renewed its Lease within
+  the renew deadline (``LeaderElector.write_budget``), and refuses otherwise. Losing the
+  lead also cancels every advance and delivery in flight.
 """
 
 from __future__ import annotations
@@ -25,16 +30,27 @@ from prometheus_client import CollectorRegistry
 
 from rollout.analysis import MetricProvider, PrometheusProvider
 from rollout.engine import Clock, Engine, utc_now
-from rollout.kube import RELEASES, JsonObject, Kube, KubeError
+from rollout.kube import (
+    DEFAULT_TIMEOUT,
+    RELEASES,
+    Conflict,
+    JsonObject,
+    Kube,
+    KubeError,
+    NotLeading,
+)
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
 from rollout.models import Phase, parse_duration
 from rollout.notify import Notifier, undelivered
+from rollout.outbox import Outbox
 from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
 
 FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+# advance runs in a row for one trigger at most (coalesced triggers, conflicts)
+RERUNS = 5
 
 
 @dataclass(frozen=True)
@@ -47,8 +63,10 @@ class EngineSettings:
     leader_election: bool = True
     lease_namespace: str = "default"
     lease_name: str = "canary-bot-leader"
-    lease_seconds: int = 15
-    renew_seconds: float = 5.0
+    # lease > renew deadline > retry period, as client-go (see rollout.leader)
+    lease_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_seconds: float = 2.0
     # upper bound between two ticks of one release, so readiness and promotion are seen
     # promptly even with a long analysis interval
     max_tick_seconds: float = 10.0
@@ -75,7 +93,7 @@ class Controller:
         self.identity = identity
         provider = metrics or PrometheusProvider(settings.prometheus_url, settings.metric_templates)
         self.engine = Engine(
-            kube,
+            kube.fenced(self._write_budget),
             provider,
             notifier=notifier,
             webhooks=webhooks,
@@ -92,6 +110,9 @@ class Controller:
         self._again: set[str] = set()
         self._generations: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.outbox = Outbox(
+            self.engine.publish, self.engine.store_delivery, self._lock, self._may_act
+        )
         self._watch_stop = threading.Event()
         self._watch_thread: threading.Thread | None = None
         self.leading = asyncio.Event()
@@ -110,7 +131,8 @@ class Controller:
                 self.settings.lease_name,
                 self.identity,
                 lease_seconds=self.settings.lease_seconds,
-                renew_seconds=self.settings.renew_seconds,
+                renew_deadline_seconds=self.settings.renew_deadline_seconds,
+                retry_seconds=self.settings.retry_seconds,
                 on_started=self._start_leading,
                 on_stopped=self._stop_leading,
             )
@@ -132,6 +154,24 @@ class Controller:
         """Whether this process currently runs rollouts."""
         return self.leading.is_set()
 
+    def _write_budget(self) -> float:
+        """The engine's write guard (see ``rollout.kube.WriteGuard``)."""
+        if not self.leading.is_set():
+            raise NotLeading(f"{self.identity} is not leading; not writing")
+        if self._elector is None:
+            return DEFAULT_TIMEOUT  # leader election off: this is the only replica
+        return self._elector.write_budget()
+
+    def _may_act(self) -> bool:
+        try:
+            self._write_budget()
+        except NotLeading:
+            return False
+        return True
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
     async def _start_leading(self) -> None:
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._scheduler.start()
@@ -150,14 +190,23 @@ class Controller:
         self._watch_thread.start()
 
     async def _stop_leading(self) -> None:
-        self.leading.clear()
+        self.leading.clear()  # from here on the write guard refuses every engine write
         if self.metrics is not None:
             self.metrics.leader.set(0)
         self._watch_stop.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        # Cancel what is in flight: an advance must not go on to its next action.
+        running = list(self._tasks)
+        for task in running:
+            task.cancel()
+        await self.outbox.cancel_all()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
         self._generations.clear()
+        self._again.clear()
+        self._locks.clear()
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -225,6 +274,11 @@ class Controller:
     def _forget(self, key: str) -> None:
         self._unschedule(key)
         self._generations.pop(key, None)
+        self._again.discard(key)
+        self.outbox.forget(key)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
         if self.metrics is not None:
             namespace, name = key.split("/", 1)
             self.metrics.forget(namespace, name)
@@ -242,7 +296,7 @@ class Controller:
         if not self.is_leader:
             return
         key = f"{namespace}/{name}"
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._lock(key)
         if lock.locked():
             self._again.add(key)
             return
@@ -251,9 +305,11 @@ class Controller:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, namespace: str, name: str, lock: asyncio.Lock) -> None:
+        # No leadership check here: the fenced Kube refuses each write of a process that
+        # may no longer act, and losing the lead cancels this task.
         key = f"{namespace}/{name}"
         async with lock:
-            while self.is_leader:
+            for _ in range(RERUNS):
                 self._again.discard(key)
                 try:
                     release = await self.engine.advance(namespace, name)
@@ -261,6 +317,16 @@ class Controller:
                         release.status.phase.is_final and not undelivered(release)
                     ):
                         self._unschedule(key)
+                    if release is not None:
+                        self.outbox.offer(key, release)
+                except NotLeading as exc:
+                    log.info("advance %s stopped: %s", key, exc)
+                    return
+                except Conflict as exc:
+                    # the object changed since it was read (e.g. an abort just arrived):
+                    # decide again at once on what is there now
+                    log.info("advance %s: %s (deciding again)", key, exc)
+                    self._again.add(key)
                 except KubeError as exc:
                     self.errors += 1
                     log.warning("advance %s: %s (retrying next tick)", key, exc)
@@ -272,8 +338,7 @@ class Controller:
 
     async def advance(self, namespace: str, name: str) -> None:
         """Run one ``advance`` now, serialised with scheduled runs (for tools and tests)."""
-        lock = self._locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
-        async with lock:
+        async with self._lock(f"{namespace}/{name}"):
             await self.engine.advance(namespace, name)
 
     # -- watch ------------------------------------------------------------------------------

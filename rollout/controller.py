@@ -41,7 +41,7 @@ from rollout.kube import (
 )
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
-from rollout.models import Phase, parse_duration
+from rollout.models import CanaryRelease, Phase, parse_duration
 from rollout.notify import Notifier, undelivered
 from rollout.outbox import Outbox
 from rollout.webhooks import WebhookRunner
@@ -113,6 +113,7 @@ class Controller:
         self.outbox = Outbox(
             self.engine.publish, self.engine.store_delivery, self._lock, self._may_act
         )
+        self.engine.on_stored = self._stored
         self._watch_stop = threading.Event()
         self._watch_thread: threading.Thread | None = None
         self.leading = asyncio.Event()
@@ -171,6 +172,10 @@ class Controller:
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
+
+    def _stored(self, release: CanaryRelease) -> None:
+        """A status write happened: deliver its events (in the background)."""
+        self.outbox.offer(f"{release.metadata.namespace}/{release.metadata.name}", release)
 
     async def _start_leading(self) -> None:
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -317,8 +322,8 @@ class Controller:
                         release.status.phase.is_final and not undelivered(release)
                     ):
                         self._unschedule(key)
-                    if release is not None:
-                        self.outbox.offer(key, release)
+                    if release is not None and undelivered(release):
+                        self.outbox.offer(key, release)  # e.g. Slack was down last time
                 except NotLeading as exc:
                     log.info("advance %s stopped: %s", key, exc)
                     return

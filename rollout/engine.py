@@ -112,6 +112,8 @@ class Engine:
         self.clock = clock
         self.cluster = cluster
         self.on_advanced: Callable[[CanaryRelease, AdvanceStats], None] | None = None
+        # called with the stored object after each status write (to deliver its events)
+        self.on_stored: Callable[[CanaryRelease], None] | None = None
 
     async def advance(self, namespace: str, name: str) -> CanaryRelease | None:
         """One step of the state machine for ``namespace/name``; None if it is gone."""
@@ -277,6 +279,8 @@ class Engine:
     async def _store(self, release: CanaryRelease, decision: Decision) -> CanaryRelease:
         """Write the decided status, then tell ``kubectl describe`` what happened."""
         release = await self.store.write_status(release, decision.status)
+        if self.on_stored is not None:
+            self.on_stored(release)
         for event in decision.new_events:
             await self._kube_event(release, event.type, event.message, event.severity != "info")
         return release

@@ -11,6 +11,8 @@ import asyncio
 import copy
 import functools
 import json
+import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from typing import Any, Literal
 import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
+from urllib3.connection import HTTPConnection
 
 from rollout.models import GROUP, PLURAL, VERSION
 
@@ -143,6 +146,14 @@ class Kube:
         # timed out, from its own thread and after our guard said yes, possibly after this
         # process lost the Lease; callers retry on their next tick, after asking again.
         pool_kw["retries"] = False
+        # A request given up on is gone for good: closing its connection resets it and
+        # drops bytes the network has not delivered yet, so a write sent just before a
+        # partition cannot reach the server when it heals, long after this process
+        # stopped acting.
+        pool_kw["socket_options"] = [
+            *HTTPConnection.default_socket_options,
+            (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
+        ]
         self._guard: WriteGuard | None = None
 
     @classmethod

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 
 from rollout.kube import KubeError
 from rollout.models import CanaryRelease, NotificationState
-from rollout.notify import undelivered
 
 log = logging.getLogger("canary_bot.outbox")
 
@@ -46,16 +45,12 @@ class Outbox:
         self._may_act = may_act
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._latest: dict[str, CanaryRelease] = {}
-        # resourceVersion last published (or written by a delivery) per release: an
-        # object that changed since gets its card refreshed even without new events
-        self._seen: dict[str, str] = {}
         # what the notifier confirmed, ahead of an object read before it was stored
         self._confirmed: dict[str, NotificationState] = {}
 
     def offer(self, key: str, release: CanaryRelease) -> None:
-        """Deliver ``release``'s outbox soon (and refresh its card if it changed)."""
-        if not undelivered(release) and self._seen.get(key) == release.metadata.resource_version:
-            return
+        """Deliver ``release``'s undelivered events soon and refresh its card (offered
+        after every status write, and after every advance while events are waiting)."""
         self._latest[key] = release
         if key not in self._tasks:
             task = asyncio.get_running_loop().create_task(self._drain(key), name=f"deliver:{key}")
@@ -73,7 +68,6 @@ class Outbox:
             self._tasks.pop(key, None)
 
     async def _deliver(self, key: str, release: CanaryRelease) -> None:
-        self._seen[key] = release.metadata.resource_version
         confirmed = self._confirmed.get(key)
         if confirmed is not None and (
             confirmed.delivered_seq > release.status.notification.delivered_seq
@@ -86,14 +80,11 @@ class Outbox:
         self._confirmed[key] = state
         namespace, name = key.split("/", 1)
         async with self._lock_of(key):
-            stored = await self._store(namespace, name, state)
-        if stored is not None:
-            self._seen[key] = stored.metadata.resource_version
+            await self._store(namespace, name, state)
 
     def forget(self, key: str) -> None:
         """Drop what is kept for a deleted release (a running delivery ends by itself)."""
         self._latest.pop(key, None)
-        self._seen.pop(key, None)
         self._confirmed.pop(key, None)
 
     async def cancel_all(self) -> None:
@@ -102,7 +93,6 @@ class Outbox:
         for task in tasks:
             task.cancel()
         self._latest.clear()
-        self._seen.clear()
         self._confirmed.clear()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

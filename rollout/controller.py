@@ -51,6 +51,8 @@ log = logging.getLogger("canary_bot.controller")
 FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 # advance runs in a row for one trigger at most (coalesced triggers, conflicts)
 RERUNS = 5
+# on shutdown, how long an advance in flight may take to finish its step
+STOP_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Controller:
         self._watch_stop = threading.Event()
         self._watch_thread: threading.Thread | None = None
         self.leading = asyncio.Event()
+        self._stopping = False
         self.errors = 0
         self._elector: LeaderElector | None = None
 
@@ -142,7 +145,15 @@ class Controller:
             await self._start_leading()
 
     async def stop(self) -> None:
-        """Stop acting, wait for runs in flight, hand the Lease back."""
+        """Start nothing new, let runs in flight finish their step (for up to
+        ``STOP_GRACE`` s, still fenced by the Lease), then stop and hand the Lease back."""
+        self._stopping = True
+        self._watch_stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         if self._elector is not None:
             await self._elector.stop()
         else:
@@ -298,7 +309,7 @@ class Controller:
 
     def trigger(self, namespace: str, name: str) -> None:
         """Run ``advance`` for a release soon (coalesced if one is running)."""
-        if not self.is_leader:
+        if not self.is_leader or self._stopping:
             return
         key = f"{namespace}/{name}"
         lock = self._lock(key)

@@ -9,8 +9,9 @@ and only then deletes the canary. A crash at any line followed by another call r
 the same outcome; only the post-rollout / rollback notification webhooks of a step that
 crashed after storing its outcome are not called again (at most once, never twice).
 
-Delivering the outbox (``deliver``) is separate from ``advance``: the scheduler runs it
-outside the per-release lock, so a slow or failing Slack never delays the next advance.
+Delivering the outbox (``publish``, then ``store_delivery``) is separate from ``advance``:
+``rollout.outbox`` runs it outside the per-release lock, so a slow or failing Slack never
+delays the next advance.
 """
 
 from __future__ import annotations

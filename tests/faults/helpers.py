@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,15 @@ def canary_objects(api: k8s.ApiClient, namespace: str) -> list[str]:
             if RELEASE_LABEL in labels or obj.metadata.name.endswith("-canary"):
                 found.append(f"{kind}/{obj.metadata.name}")
     return sorted(found)
+
+
+def canary_leftovers(api: k8s.ApiClient, namespace: str, timeout: float = 30.0) -> list[str]:
+    """Canary objects still present ``timeout`` s from now (an ending stores its outcome
+    first and deletes the canary right after, so they may take a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while (found := canary_objects(api, namespace)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
 
 
 def outbox_problems(release: CanaryRelease) -> list[str]:

@@ -26,7 +26,7 @@ from tests.faults.conftest import EngineFactory, EngineProcess, TrafficFor
 from tests.faults.helpers import (
     NEW,
     all_final,
-    canary_objects,
+    canary_leftovers,
     counted_engine_account,
     create,
     delete_flow_schemas,
@@ -150,7 +150,7 @@ def test_a_leader_back_from_a_partition_or_freeze_makes_no_write_and_steps_down(
         assert final == {APP: "Succeeded"}, story(releases(api, namespace)[APP])
         assert dispatched(api, writes_a) == before, "engine-a wrote while engine-b finished"
         assert image_of(api, namespace, APP) == NEW
-        assert canary_objects(api, namespace) == []
+        assert canary_leftovers(api, namespace) == []
         wait_for(
             lambda: not outbox_problems(releases(api, namespace)[APP]),
             30,

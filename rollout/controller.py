@@ -110,6 +110,7 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._again: set[str] = set()
+        self._running: set[str] = set()  # releases with a run started or waiting
         self._generations: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outbox = Outbox(
@@ -313,9 +314,12 @@ class Controller:
             return
         key = f"{namespace}/{name}"
         lock = self._lock(key)
-        if lock.locked():
+        if key in self._running:
             self._again.add(key)
             return
+        # A lock held by a delivery storing its state (not by a run) must not swallow
+        # the trigger: this run waits for it.
+        self._running.add(key)
         task = asyncio.get_running_loop().create_task(self._run(namespace, name, lock))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -324,33 +328,38 @@ class Controller:
         # No leadership check here: the fenced Kube refuses each write of a process that
         # may no longer act, and losing the lead cancels this task.
         key = f"{namespace}/{name}"
-        async with lock:
-            for _ in range(RERUNS):
-                self._again.discard(key)
-                try:
-                    release = await self.engine.advance(namespace, name)
-                    if release is None or (
-                        release.status.phase.is_final and not undelivered(release)
-                    ):
-                        self._unschedule(key)
-                    if release is not None and undelivered(release):
-                        self.outbox.offer(key, release)  # e.g. Slack was down last time
-                except NotLeading as exc:
-                    log.info("advance %s stopped: %s", key, exc)
-                    return
-                except Conflict as exc:
-                    # the object changed since it was read (e.g. an abort just arrived):
-                    # decide again at once on what is there now
-                    log.info("advance %s: %s (deciding again)", key, exc)
-                    self._again.add(key)
-                except KubeError as exc:
-                    self.errors += 1
-                    log.warning("advance %s: %s (retrying next tick)", key, exc)
-                except Exception:
-                    self.errors += 1
-                    log.exception("advance %s failed (retrying next tick)", key)
-                if key not in self._again:
-                    break
+        try:
+            async with lock:
+                await self._runs(namespace, name, key)
+        finally:
+            self._running.discard(key)
+
+    async def _runs(self, namespace: str, name: str, key: str) -> None:
+        """``advance`` until no trigger arrived meanwhile (at most ``RERUNS`` times)."""
+        for _ in range(RERUNS):
+            self._again.discard(key)
+            try:
+                release = await self.engine.advance(namespace, name)
+                if release is None or (release.status.phase.is_final and not undelivered(release)):
+                    self._unschedule(key)
+                if release is not None and undelivered(release):
+                    self.outbox.offer(key, release)  # e.g. Slack was down last time
+            except NotLeading as exc:
+                log.info("advance %s stopped: %s", key, exc)
+                return
+            except Conflict as exc:
+                # the object changed since it was read (e.g. an abort just arrived):
+                # decide again at once on what is there now
+                log.info("advance %s: %s (deciding again)", key, exc)
+                self._again.add(key)
+            except KubeError as exc:
+                self.errors += 1
+                log.warning("advance %s: %s (retrying next tick)", key, exc)
+            except Exception:
+                self.errors += 1
+                log.exception("advance %s failed (retrying next tick)", key)
+            if key not in self._again:
+                break
 
     async def advance(self, namespace: str, name: str) -> None:
         """Run one ``advance`` now, serialised with scheduled runs (for tools and tests)."""

@@ -11,14 +11,22 @@ until the canary gets weight 20, abort, wait for Failed, delete the release". Ab
 serialised (one in flight at a time) so each is timed alone; the other apps keep
 initialising and progressing meanwhile, so the engine is not idle. The analysis interval
 is 30 s, so only the watch can explain a reaction faster than that.
+
+The engine reports to a local Slack (sandbox.slack_fake) through the bot's notifier and
+client, as it does inside the bot. The aborts are timed twice: with Slack answering, and
+during a Slack outage (every Web API call answers HTTP 500, which the client retries
+once). Events are delivered outside the per-release lock, so the outage should not
+change the abort time: the benchmark reports the ratio of the two p99s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client as k8s
@@ -41,6 +49,7 @@ from bench.scenario import Traffic, analysis, create_release, release_spec
 from rollout.kube import Kube
 from rollout.models import ControlRequest
 from rollout.store import ReleaseStore
+from sandbox.slack_fake import DEFAULT_CHANNELS, SlackFake
 
 NAME = "abort"
 TITLE = "Abort latency: control request -> canary weight 0 on the Ingress"
@@ -56,10 +65,16 @@ def run(options: Options, progress: Progress) -> Result:
         "aborts": count,
         "apps": APPS,
         "analysis_interval": "30s",
-        "engine": "python -m rollout (no leader election)",
+        "engine": "python -m rollout (no leader election), bot's SlackNotifier",
+        "slack_outage": "every Web API call answers HTTP 500 (retried once by the client)",
     }
     started = time.monotonic()
-    with scratch(options.workdir, NAME) as workdir, Cluster(workdir, progress) as cluster:
+    with (
+        scratch(options.workdir, NAME) as workdir,
+        Cluster(workdir, progress) as cluster,
+        SlackFake() as slack,
+        _engine_reports_to(slack),
+    ):
         identity = cluster.identity("bench-engine")
         prometheus = Prometheus(workdir, progress, slots=APPS).start()
         traffic = Traffic(prometheus.server, str(cluster.kubeconfig))
@@ -78,13 +93,48 @@ def run(options: Options, progress: Progress) -> Result:
             engine.start()
             progress(f"engine pid {engine.pid}; timing {count} aborts over {APPS} apps")
             samples, calls = asyncio.run(_measure(cluster, apps, count, progress))
+            posts = len(slack.calls("chat.postMessage"))
+            progress(f"Slack outage: every Web API call answers 500 ({posts} posts so far)")
+            slack.server_errors(seconds=24 * 3600)
+            outage, outage_calls = asyncio.run(_measure(cluster, apps, count, progress))
+            failed = sum(1 for c in slack.calls() if not c.ok)
+            slack.clear_faults()
         finally:
             engine.stop()
             traffic.stop()
             prometheus.stop()
+    _report(result, "slack ok", samples, calls, count)
+    _report(result, "slack 500s", outage, outage_calls, count)
+    normal, during = percentile(samples, 0.99), percentile(outage, 0.99)
+    ratio = during / normal if normal and during is not None else None
+    result.add("slack 500s", "p99 ratio to slack ok", ratio, "x", "target: within 2x")
+    result.details["slack_calls_failed_during_outage"] = failed
+    result.seconds = time.monotonic() - started
+    return result
+
+
+@contextlib.contextmanager
+def _engine_reports_to(slack: SlackFake) -> Iterator[None]:
+    """Have the engine process (bench.enginehost) post to ``slack`` (see its doc)."""
+    settings = {
+        "CANARY_BOT_BENCH_SLACK_API": slack.api_url,
+        "CANARY_BOT_BENCH_SLACK_TOKEN": slack.bot_token,
+        "CANARY_BOT_BENCH_SLACK_CHANNEL": DEFAULT_CHANNELS[0].id,
+    }
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key in settings:
+            os.environ.pop(key, None)
+
+
+def _report(
+    result: Result, label: str, samples: list[float], calls: list[float], count: int
+) -> None:
     ms = [s * 1000 for s in samples]
     call_ms = [s * 1000 for s in calls]
-    case = f"n={len(ms)}"
+    case = f"{label}, n={len(ms)}"
     result.add(case, "abort -> weight 0, p50", percentile(ms, 0.5), "ms")
     result.add(case, "abort -> weight 0, p90", percentile(ms, 0.9), "ms")
     result.add(
@@ -96,11 +146,9 @@ def run(options: Options, progress: Progress) -> Result:
     )
     result.add(case, "abort -> weight 0, mean", mean(ms), "ms")
     result.add(case, "request_control call alone, p50", percentile(call_ms, 0.5), "ms", "GET + PUT")
-    result.details = {"latency_ms": ms, "request_control_ms": call_ms}
+    result.details[label] = {"latency_ms": ms, "request_control_ms": call_ms}
     if len(ms) < count:
-        result.errors.append(f"only {len(ms)} of {count} aborts completed")
-    result.seconds = time.monotonic() - started
-    return result
+        result.errors.append(f"{label}: only {len(ms)} of {count} aborts completed")
 
 
 async def _measure(

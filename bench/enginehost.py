@@ -15,6 +15,11 @@ thread then writes, every ``FLUSH_SECONDS`` and at exit:
 
 Writing costs a few milliseconds every two seconds; at hundreds of releases that is well
 under 1 % of the engine's CPU.
+
+With ``CANARY_BOT_BENCH_SLACK_API`` (a Slack Web API base URL, e.g. the local fake's) the
+engine reports through the bot's ``SlackNotifier`` and Slack client instead of the log,
+posting to channel ``CANARY_BOT_BENCH_SLACK_CHANNEL`` with token
+``CANARY_BOT_BENCH_SLACK_TOKEN``: how the engine runs inside the bot.
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import rollout.__main__ as entry
+from bot.config import Channels
+from bot.notifier import SlackNotifier
+from bot.slack_client import make_client
 from rollout.controller import Controller
 from rollout.engine import AdvanceStats
 from rollout.models import CanaryRelease
+from rollout.notify import Notifier
 
 FLUSH_SECONDS = 2.0
 
@@ -100,6 +109,13 @@ class _Recorder:
             self.flush()
 
 
+def _slack_notifier(api_url: str) -> Notifier:
+    """The bot's notifier on the bot's Slack client (see the module doc)."""
+    client = make_client(os.environ.get("CANARY_BOT_BENCH_SLACK_TOKEN"), api_url)
+    channel = os.environ.get("CANARY_BOT_BENCH_SLACK_CHANNEL", "")
+    return SlackNotifier(client, Channels(default=channel or None))
+
+
 def main(argv: list[str]) -> int:
     """Parse ``--stats-dir DIR --`` and hand the rest to the rollout entry point."""
     if len(argv) < 3 or argv[0] != "--stats-dir" or argv[2] != "--":
@@ -116,6 +132,9 @@ def main(argv: list[str]) -> int:
             super().__init__(*args, **kwargs)
             recorder.controller = self
             self.engine.on_advanced = recorder.on_advanced
+            slack_api = os.environ.get("CANARY_BOT_BENCH_SLACK_API")
+            if slack_api:
+                self.engine.notifier = _slack_notifier(slack_api)
 
     entry.Controller = ObservedController  # type: ignore[attr-defined]
     threading.Thread(target=recorder.run, name="bench-stats", daemon=True).start()

@@ -113,12 +113,14 @@ async def serve(args: argparse.Namespace) -> None:
         lease_name=args.lease_name,
         keep_finished=args.keep_finished,
         lease_seconds=args.lease_seconds,
-        renew_seconds=max(1.0, args.lease_seconds / 3),
         webhook_allow_cidrs=args.webhook_allow_cidrs,
         webhook_deny_cidrs=args.webhook_deny_cidrs,
         secret_namespace=args.secret_namespace,
         own_namespace=args.lease_namespace,
         protected_namespaces=parse_namespace_list(args.protected_namespaces),
+        # client-go's proportions (15 s / 10 s / 2 s), for test-sized leases too
+        renew_deadline_seconds=args.lease_seconds * 2 / 3,
+        retry_seconds=args.lease_seconds * 2 / 15,
     )
     if settings.leader_election:
         await check_lease_namespace(kube, settings.lease_namespace, settings.lease_name)

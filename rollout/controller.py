@@ -6,7 +6,12 @@
   rather than at the next interval.
 - On becoming leader it lists every release and resumes each where its status says.
 - ``advance`` never runs twice at once for one release; triggers that arrive meanwhile
-  are coalesced into one more run.
+  are coalesced into one more run. Events are delivered afterwards, outside that lock
+  (``rollout.outbox``), so Slack's speed never delays an advance.
+- Every write of the engine goes through a fenced ``Kube``: immediately before each
+  mutating request it asks whether this process still leads and renewed its Lease within
+  the renew deadline (``LeaderElector.write_budget``), and refuses otherwise. Losing the
+  lead also cancels every advance and delivery in flight.
 """
 
 from __future__ import annotations
@@ -27,11 +32,20 @@ from rollout.analysis import MetricProvider, PrometheusProvider
 from rollout.egress import EgressPolicy
 from rollout.engine import Clock, Engine, utc_now
 from rollout.hooksecrets import KubeSecrets
-from rollout.kube import RELEASES, JsonObject, Kube, KubeError
+from rollout.kube import (
+    DEFAULT_TIMEOUT,
+    RELEASES,
+    Conflict,
+    JsonObject,
+    Kube,
+    KubeError,
+    NotLeading,
+)
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
-from rollout.models import Phase, parse_duration
+from rollout.models import CanaryRelease, Phase, parse_duration
 from rollout.notify import Notifier, undelivered
+from rollout.outbox import Outbox
 from rollout.preflight import protected_namespaces
 from rollout.retention import DEFAULT_KEEP, Retention, needs_advance
 from rollout.webhooks import WebhookRunner
@@ -41,6 +55,10 @@ log = logging.getLogger("canary_bot.controller")
 FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 # Never tick one release more often than this, whatever its spec says.
 MIN_TICK_SECONDS = 1.0
+# advance runs in a row for one trigger at most (coalesced triggers, conflicts)
+RERUNS = 5
+# on shutdown, how long an advance in flight may take to finish its step
+STOP_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,8 +74,10 @@ class EngineSettings:
     # installation (and its leader-election Role) in the same cluster.
     lease_namespace: str = "canary-bot"
     lease_name: str = "canary-bot-leader"
-    lease_seconds: int = 15
-    renew_seconds: float = 5.0
+    # lease > renew deadline > retry period, as client-go (see rollout.leader)
+    lease_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_seconds: float = 2.0
     # upper bound between two ticks of one release, so readiness and promotion are seen
     # promptly even with a long analysis interval
     max_tick_seconds: float = 10.0
@@ -100,8 +120,10 @@ class Controller:
         self.settings = settings
         self.identity = identity
         provider = metrics or PrometheusProvider(settings.prometheus_url, settings.metric_templates)
+        # every write of the engine and of retention goes through the leader's fence
+        fenced = kube.fenced(self._write_budget)
         self.engine = Engine(
-            kube,
+            fenced,
             provider,
             notifier=notifier,
             webhooks=webhooks or webhook_runner(kube, settings),
@@ -119,14 +141,20 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._again: set[str] = set()
+        self._running: set[str] = set()  # releases with a run started or waiting
         self._generations: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.outbox = Outbox(
+            self.engine.publish, self.engine.store_delivery, self._lock, self._may_act
+        )
+        self.engine.on_stored = self._stored
         self._watch_stop = threading.Event()
         self._watch_thread: threading.Thread | None = None
         self.leading = asyncio.Event()
+        self._stopping = False
         self.errors = 0
         self._elector: LeaderElector | None = None
-        self.retention = Retention(kube, settings.keep_finished, lambda: self.is_leader)
+        self.retention = Retention(fenced, settings.keep_finished, lambda: self.is_leader)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -140,7 +168,8 @@ class Controller:
                 self.settings.lease_name,
                 self.identity,
                 lease_seconds=self.settings.lease_seconds,
-                renew_seconds=self.settings.renew_seconds,
+                renew_deadline_seconds=self.settings.renew_deadline_seconds,
+                retry_seconds=self.settings.retry_seconds,
                 on_started=self._start_leading,
                 on_stopped=self._stop_leading,
             )
@@ -149,7 +178,15 @@ class Controller:
             await self._start_leading()
 
     async def stop(self) -> None:
-        """Stop acting, wait for runs in flight, hand the Lease back."""
+        """Start nothing new, let runs in flight finish their step (for up to
+        ``STOP_GRACE`` s, still fenced by the Lease), then stop and hand the Lease back."""
+        self._stopping = True
+        self._watch_stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         if self._elector is not None:
             await self._elector.stop()
         else:
@@ -162,6 +199,28 @@ class Controller:
     def is_leader(self) -> bool:
         """Whether this process currently runs rollouts."""
         return self.leading.is_set()
+
+    def _write_budget(self) -> float:
+        """The engine's write guard (see ``rollout.kube.WriteGuard``)."""
+        if not self.leading.is_set():
+            raise NotLeading(f"{self.identity} is not leading; not writing")
+        if self._elector is None:
+            return DEFAULT_TIMEOUT  # leader election off: this is the only replica
+        return self._elector.write_budget()
+
+    def _may_act(self) -> bool:
+        try:
+            self._write_budget()
+        except NotLeading:
+            return False
+        return True
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def _stored(self, release: CanaryRelease) -> None:
+        """A status write happened: deliver its events (in the background)."""
+        self.outbox.offer(f"{release.metadata.namespace}/{release.metadata.name}", release)
 
     async def _start_leading(self) -> None:
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
@@ -181,15 +240,24 @@ class Controller:
         self._watch_thread.start()
 
     async def _stop_leading(self) -> None:
-        self.leading.clear()
+        self.leading.clear()  # from here on the write guard refuses every engine write
         if self.metrics is not None:
             self.metrics.leader.set(0)
         self._watch_stop.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        # Cancel what is in flight: an advance must not go on to its next action.
+        running = list(self._tasks)
+        for task in running:
+            task.cancel()
+        await self.outbox.cancel_all()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
         self._generations.clear()
         self.retention.clear()
+        self._again.clear()
+        self._locks.clear()
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -280,6 +348,11 @@ class Controller:
         self._unschedule(key)
         self._generations.pop(key, None)
         self.retention.forget(*key.split("/", 1))
+        self._again.discard(key)
+        self.outbox.forget(key)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
         if self.metrics is not None:
             namespace, name = key.split("/", 1)
             self.metrics.forget(namespace, name)
@@ -294,41 +367,60 @@ class Controller:
 
     def trigger(self, namespace: str, name: str) -> None:
         """Run ``advance`` for a release soon (coalesced if one is running)."""
-        if not self.is_leader:
+        if not self.is_leader or self._stopping:
             return
         key = f"{namespace}/{name}"
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        if lock.locked():
+        lock = self._lock(key)
+        if key in self._running:
             self._again.add(key)
             return
+        # A lock held by a delivery storing its state (not by a run) must not swallow
+        # the trigger: this run waits for it.
+        self._running.add(key)
         task = asyncio.get_running_loop().create_task(self._run(namespace, name, lock))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, namespace: str, name: str, lock: asyncio.Lock) -> None:
+        # No leadership check here: the fenced Kube refuses each write of a process that
+        # may no longer act, and losing the lead cancels this task.
         key = f"{namespace}/{name}"
-        async with lock:
-            while self.is_leader:
-                self._again.discard(key)
-                try:
-                    release = await self.engine.advance(namespace, name)
-                    if release is None or (
-                        release.status.phase.is_final and not undelivered(release)
-                    ):
-                        self._unschedule(key)
-                except KubeError as exc:
-                    self.errors += 1
-                    log.warning("advance %s: %s (retrying next tick)", key, exc)
-                except Exception:
-                    self.errors += 1
-                    log.exception("advance %s failed (retrying next tick)", key)
-                if key not in self._again:
-                    break
+        try:
+            async with lock:
+                await self._runs(namespace, name, key)
+        finally:
+            self._running.discard(key)
+
+    async def _runs(self, namespace: str, name: str, key: str) -> None:
+        """``advance`` until no trigger arrived meanwhile (at most ``RERUNS`` times)."""
+        for _ in range(RERUNS):
+            self._again.discard(key)
+            try:
+                release = await self.engine.advance(namespace, name)
+                if release is None or (release.status.phase.is_final and not undelivered(release)):
+                    self._unschedule(key)
+                if release is not None and undelivered(release):
+                    self.outbox.offer(key, release)  # e.g. Slack was down last time
+            except NotLeading as exc:
+                log.info("advance %s stopped: %s", key, exc)
+                return
+            except Conflict as exc:
+                # the object changed since it was read (e.g. an abort just arrived):
+                # decide again at once on what is there now
+                log.info("advance %s: %s (deciding again)", key, exc)
+                self._again.add(key)
+            except KubeError as exc:
+                self.errors += 1
+                log.warning("advance %s: %s (retrying next tick)", key, exc)
+            except Exception:
+                self.errors += 1
+                log.exception("advance %s failed (retrying next tick)", key)
+            if key not in self._again:
+                break
 
     async def advance(self, namespace: str, name: str) -> None:
         """Run one ``advance`` now, serialised with scheduled runs (for tools and tests)."""
-        lock = self._locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
-        async with lock:
+        async with self._lock(f"{namespace}/{name}"):
             await self.engine.advance(namespace, name)
 
     # -- watch ------------------------------------------------------------------------------

@@ -146,6 +146,12 @@ class DeleteCanary:
 
 
 @dataclass(frozen=True)
+class StoreDecision:
+    """Write the decided status now, before the actions that follow (deleting the canary
+    must come after the outcome is stored, so a crash cannot lose the outcome)."""
+
+
+@dataclass(frozen=True)
 class NotifyHooks:
     """Call post-rollout / rollback / event webhooks (outcome does not change the state)."""
 
@@ -153,7 +159,15 @@ class NotifyHooks:
     message: str = ""
 
 
-Action = EnsureCanary | SetWeight | PromoteTarget | RevertTarget | DeleteCanary | NotifyHooks
+Action = (
+    EnsureCanary
+    | SetWeight
+    | PromoteTarget
+    | RevertTarget
+    | StoreDecision
+    | DeleteCanary
+    | NotifyHooks
+)
 
 
 @dataclass(frozen=True)
@@ -317,18 +331,24 @@ class _Builder:
         self.update(audit=[*self.status.audit, entry][-MAX_AUDIT:])
 
     def rollback(self, reason: str, details: dict[str, str] | None = None) -> None:
-        """Traffic back to stable first, then remove the canary; alert with the cause."""
+        """Traffic back to stable, store Failed with the cause, then remove the canary.
+
+        A crash after any of these steps converges: before the status write the next
+        round decides the same rollback again; after it, a final release with canary
+        objects left gets them removed (see ``decide``).
+        """
         self.update(canary_weight=0)
         self.act(SetWeight(0))
         target_images = self.status.stable_images
         if self.status.phase in (Phase.PROMOTING, Phase.FINALISING) and target_images:
             self.act(RevertTarget(dict(target_images)))
-        self.act(DeleteCanary())
-        self.act(NotifyHooks("rollback", reason))
         self.phase(Phase.FAILED, reason)
         self.update(reason=reason, finished_at=self.now)
         self.condition("False", "Failed", reason)
         self.event("RolledBack", f"Rolling back {self.name} {reason}", "error", details)
+        self.act(StoreDecision())
+        self.act(DeleteCanary())
+        self.act(NotifyHooks("rollback", reason))
 
     def build(self) -> Decision:
         return Decision(
@@ -610,13 +630,14 @@ def _finish_promotion(b: _Builder, workloads: Workloads) -> None:
         b.update(canary_weight=0)
         b.act(SetWeight(0))
         b.event("StepAdvanced", "Routing all traffic to primary")
-        b.act(DeleteCanary())
-        b.act(NotifyHooks("post-rollout", "promotion completed"))
         b.phase(Phase.SUCCEEDED, "promotion completed")
         b.update(finished_at=b.now, reason="Succeeded")
         b.condition("True", "Succeeded", "promotion completed")
         shown = ", ".join(wanted.values())
         b.event("Promoted", f"Promotion completed! {b.name} now runs {shown}")
+        b.act(StoreDecision())  # the outcome is stored before the canary is deleted
+        b.act(DeleteCanary())
+        b.act(NotifyHooks("post-rollout", "promotion completed"))
         return
     # As for Flagger's primary, the deadline bounds a rollout that stopped moving, not a
     # slow one: it counts from the target's last progress once promotion has begun.
@@ -700,6 +721,7 @@ __all__ = [
     "PromoteTarget",
     "RevertTarget",
     "SetWeight",
+    "StoreDecision",
     "Workloads",
     "analysis_due",
     "decide",

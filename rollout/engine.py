@@ -1,9 +1,17 @@
-"""``advance``: load a CanaryRelease, observe, decide, act, write status, report.
+"""``advance``: load a CanaryRelease, observe, decide, act, store the decision, report.
 
 Idempotent by construction: everything is re-read on every call, the decision is a pure
 function of the stored status and those observations, every action converges (create
-if missing, patch to a value), and the status is written last with the resourceVersion
-that was read. A crash at any line followed by another call reaches the same outcome.
+if missing, patch to a value), and the status is written with the resourceVersion that
+was read. The decision (phase, reason, measured values) is stored before any destructive
+action: an ending sends traffic back to stable, stores the outcome (``StoreDecision``),
+and only then deletes the canary. A crash at any line followed by another call reaches
+the same outcome; only the post-rollout / rollback notification webhooks of a step that
+crashed after storing its outcome are not called again (at most once, never twice).
+
+Delivering the outbox (``publish``, then ``store_delivery``) is separate from ``advance``:
+``rollout.outbox`` runs it outside the per-release lock, so a slow or failing Slack never
+delays the next advance.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +30,7 @@ from rollout.decide import (
     Action,
     Checks,
     CheckStage,
+    Decision,
     DeleteCanary,
     EnsureCanary,
     HookCheck,
@@ -30,14 +39,17 @@ from rollout.decide import (
     PromoteTarget,
     RevertTarget,
     SetWeight,
+    StoreDecision,
     Workloads,
     decide,
     plan_checks,
 )
+from rollout.failpoints import failpoint
 from rollout.kube import Conflict, JsonObject, Kube, KubeError
 from rollout.models import (
     CanaryRelease,
     CanaryReleaseStatus,
+    NotificationState,
     Phase,
     RolloutEvent,
     Webhook,
@@ -103,6 +115,8 @@ class Engine:
         self.cluster = cluster
         self.protected_namespaces = protected_namespaces
         self.on_advanced: Callable[[CanaryRelease, AdvanceStats], None] | None = None
+        # called with the stored object after each status write (to deliver its events)
+        self.on_stored: Callable[[CanaryRelease], None] | None = None
 
     async def advance(self, namespace: str, name: str) -> CanaryRelease | None:
         """One step of the state machine for ``namespace/name``; None if it is gone."""
@@ -134,20 +148,22 @@ class Engine:
             await self._refuse_invalid(raw, reason[:1000], "Unprocessable", release.status)
             return None
         target = await self.workloads.target(release) if _needs_target(decision.actions) else None
-        for action in decision.actions:
-            await self._act(release, action, target)
         stats = AdvanceStats(
-            actions=len(decision.actions), phase=decision.status.phase.value, checks=checks.metrics
+            actions=sum(not isinstance(a, StoreDecision) for a in decision.actions),
+            phase=decision.status.phase.value,
+            checks=checks.metrics,
         )
-        if decision.status != release.status:
-            release = await self.store.write_status(release, decision.status)
-            stats.wrote_status = True
-            for event in decision.new_events:
-                await self._kube_event(release, event.type, event.message, event.severity != "info")
+        unchanged = decision.status == release.status
+        for action in _with_store_last(decision.actions, unchanged):
+            point = f"{decision.status.phase.value}:{type(action).__name__}"
+            if isinstance(action, StoreDecision):
+                release = await self._store(release, decision)
+                stats.wrote_status = True
+            else:
+                await self._act(release, action, target)
+            failpoint(point)
+        if stats.wrote_status:
             await self._event_hooks(release, decision.new_events)
-            await self._deliver(release)
-        elif undelivered(release):
-            await self._deliver(release)
         stats.seconds = time.perf_counter() - started
         if self.on_advanced is not None:
             self.on_advanced(release, stats)
@@ -275,6 +291,15 @@ class Engine:
                     if not result.ok:
                         log.warning("webhook %s failed: %s", result.name, result.message)
 
+    async def _store(self, release: CanaryRelease, decision: Decision) -> CanaryRelease:
+        """Write the decided status, then tell ``kubectl describe`` what happened."""
+        release = await self.store.write_status(release, decision.status)
+        if self.on_stored is not None:
+            self.on_stored(release)
+        for event in decision.new_events:
+            await self._kube_event(release, event.type, event.message, event.severity != "info")
+        return release
+
     # -- report -----------------------------------------------------------------------------
 
     async def _kube_event(
@@ -295,21 +320,40 @@ class Engine:
         except KubeError as exc:  # an Event is a courtesy; never fail a step for it
             log.warning("could not record event on %s: %s", release.key, exc)
 
-    async def _deliver(self, release: CanaryRelease) -> CanaryRelease:
-        """Hand undelivered events to the notifier; remember what it confirmed."""
+    async def publish(self, release: CanaryRelease) -> NotificationState | None:
+        """Hand undelivered events to the notifier; its new state, or None if it failed.
+
+        Bounded by ``NOTIFY_TIMEOUT``; the events stay in the outbox until the state is
+        stored (``store_delivery``), so a failure only means they are offered again.
+        """
         events = undelivered(release)
         try:
-            state = await asyncio.wait_for(self.notifier.publish(release, events), NOTIFY_TIMEOUT)
+            return await asyncio.wait_for(self.notifier.publish(release, events), NOTIFY_TIMEOUT)
         except Exception as exc:  # Slack down or slow: the events stay in the outbox
-            log.warning("notifier failed for %s: %s", release.key, type(exc).__name__)
-            return release
-        if state == release.status.notification:
-            return release
+            log.warning(
+                "notifier failed for %s: %s: %s (events stay in the outbox)",
+                release.key,
+                type(exc).__name__,
+                exc or "no message",
+            )
+            return None
+
+    async def store_delivery(
+        self, namespace: str, name: str, state: NotificationState
+    ) -> CanaryRelease | None:
+        """Record what the notifier confirmed on the current object (re-read, so it
+        never conflicts with the ``advance`` that ran meanwhile); None if unchanged."""
+        release = await self.store.get(namespace, name)
+        if release is None:
+            return None
+        stored = release.status.notification
+        if state == stored or state.delivered_seq < stored.delivered_seq:
+            return None
         try:
             return await self.store.write_notification(release, state)
         except Conflict:
-            # Someone changed the object; the next advance re-offers only what is left.
-            return release
+            # Someone changed the object; the next offer re-delivers only what is left.
+            return None
 
     async def _event_hooks(self, release: CanaryRelease, events: tuple[RolloutEvent, ...]) -> None:
         """Flagger's ``event`` webhooks: every event, fire and forget (failures are logged)."""
@@ -367,6 +411,17 @@ def spec_checksum(release: CanaryRelease) -> str:
     spec = release.spec.model_dump(mode="json", by_alias=True, exclude={"control_requests"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return digest[:16]
+
+
+def _with_store_last(actions: tuple[Action, ...], unchanged: bool) -> Iterator[Action]:
+    """The decision's actions, with the status write where the decision put it, or last
+    (a decision that changed nothing in status writes nothing)."""
+    placed = any(isinstance(a, StoreDecision) for a in actions)
+    for action in actions:
+        if not (unchanged and isinstance(action, StoreDecision)):
+            yield action
+    if not unchanged and not placed:
+        yield StoreDecision()
 
 
 def _needs_target(actions: tuple[Action, ...]) -> bool:

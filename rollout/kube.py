@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import functools
 import json
+import socket
+import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from typing import Any, Literal
 import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
+from urllib3.connection import HTTPConnection
 
 from rollout.models import GROUP, PLURAL, VERSION
 
@@ -45,6 +49,22 @@ class KubeError(Exception):
     def temporary(self) -> bool:
         """Worth retrying on the next tick (server or network trouble, conflicts)."""
         return self.status in (0, 409, 429) or self.status >= 500
+
+
+class NotLeading(KubeError):
+    """A write refused before it was sent: this process may no longer act (fencing)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "NotLeading", message)
+
+
+# Called immediately before each mutating request: returns the seconds the request may
+# take (its timeout), or raises ``NotLeading`` when it must not be sent at all.
+WriteGuard = Callable[[], float]
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Without a guard or an explicit timeout, one request gives up after this long.
+DEFAULT_TIMEOUT = 30.0
 
 
 class NotFound(KubeError):
@@ -124,7 +144,21 @@ class Kube:
         api_client.configuration.connection_pool_maxsize = max(
             workers, int(api_client.configuration.connection_pool_maxsize or 0)
         )
-        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = workers
+        pool_kw = api_client.rest_client.pool_manager.connection_pool_kw
+        pool_kw["maxsize"] = workers
+        # Every request is sent once. urllib3 would otherwise resend a PUT or DELETE that
+        # timed out, from its own thread and after our guard said yes, possibly after this
+        # process lost the Lease; callers retry on their next tick, after asking again.
+        pool_kw["retries"] = False
+        # A request given up on is gone for good: closing its connection resets it and
+        # drops bytes the network has not delivered yet, so a write sent just before a
+        # partition cannot reach the server when it heals, long after this process
+        # stopped acting.
+        pool_kw["socket_options"] = [
+            *HTTPConnection.default_socket_options,
+            (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
+        ]
+        self._guard: WriteGuard | None = None
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
@@ -137,6 +171,19 @@ class Kube:
                 pass
         client = kubernetes.config.new_client_from_config(config_file=kubeconfig, context=context)
         return cls(client)
+
+    def fenced(self, guard: WriteGuard) -> Kube:
+        """A view sharing this connection pool whose every mutating request first asks
+        ``guard`` (see ``WriteGuard``). The leader's engine writes only through it."""
+        view = copy.copy(self)
+        view._guard = guard
+        return view
+
+    def _budget(self, method: str, timeout: float) -> float:
+        """The timeout for one request; raises ``NotLeading`` if a write must not go."""
+        if self._guard is not None and method in MUTATING:
+            timeout = min(timeout, self._guard())
+        return max(timeout, 0.05)  # a zero timeout would mean none to the client
 
     @property
     def server(self) -> str:
@@ -158,10 +205,15 @@ class Kube:
         *,
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> JsonObject:
-        """One API request; raises ``NotFound``, ``Conflict`` or ``KubeError``."""
+        """One API request; raises ``NotFound``, ``Conflict``, ``NotLeading`` or ``KubeError``.
+
+        ``timeout`` bounds the whole request (connect and response); a fenced write is
+        also bounded by what its guard allows, asked here, immediately before sending.
+        """
         plural = resource_of(path)
+        timeout = self._budget(method, timeout)
         self.requests.add(method, plural)
         try:
             response = self._api.call_api(
@@ -173,7 +225,8 @@ class Kube:
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _return_http_data_only=True,
-                _request_timeout=timeout,
+                # a (connect, read) pair: the client ignores a float (no timeout at all)
+                _request_timeout=(timeout, timeout),
             )
         except ApiException as exc:
             self.requests.error(plural, exc.status or 0)
@@ -194,19 +247,46 @@ class Kube:
         *,
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
+        request_timeout: float = DEFAULT_TIMEOUT,
     ) -> JsonObject:
-        """``request_sync`` in a worker thread."""
+        """``request_sync`` in a worker thread, abandoned after ``request_timeout`` s.
+
+        The client's own timeout ends the thread's request at the same bound, so an
+        abandoned call does not linger (the thread pool may queue it first: the guard is
+        asked both here and again in the thread, right before the request goes out).
+        """
+        timeout = self._budget(method, request_timeout)
         call = functools.partial(
-            self.request_sync, method, path, body, content_type=content_type, query=query
+            self.request_sync,
+            method,
+            path,
+            body,
+            content_type=content_type,
+            query=query,
+            timeout=timeout,
         )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise KubeError(
+                0, "Timeout", f"{method} {resource_of(path)}: no answer within {timeout:.1f}s"
+            ) from None
 
     # -- typed helpers --------------------------------------------------------------------
 
-    async def get(self, resource: Resource, namespace: str, name: str) -> JsonObject | None:
+    async def get(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        request_timeout: float = DEFAULT_TIMEOUT,
+    ) -> JsonObject | None:
         """The object, or None when it does not exist."""
         try:
-            return await self.request("GET", resource.path(namespace, name))
+            return await self.request(
+                "GET", resource.path(namespace, name), request_timeout=request_timeout
+            )
         except NotFound:
             return None
 
@@ -239,15 +319,31 @@ class Kube:
         items: list[JsonObject] = result.get("items", [])
         return items
 
-    async def create(self, resource: Resource, namespace: str, body: JsonObject) -> JsonObject:
+    async def create(
+        self,
+        resource: Resource,
+        namespace: str,
+        body: JsonObject,
+        request_timeout: float = DEFAULT_TIMEOUT,
+    ) -> JsonObject:
         """Create an object; raises ``Conflict`` if it exists."""
-        return await self.request("POST", resource.path(namespace), body)
+        return await self.request(
+            "POST", resource.path(namespace), body, request_timeout=request_timeout
+        )
 
     async def replace(
-        self, resource: Resource, namespace: str, name: str, body: JsonObject, sub: str = ""
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        body: JsonObject,
+        sub: str = "",
+        request_timeout: float = DEFAULT_TIMEOUT,
     ) -> JsonObject:
         """PUT with the body's resourceVersion: fails with ``Conflict`` if it changed."""
-        return await self.request("PUT", resource.path(namespace, name, sub), body)
+        return await self.request(
+            "PUT", resource.path(namespace, name, sub), body, request_timeout=request_timeout
+        )
 
     async def merge_patch(
         self, resource: Resource, namespace: str, name: str, patch: JsonObject, sub: str = ""

@@ -244,10 +244,14 @@ class Workloads:
         )
 
     async def delete_canary(self, release: CanaryRelease) -> None:
-        """Remove the canary's HPA, Deployment and Service (only this release's)."""
+        """Remove the canary's HPA, Service and Deployment (only this release's).
+
+        The Deployment goes last: a finished release whose canary Deployment still exists
+        is cleaned up again (``decide``), so a crash in between leaves nothing behind.
+        """
         namespace = release.metadata.namespace
         await self.autoscalers.delete(release)
-        for resource in (DEPLOYMENTS, SERVICES):
+        for resource in (SERVICES, DEPLOYMENTS):
             obj = await self.kube.get(resource, namespace, canary_name(release))
             if owned_by(obj, release):
                 await self.kube.delete(resource, namespace, canary_name(release))

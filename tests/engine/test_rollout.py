@@ -112,6 +112,15 @@ async def story_ending(api: k8s.ApiClient, namespace: str, last: str) -> list[st
     return result
 
 
+async def canary_deleted(api: k8s.ApiClient, namespace: str) -> None:
+    """Wait for the canary objects to go: the engine stores the outcome, then deletes them."""
+
+    async def gone() -> bool:
+        return not canary_objects(api, namespace)
+
+    await async_wait_for(gone, 30, f"the canary objects to be deleted in {namespace}")
+
+
 def canary_objects(api: k8s.ApiClient, namespace: str) -> list[str]:
     """Which canary objects exist."""
     found = []
@@ -170,7 +179,7 @@ async def test_tutorial_release_promotes_step_by_step(
     assert "Pre-rollout check acceptance-test passed" in story
     assert "Routing all traffic to primary" in story
     assert target_image(kube_api_client, namespace) == NEW
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
     sim.wait_for_weight(0, timeout=10)  # the data plane follows the Ingress within ticks
     # the load tester was asked to run the acceptance test and the load test
     assert loadtester.calls("acceptance-test") and loadtester.calls("load-test")
@@ -237,7 +246,7 @@ async def test_http_500s_roll_back_after_threshold(
     measured = [m for m in release.status.metrics if m.name == "request-success-rate"][0]
     assert measured.value is not None and 30 < measured.value < 70
     assert target_image(kube_api_client, namespace) == OLD
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
     sim.wait_for_weight(0, timeout=10)  # the data plane follows the Ingress within ticks
     assert release.status.canary_weight == 0
 
@@ -268,7 +277,7 @@ async def test_no_traffic_halts_with_no_values_and_rolls_back(
         and "not receiving traffic" in m
         for m in story
     ), story
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
 
 
 async def test_pre_rollout_failure_rolls_back_without_sending_traffic(
@@ -294,7 +303,7 @@ async def test_pre_rollout_failure_rolls_back_without_sending_traffic(
     assert any("acceptance-test" in m and m.startswith("Halt advancement") for m in story), story
     assert not any(m.startswith("Advance podinfo.") for m in story)
     assert target_image(kube_api_client, namespace) == OLD
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
 
 
 async def test_progress_deadline_rolls_back_a_canary_that_cannot_start(
@@ -320,7 +329,7 @@ async def test_progress_deadline_rolls_back_a_canary_that_cannot_start(
     assert release.status.reason.startswith("progress deadline exceeded"), release.status.reason
     # the canary is sized for maxWeight 50 of a 2-pod target: one pod, refused by the quota
     assert "0 of 1 updated replicas available" in release.status.reason
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
     assert target_image(kube_api_client, namespace) == OLD
 
 
@@ -367,7 +376,7 @@ async def test_abort_request_routes_traffic_back_within_a_second(
     ]
     # the interval is 30 s: only the watch can explain a prompt reaction
     assert latency < 10, f"abort took {latency:.2f}s"
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
     sim.wait_for_weight(0, timeout=5)
 
 
@@ -435,7 +444,7 @@ async def test_invalid_requests_are_refused_and_change_nothing(
         m.startswith("Refused podinfo.") or expected in m
         for m in events(kube_api_client, namespace)
     )
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
     assert target_image(kube_api_client, namespace) == OLD
 
 
@@ -475,7 +484,7 @@ async def test_invalid_spec_written_with_kubectl_is_reported_in_status(
 
     status = await async_wait_for(failed, 30, "the invalid release to be marked Failed")
     assert "not a valid image reference" in status["message"]
-    assert canary_objects(kube_api_client, namespace) == []
+    await canary_deleted(kube_api_client, namespace)
 
 
 async def test_max_weight_over_100_is_refused_by_the_api_server(

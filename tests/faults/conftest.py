@@ -36,10 +36,13 @@ READY_LINE = "rollout engine running as"
 class EngineProcess:
     """One ``python -m rollout`` process; restartable, every run logged to its own file."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.args = args
         self.log_dir = log_dir
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
 
@@ -54,6 +57,7 @@ class EngineProcess:
         self.runs += 1
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         env["PYTHONPATH"] = str(REPO)
+        env.update(self.env)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "rollout", *self.args],
@@ -88,10 +92,26 @@ class EngineProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets and state but runs no instruction."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze``."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself (e.g. at a failpoint); its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
     def stop(self) -> None:
         """SIGTERM (graceful), SIGKILL after 10 s."""
         if self.process is None or self.process.poll() is not None:
             return
+        self.process.send_signal(signal.SIGCONT)  # in case a test left it frozen
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
@@ -133,10 +153,12 @@ def engines(
         lease_seconds: int = 6,
         prometheus_url: str | None = None,
         run: bool = True,
+        kubeconfig: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> EngineProcess:
         args = [
             "--kubeconfig",
-            str(control_plane.kubeconfig),
+            str(kubeconfig or control_plane.kubeconfig),
             "--prometheus-url",
             prometheus_url or prometheus.url,
             "--namespace",
@@ -150,7 +172,7 @@ def engines(
         ]
         if not leader_election:
             args.append("--no-leader-election")
-        engine = EngineProcess(name, args, tmp_path)
+        engine = EngineProcess(name, args, tmp_path, env)
         started.append(engine)
         return engine.start() if run else engine
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,15 @@ def canary_objects(api: k8s.ApiClient, namespace: str) -> list[str]:
             if RELEASE_LABEL in labels or obj.metadata.name.endswith("-canary"):
                 found.append(f"{kind}/{obj.metadata.name}")
     return sorted(found)
+
+
+def canary_leftovers(api: k8s.ApiClient, namespace: str, timeout: float = 30.0) -> list[str]:
+    """Canary objects still present ``timeout`` s from now (an ending stores its outcome
+    first and deletes the canary right after, so they may take a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while (found := canary_objects(api, namespace)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
 
 
 def outbox_problems(release: CanaryRelease) -> list[str]:
@@ -248,3 +258,130 @@ def restricted_engine(
         "--lease-seconds", "6",
     ]  # fmt: skip
     return EngineProcess("engine", args, log_dir)
+
+
+# -- engines with their own identity, whose requests the API server counts ---------------
+
+ENGINE_ROLE = "canary-bot-engine"
+WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
+READ_VERBS = ["get", "list", "watch"]
+
+
+def counted_engine_account(
+    api: k8s.ApiClient, control_plane: ControlPlane, namespace: str, name: str, server: str
+) -> tuple[Any, list[str]]:
+    """ServiceAccount ``name`` with the engine's rights, a kubeconfig reaching the API
+    server at ``server`` (e.g. through a proxy), and two FlowSchemas: the API server
+    counts that account's writes under ``flow_schemas[0]`` and its reads under ``[1]``
+    (``apiserver_flowcontrol_dispatched_requests_total``). Returns the kubeconfig's
+    contents and the FlowSchema names (delete them with ``delete_flow_schemas``)."""
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    try:
+        rbac.create_namespaced_role(
+            namespace, {"metadata": {"name": ENGINE_ROLE}, "rules": rules()}
+        )
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": ENGINE_ROLE,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    )
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    token = core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    admin = yaml.safe_load(control_plane.kubeconfig.read_text())
+    ca = admin["clusters"][0]["cluster"]["certificate-authority-data"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": name}}],
+        "current-context": "local",
+    }
+    schemas = []
+    for kind, verbs in (("writes", WRITE_VERBS), ("reads", READ_VERBS)):
+        schema = f"{namespace}-{name}-{kind}"
+        _create_flow_schema(api, schema, namespace, name, verbs)
+        schemas.append(schema)
+    return config, schemas
+
+
+def _create_flow_schema(
+    api: k8s.ApiClient, schema: str, namespace: str, account: str, verbs: list[str]
+) -> None:
+    # exempt priority level: counted, never queued, so counting changes nothing
+    body = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": schema},
+        "spec": {
+            "matchingPrecedence": 500,
+            "priorityLevelConfiguration": {"name": "exempt"},
+            "rules": [
+                {
+                    "subjects": [
+                        {
+                            "kind": "ServiceAccount",
+                            "serviceAccount": {"name": account, "namespace": namespace},
+                        }
+                    ],
+                    "resourceRules": [
+                        {
+                            "verbs": verbs,
+                            "apiGroups": ["*"],
+                            "resources": ["*"],
+                            "namespaces": ["*"],
+                            "clusterScope": True,
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    k8s.CustomObjectsApi(api).create_cluster_custom_object(
+        "flowcontrol.apiserver.k8s.io", "v1", "flowschemas", body
+    )
+
+
+def delete_flow_schemas(api: k8s.ApiClient, schemas: list[str]) -> None:
+    """Remove FlowSchemas made by ``counted_engine_account`` (they are cluster-wide)."""
+    for schema in schemas:
+        try:
+            k8s.CustomObjectsApi(api).delete_cluster_custom_object(
+                "flowcontrol.apiserver.k8s.io", "v1", "flowschemas", schema
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def dispatched(api: k8s.ApiClient, schema: str) -> int:
+    """Requests the API server has dispatched under FlowSchema ``schema`` so far."""
+    response = api.call_api(
+        "/metrics",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+    )
+    text = response.data.decode()
+    label = f'flow_schema="{schema}"'
+    count = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_flowcontrol_dispatched_requests_total{") and label in line:
+            count += float(line.rsplit(" ", 1)[1])
+    return int(count)

@@ -25,7 +25,7 @@ from tests.faults.helpers import (
     NEW,
     OLD,
     all_final,
-    canary_objects,
+    canary_leftovers,
     create,
     image_of,
     outbox_problems,
@@ -105,7 +105,7 @@ def test_rollouts_end_right_across_an_apiserver_restart(
     ].status.reason
     assert image_of(kube_api_client, namespace, GOOD) == NEW
     assert image_of(kube_api_client, namespace, BAD) == OLD
-    assert canary_objects(kube_api_client, namespace) == []
+    assert canary_leftovers(kube_api_client, namespace) == []
     wait_for(
         lambda: all(
             r.status.notification.delivered_seq == r.status.event_seq

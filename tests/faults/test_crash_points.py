@@ -1,22 +1,26 @@
-"""SIGKILL at two exact points: after the canary was removed, before the outcome was written.
+"""SIGKILL after every step of the three endings: promotion, rollback and abort.
 
-``advance`` performs its actions and writes the status last. Ending a rollout removes
-the canary Ingress, Deployment and Service, calls the ``rollback`` / ``post-rollout``
-webhooks, and only then writes Failed / Succeeded. A webhook that takes a few seconds
-to answer holds the engine exactly there, so the kill lands in that window every time
-(the random kills in test_engine_sigkill.py hit it only now and then).
+The engine dies at an exact point through its failpoints (``CANARY_BOT_CRASH_AT``, see
+rollout/failpoints.py): right after it performed the named action of the decision that
+ends (or starts ending) a rollout. A restarted engine, without the failpoint, must end
+the release as decided: the same phase and reason, traffic on the stable side, the
+right image on the target, no canary objects left, and every event delivered once.
 
-A restarted engine must finish the job with the outcome and the reason it had decided.
+At the kill the test also checks what a crash there leaves behind: traffic is already on
+stable from the first step of a rollback on, and once the outcome is stored (after
+``StoreDecision``) the canary may still exist but the reason is already there.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from rollout.models import CanaryRelease, CanaryReleaseSpec
 from sandbox.loadtester import LoadTester
@@ -38,84 +42,132 @@ from tests.fixtures.engine import wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
 APP = "app"
-HOOK_DELAY = 6.0
-
-
-class WrongReason(AssertionError):
-    """The release ended as decided, but says a different cause (the known engine bug)."""
 
 
 @dataclass(frozen=True)
-class CrashPoint:
-    """Where to kill, and what the release must end as."""
+class Ending:
+    """One way a rollout ends, and what it must end as."""
 
+    name: str
     hook_type: str
     error_rate: float
-    phase_at_kill: str
     final_phase: str
     final_reason: str
     final_image: str
     analysis: dict[str, Any]
+    abort: bool = False
 
 
-ROLLBACK = CrashPoint(
+ROLLBACK = Ending(
+    name="rollback",
     hook_type="rollback",
     error_rate=0.5,
-    phase_at_kill="Progressing",
     final_phase="Failed",
     final_reason="failed checks threshold reached",
     final_image=OLD,
     analysis={"threshold": 2, "stepWeight": 20, "maxWeight": 40},
 )
-PROMOTION = CrashPoint(
+ABORT = Ending(
+    name="abort",
+    hook_type="rollback",
+    error_rate=0.0,
+    final_phase="Failed",
+    final_reason="aborted by Ada",
+    final_image=OLD,
+    # ten steps of 10 %: the abort lands while the analysis is still progressing
+    analysis={"threshold": 5, "stepWeight": 10, "maxWeight": 100},
+    abort=True,
+)
+PROMOTION = Ending(
+    name="promotion",
     hook_type="post-rollout",
     error_rate=0.0,
-    phase_at_kill="Promoting",
     final_phase="Succeeded",
     final_reason="Succeeded",
     final_image=NEW,
     analysis={"threshold": 5, "stepWeight": 50, "maxWeight": 50},
 )
 
+# Every action of each ending, in the order the engine performs them (phase the decision
+# moves to : action). A rollback before promotion has no RevertTarget step.
+ENDING_STEPS = ["SetWeight", "StoreDecision", "DeleteCanary", "NotifyHooks"]
+POINTS = (
+    [(ROLLBACK, f"Failed:{step}") for step in ENDING_STEPS]
+    + [(ABORT, f"Failed:{step}") for step in ENDING_STEPS]
+    + [(PROMOTION, "Promoting:PromoteTarget"), (PROMOTION, "Promoting:StoreDecision")]
+    + [(PROMOTION, f"Succeeded:{step}") for step in ENDING_STEPS]
+)
 
-def with_hook(base: CanaryReleaseSpec, point: CrashPoint, url: str) -> CanaryReleaseSpec:
-    """``base`` with the crash point's analysis numbers and a webhook of its type."""
+
+def with_hook(base: CanaryReleaseSpec, ending: Ending, url: str) -> CanaryReleaseSpec:
+    """``base`` with the ending's analysis numbers and a webhook of its notification type."""
     body = base.model_dump(mode="json", by_alias=True)
-    body["analysis"].update(point.analysis)
+    body["analysis"].update(ending.analysis)
     body["analysis"]["webhooks"] = [
         {
-            "name": "slow-hook",
-            "type": point.hook_type,
-            "url": f"{url}/slow-hook",
-            "timeout": "30s",
+            "name": "notify",
+            "type": ending.hook_type,
+            "url": f"{url}/notify",
+            "timeout": "10s",
             "metadata": {"cmd": "echo done"},
         }
     ]
-    body["progressDeadlineSeconds"] = 15
     return CanaryReleaseSpec.model_validate(body)
 
 
+def abort_when_progressing(api: k8s.ApiClient, namespace: str) -> None:
+    """Wait for the canary to get traffic, then ask for an abort as the Slack front does."""
+
+    def progressing() -> bool:
+        release = releases(api, namespace).get(APP)
+        return release is not None and release.status.canary_weight >= 10
+
+    wait_for(progressing, 90, "the canary to get traffic before the abort", interval=0.2)
+    request = {"id": uuid.uuid4().hex[:12], "action": "abort", "user": "U1", "userName": "Ada"}
+    k8s.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "canarybot.io",
+        "v1alpha1",
+        namespace,
+        "canaryreleases",
+        APP,
+        {"spec": {"controlRequests": [request]}},
+    )
+
+
+def canary_weight_on_ingress(api: k8s.ApiClient, namespace: str) -> int | None:
+    """The canary Ingress's weight annotation (None when the Ingress is gone)."""
+    try:
+        ingress = k8s.NetworkingV1Api(api).read_namespaced_ingress(f"{APP}-canary", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if ingress.metadata.deletion_timestamp is not None:
+        return None
+    annotations = ingress.metadata.annotations or {}
+    return int(annotations.get("nginx.ingress.kubernetes.io/canary-weight", "0"))
+
+
+def check_at_kill(api: k8s.ApiClient, namespace: str, ending: Ending, point: str) -> None:
+    """What a crash at ``point`` leaves: traffic on stable, the outcome stored in time."""
+    release = releases(api, namespace)[APP]
+    step = point.split(":", 1)[1]
+    ended = point.startswith(("Failed:", "Succeeded:"))
+    if ended:
+        # every ending routes all traffic to stable before anything else
+        assert canary_weight_on_ingress(api, namespace) in (0, None), story(release)
+    stored = ended and step != "SetWeight"
+    if stored:
+        assert release.status.phase.value == ending.final_phase, story(release)
+        assert release.status.reason.startswith(ending.final_reason), story(release)
+    elif ended:
+        assert not release.status.phase.is_final, story(release)
+
+
 @pytest.mark.parametrize(
-    "point",
-    [
-        pytest.param(
-            ROLLBACK,
-            id="rollback",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=WrongReason,
-                reason=(
-                    "engine: a release killed after its rollback removed the canary but "
-                    "before Failed was written stays Progressing with no canary until "
-                    "progressDeadlineSeconds, then fails as 'progress deadline exceeded: "
-                    "canary not ready (deployment does not exist)' instead of the cause"
-                ),
-            ),
-        ),
-        pytest.param(PROMOTION, id="promotion"),
-    ],
+    ("ending", "point"), [pytest.param(e, p, id=f"{e.name}-{p}") for e, p in POINTS]
 )
-def test_a_kill_after_the_canary_is_removed_keeps_the_decided_outcome(
+def test_a_kill_after_any_step_of_an_ending_keeps_the_decided_outcome(
     kube_api_client: k8s.ApiClient,
     namespace: str,
     apps: Callable[[list[str]], None],
@@ -123,59 +175,48 @@ def test_a_kill_after_the_canary_is_removed_keeps_the_decided_outcome(
     prometheus: PrometheusServer,
     loadtester: LoadTester,
     engines: EngineFactory,
-    point: CrashPoint,
+    ending: Ending,
+    point: str,
 ) -> None:
     apps([APP])
     sims = traffic_for(prometheus, namespace, [APP], rps=40, tick=0.5)
-    sims[APP].set_side("canary", error_rate=point.error_rate)
-    loadtester.delay("slow-hook", HOOK_DELAY, times=1)
-    engine = engines("engine", namespace=namespace)
-    create(kube_api_client, namespace, APP, with_hook(spec(APP), point, loadtester.url))
+    sims[APP].set_side("canary", error_rate=ending.error_rate)
+    engine = engines("engine", namespace=namespace, env={"CANARY_BOT_CRASH_AT": point})
+    create(kube_api_client, namespace, APP, with_hook(spec(APP), ending, loadtester.url))
+    if ending.abort:
+        abort_when_progressing(kube_api_client, namespace)
 
-    def canary_removed_outcome_unwritten() -> bool:
-        release = releases(kube_api_client, namespace).get(APP)
-        return (
-            release is not None
-            and release.status.canary_weight > 0
-            and not canary_objects(kube_api_client, namespace)
-        )
-
-    # the slow webhook comes right after the removal and before the status write
-    wait_for(
-        canary_removed_outcome_unwritten,
-        90,
-        "the engine to remove the canary objects at the end of the rollout",
-        interval=0.05,
+    code = wait_for(
+        lambda: None if engine.alive else engine.wait_exit(1),
+        120,
+        f"the engine to die at failpoint {point}",
+        interval=0.2,
     )
-    engine.kill()
-    at_kill = releases(kube_api_client, namespace)[APP]
-    if at_kill.status.phase.value != point.phase_at_kill:
-        pytest.fail(f"the kill missed the window: {at_kill.status.phase.value}\n{story(at_kill)}")
+    assert code == -9, f"the engine exited with {code}, not SIGKILL:\n{engine.log()}"
+    assert f"failpoint {point}" in engine.current_log(), engine.log()
+    check_at_kill(kube_api_client, namespace, ending, point)
 
+    engine.env.pop("CANARY_BOT_CRASH_AT")
     engine.start()
 
     def ended() -> CanaryRelease | None:
         release = releases(kube_api_client, namespace)[APP]
         return release if release.status.phase.is_final else None
 
-    final = wait_for(
-        ended,
-        90,
-        f"the release to end after the restart (expected {point.final_phase})",
-    )
-    wait_for(
-        lambda: (
-            (r := releases(kube_api_client, namespace)[APP]).status.notification.delivered_seq
-            == r.status.event_seq
-        ),
-        30,
-        "the last events to be delivered",
-    )
+    wait_for(ended, 120, f"the release to end after the restart (expected {ending.final_phase})")
+
+    def settled() -> bool:
+        release = releases(kube_api_client, namespace)[APP]
+        delivered = release.status.notification.delivered_seq == release.status.event_seq
+        return delivered and not canary_objects(kube_api_client, namespace)
+
+    wait_for(settled, 60, "the canary to be removed and the last events delivered")
     engine.stop()
     final = releases(kube_api_client, namespace)[APP]
-    assert final.status.phase.value == point.final_phase, story(final)
-    assert image_of(kube_api_client, namespace, APP) == point.final_image
+    assert final.status.phase.value == ending.final_phase, story(final)
+    assert final.status.reason.startswith(ending.final_reason), (final.status.reason, story(final))
+    assert final.status.canary_weight == 0, story(final)
+    assert canary_weight_on_ingress(kube_api_client, namespace) is None
+    assert image_of(kube_api_client, namespace, APP) == ending.final_image
     assert canary_objects(kube_api_client, namespace) == []
-    assert not outbox_problems(final), outbox_problems(final)
-    if not final.status.reason.startswith(point.final_reason):
-        raise WrongReason(f"reason {final.status.reason!r}\n{story(final)}")
+    assert not outbox_problems(final), (outbox_problems(final), story(final))

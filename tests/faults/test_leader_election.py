@@ -20,7 +20,7 @@ from tests.faults.conftest import EngineFactory, EngineProcess, TrafficFor
 from tests.faults.helpers import (
     NEW,
     all_final,
-    canary_objects,
+    canary_leftovers,
     create,
     image_of,
     lease_holder,
@@ -106,7 +106,7 @@ def test_only_the_lease_holder_acts_and_the_standby_takes_over(
     assert f"became leader as {standby.name}" in standby.log()
     assert acted(standby), f"the new leader published no events:\n{standby.log()}"
     assert [image_of(kube_api_client, namespace, app) for app in APPS] == [NEW] * len(APPS)
-    assert canary_objects(kube_api_client, namespace) == []
+    assert canary_leftovers(kube_api_client, namespace) == []
 
     def delivered() -> bool:
         return all(

@@ -22,7 +22,7 @@ from tests.faults.helpers import (
     NEW,
     OLD,
     all_final,
-    canary_objects,
+    canary_leftovers,
     create,
     image_of,
     outbox_problems,
@@ -153,7 +153,7 @@ def test_checks_fail_clearly_while_prometheus_is_down_then_rollouts_resume(
     assert final == {PATIENT: "Succeeded", STRICT: "Failed"}, story(after[PATIENT])
     assert image_of(kube_api_client, namespace, PATIENT) == NEW
     assert image_of(kube_api_client, namespace, STRICT) == OLD
-    assert canary_objects(kube_api_client, namespace) == []
+    assert canary_leftovers(kube_api_client, namespace) == []
     wait_for(
         lambda: all(
             r.status.notification.delivered_seq == r.status.event_seq

@@ -15,6 +15,7 @@ from rollout.decide import (
     PromoteTarget,
     RevertTarget,
     SetWeight,
+    StoreDecision,
     Workloads,
     decide,
 )
@@ -91,13 +92,14 @@ def test_a_rollout_without_progress_for_the_deadline_rolls_back_in_order() -> No
     assert decision.status.reason.startswith("promotion failed: target made no progress for 60s")
     assert "1 of 2 updated replicas available" in decision.status.reason
     # traffic to the target's Service (only its Ready pods serve), its images reverted,
-    # then the canary removed
-    assert decision.actions[:3] == (
+    # the outcome stored, then the canary removed
+    assert decision.actions[:4] == (
         SetWeight(0),
         RevertTarget({"podinfod": OLD}),
+        StoreDecision(),
         DeleteCanary(),
     )
-    assert isinstance(decision.actions[3], NotifyHooks)
+    assert isinstance(decision.actions[4], NotifyHooks)
 
 
 def test_without_a_progress_report_the_deadline_counts_from_the_start_of_promotion() -> None:
@@ -119,9 +121,10 @@ def test_abort_during_promotion_routes_to_the_target_and_reverts_it() -> None:
     decision = decide(promoting((abort,)), half_rolled(now), Checks(), now)
     assert decision.status.phase == Phase.FAILED
     assert decision.status.canary_weight == 0
-    assert decision.actions[:3] == (
+    assert decision.actions[:4] == (
         SetWeight(0),
         RevertTarget({"podinfod": OLD}),
+        StoreDecision(),
         DeleteCanary(),
     )
 
@@ -141,5 +144,5 @@ def test_a_promoted_and_ready_target_gets_all_traffic_then_the_canary_goes() -> 
     )
     decision = decide(promoting(), ready, Checks(), now)
     assert decision.status.phase == Phase.SUCCEEDED
-    assert decision.actions[:2] == (SetWeight(0), DeleteCanary())
+    assert decision.actions[:3] == (SetWeight(0), StoreDecision(), DeleteCanary())
     assert not any(isinstance(a, PromoteTarget | RevertTarget) for a in decision.actions)

@@ -386,6 +386,18 @@ def test_service_monitor_scrapes_the_metrics_port_when_enabled(helm: Helm) -> No
     assert [p["name"] for p in slack["spec"]["ports"]] == ["http"]
 
 
+def test_prometheus_rule_is_opt_in_and_holds_the_example_alerts_unchanged(helm: Helm) -> None:
+    assert find(helm.template(), "PrometheusRule") == []
+    objects = helm.template({"prometheusRule": {"enabled": True, "labels": {"release": "kps"}}})
+    rule = one(objects, "PrometheusRule", "canary-bot")
+    example = yaml.safe_load((MANIFESTS / "monitoring" / "alerts.yaml").read_text())
+    assert rule["apiVersion"] == example["apiVersion"]
+    # the alerts' own {{ $labels.* }} templates reach Prometheus as written
+    assert rule["spec"] == example["spec"]
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kps"
+
+
 def test_pod_disruption_budget_can_be_tuned_or_left_out(helm: Helm) -> None:
     assert find(helm.template({"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget") == []
     spec = one(

@@ -310,6 +310,23 @@ def test_another_release_namespace_holds_the_lease_and_the_webhook_secret(helm: 
     assert yaml.safe_load(_config(moved))["webhooks"] == {"secretNamespace": "hooks"}
 
 
+def test_null_config_values_render_a_config_file_the_bot_accepts(
+    helm: Helm, tmp_path: Path
+) -> None:
+    # null drops a default in Helm; the templates and NOTES must not trip over the gap
+    for values in ("config=null", "config.webhooks=null", "config.authorization=null"):
+        args = ["install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client"]
+        output = helm.run(*args, f"--set={values}").stdout
+        manifest = output.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]
+        objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
+        checked = _check_config(_config(objects), tmp_path)
+        assert checked.returncode == 0, (values, checked.stderr)
+        assert one(objects, "Role", "canary-bot-webhook-secrets")["metadata"]["namespace"] == (
+            NAMESPACE
+        )
+        assert "has no rules" in output.split("NOTES:", 1)[1], values
+
+
 def test_admission_policy_is_opt_in_and_exempts_the_releases_service_account(
     helm: Helm, tmp_path: Path
 ) -> None:

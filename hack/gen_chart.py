@@ -4,14 +4,21 @@
     python hack/gen_chart.py           # rewrite the generated files
     python hack/gen_chart.py --check   # exit 1 if a committed one is out of date
 
-Three outputs, so the chart and the kustomize install cannot drift apart:
+Six outputs, so the chart and the kustomize install cannot drift apart:
 
 - ``charts/canary-bot/crds/``: the CanaryRelease CRD, rendered by hack/gen_crd.py's
   generator from rollout/models.py (the same text as the kustomize install's CRD);
 - ``charts/canary-bot/templates/_rules.tpl``: the RBAC rules, taken from the objects in
   manifests/ (the ClusterRole ``canary-bot``, the namespaced overlay's Role
-  ``canary-bot``, which must grant the same rules, and the Role
-  ``canary-bot-leader-election``), found by kind and name wherever they live there;
+  ``canary-bot``, which must grant the same rules, the Role
+  ``canary-bot-leader-election`` and the Role ``canary-bot-webhook-secrets``), found by
+  kind and name wherever they live there;
+- the ``config`` node of ``charts/canary-bot/values.schema.json``: one property per key
+  of the config file, with its type and bounds from bot/config.py's ``BotConfig``;
+- ``charts/canary-bot/templates/admissionpolicy.yaml``: manifests/admission/policy.yaml
+  behind ``admissionPolicy.enabled``, naming the release's ServiceAccount and objects;
+- ``charts/canary-bot/templates/prometheusrule.yaml``: manifests/monitoring/alerts.yaml
+  behind ``prometheusRule.enabled``, in the release namespace with the chart's labels;
 - the values table in README.md, from values.schema.json (descriptions, types, bounds)
   and values.yaml (defaults).
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +48,10 @@ MANIFESTS = ROOT / "manifests"
 CHART = ROOT / "charts" / "canary-bot"
 CRD_FILE = CHART / "crds" / "canaryreleases.canarybot.io.yaml"
 RULES_FILE = CHART / "templates" / "_rules.tpl"
+POLICY_SOURCE = MANIFESTS / "admission" / "policy.yaml"
+POLICY_FILE = CHART / "templates" / "admissionpolicy.yaml"
+ALERTS_SOURCE = MANIFESTS / "monitoring" / "alerts.yaml"
+ALERTS_FILE = CHART / "templates" / "prometheusrule.yaml"
 SCHEMA_FILE = CHART / "values.schema.json"
 VALUES_FILE = CHART / "values.yaml"
 README = ROOT / "README.md"
@@ -50,6 +62,21 @@ RBAC_API = "rbac.authorization.k8s.io/v1"
 CLUSTER_ROLE = ("ClusterRole", "canary-bot")
 NAMESPACED_ROLE = ("Role", "canary-bot")
 LEADER_ROLE = ("Role", "canary-bot-leader-election")
+WEBHOOK_ROLE = ("Role", "canary-bot-webhook-secrets")
+
+# One line per key of the config file for the values schema (and so the README table's
+# tooltips in editors); a key of BotConfig missing here fails the generator.
+CONFIG_DESCRIPTIONS = {
+    "cluster": "Cluster name shown in every card and alert.",
+    "channels": "Default channel and per-namespace routes.",
+    "authorization": "Who may start, promote, abort, pause, resume and approve, per namespace.",
+    "defaults": "Namespace, profile and analysis values used when a command sets none.",
+    "profiles": "Named analysis blocks (Flagger's analysis fields).",
+    "metricTemplates": "PromQL templates that metrics refer to with templateRef.",
+    "limits": "Bounds on what `/canary start` flags may set, per namespace and profile.",
+    "webhooks": "Where webhook calls may connect (allowCIDRs, denyCIDRs) and the namespace "
+    "of the Secrets that hooks name (secretNamespace; default: the release namespace).",
+}
 
 Manifest = dict[str, Any]
 
@@ -74,8 +101,8 @@ def _documents(path: Path) -> Iterator[Manifest]:
 
 
 def rbac_sources(root: Path = MANIFESTS) -> dict[tuple[str, str], Found]:
-    """The three RBAC objects the chart's rules come from, by (kind, name)."""
-    wanted = {CLUSTER_ROLE, NAMESPACED_ROLE, LEADER_ROLE}
+    """The four RBAC objects the chart's rules come from, by (kind, name)."""
+    wanted = {CLUSTER_ROLE, NAMESPACED_ROLE, LEADER_ROLE, WEBHOOK_ROLE}
     found: dict[tuple[str, str], list[Found]] = {key: [] for key in wanted}
     for path in sorted(root.rglob("*.yaml")):
         for doc in _documents(path):
@@ -99,7 +126,7 @@ def render_rules(root: Path = MANIFESTS) -> str:
     """The text of templates/_rules.tpl."""
     sources = rbac_sources(root)
     cluster, namespaced = sources[CLUSTER_ROLE], sources[NAMESPACED_ROLE]
-    leader = sources[LEADER_ROLE]
+    leader, webhooks = sources[LEADER_ROLE], sources[WEBHOOK_ROLE]
     where = {key: _rel(found.path, root.parent) for key, found in sources.items()}
     if cluster.obj["rules"] != namespaced.obj["rules"]:
         raise SourceError(
@@ -118,9 +145,84 @@ def render_rules(root: Path = MANIFESTS) -> str:
         f"  canary-bot.rules: ClusterRole canary-bot ({where[CLUSTER_ROLE]}), the same as\n"
         f"    Role canary-bot ({where[NAMESPACED_ROLE]})\n"
         f"  canary-bot.leaderElectionRules: Role canary-bot-leader-election ({where[LEADER_ROLE]})\n"
+        f"  canary-bot.webhookSecretRules: Role canary-bot-webhook-secrets ({where[WEBHOOK_ROLE]})\n"
         "*/}}\n"
         + block("canary-bot.rules", cluster.obj["rules"])
         + block("canary-bot.leaderElectionRules", leader.obj["rules"])
+        + block("canary-bot.webhookSecretRules", webhooks.obj["rules"])
+    )
+
+
+# What the kustomize policy names, and the chart's words for it.
+POLICY_NAMES = {
+    "system:serviceaccount:canary-bot:canary-bot": (
+        'system:serviceaccount:{{ .Release.Namespace }}:{{ include "canary-bot.fullname" . }}'
+    ),
+    "name: canary-bot-target-access": 'name: {{ include "canary-bot.fullname" . }}-target-access',
+    "policyName: canary-bot-target-access": (
+        'policyName: {{ include "canary-bot.fullname" . }}-target-access'
+    ),
+}
+
+
+def render_policy(source: Path = POLICY_SOURCE) -> str:
+    """The chart's admission policy template: the kustomize one with the release's names."""
+    text = source.read_text()
+    if "{{" in text:
+        raise SourceError(f"{_rel(source)} contains '{{{{', which Helm would read as a template")
+    for old, new in POLICY_NAMES.items():
+        if old not in text:
+            raise SourceError(f"{_rel(source)} no longer contains {old!r}; update POLICY_NAMES")
+        text = text.replace(old, new)
+    return (
+        "{{- /*\n"
+        f"Generated by hack/gen_chart.py from {_rel(source)}; do not edit.\n"
+        "Opt-in (admissionPolicy.enabled): cluster-scoped, so installing it needs a cluster admin.\n"
+        "The chart fills in the release's namespace and name where the source says canary-bot.\n"
+        "*/ -}}\n"
+        "{{- if .Values.admissionPolicy.enabled }}\n"
+        f"{text.rstrip()}\n"
+        "{{- end }}\n"
+    )
+
+
+# The alerts' metadata as kustomize users get it, and the chart's instead.
+ALERTS_METADATA = """metadata:
+  name: canary-bot
+  namespace: canary-bot
+  labels:
+    app.kubernetes.io/name: canary-bot
+"""
+CHART_ALERTS_METADATA = """metadata:
+  name: {{ include "canary-bot.fullname" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "canary-bot.labels" . | nindent 4 }}
+    {{- with .Values.prometheusRule.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+"""
+_PROMETHEUS_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+
+
+def render_alerts(source: Path = ALERTS_SOURCE) -> str:
+    """The chart's PrometheusRule template: the example alerts, their own ``{{ $labels }}``
+    templates quoted so Helm passes them to Prometheus unchanged."""
+    text = source.read_text()
+    if ALERTS_METADATA not in text:
+        raise SourceError(f"{_rel(source)} no longer has the metadata gen_chart.py replaces")
+    if "`" in "".join(_PROMETHEUS_TEMPLATE.findall(text)):
+        raise SourceError(f"{_rel(source)}: a {{{{ ... }}}} with a backtick cannot be quoted")
+    text = _PROMETHEUS_TEMPLATE.sub(lambda m: "{{`{{" + m.group(1) + "}}`}}", text)
+    text = text.replace(ALERTS_METADATA, CHART_ALERTS_METADATA)
+    return (
+        "{{- /*\n"
+        f"Generated by hack/gen_chart.py from {_rel(source)}; do not edit.\n"
+        "Opt-in (prometheusRule.enabled): needs the monitoring.coreos.com CRDs.\n"
+        "*/ -}}\n"
+        "{{- if .Values.prometheusRule.enabled }}\n"
+        f"{text.rstrip()}\n"
+        "{{- end }}\n"
     )
 
 
@@ -135,6 +237,54 @@ def render_crd() -> str:
         "# generator); do not edit by hand.\n"
     )
     return header + text[len(gen_crd.HEADER) :]
+
+
+# --- the values schema's config node ---------------------------------------------------
+
+
+def _config_property(key: str, node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A lenient schema for one key: its type and top-level bounds, null allowed.
+
+    Null lets a user drop a chart default (Helm merges maps); the nested fields are left to
+    ``canary-bot check-config``, whose messages say more than a schema's.
+    """
+    if "$ref" in node:
+        node = {**defs[node["$ref"].rsplit("/", 1)[1]], **node}
+    kind = node.get("type", "object")
+    out: dict[str, Any] = {
+        "description": CONFIG_DESCRIPTIONS[key],
+        "type": [*(kind if isinstance(kind, list) else [kind]), "null"],
+    }
+    for bound in ("maxLength", "minLength", "maxItems", "minItems"):
+        if bound in node:
+            out[bound] = node[bound]
+    return out
+
+
+def config_schema() -> dict[str, Any]:
+    """The ``properties`` of the values schema's ``config`` node, from ``BotConfig``."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bot.config import BotConfig
+
+    schema = BotConfig.model_json_schema(by_alias=True)
+    missing = sorted(set(schema["properties"]) - set(CONFIG_DESCRIPTIONS))
+    if missing:
+        raise SourceError(
+            f"BotConfig has config keys without a description in hack/gen_chart.py "
+            f"(CONFIG_DESCRIPTIONS): {', '.join(missing)}"
+        )
+    defs = schema.get("$defs", {})
+    return {
+        key: _config_property(key, node, defs) for key, node in schema["properties"].items()
+    }
+
+
+def render_schema(current: str) -> str:
+    """values.schema.json with its ``config`` properties generated from ``BotConfig``."""
+    schema = json.loads(current)
+    schema["properties"]["config"]["properties"] = config_schema()
+    return json.dumps(schema, indent=2) + "\n"
 
 
 # --- the README's values table ----------------------------------------------------------
@@ -197,7 +347,7 @@ def _rows(
 
 def render_table() -> str:
     """The markdown table of the chart's values."""
-    schema = json.loads(SCHEMA_FILE.read_text())
+    schema = json.loads(render_schema(SCHEMA_FILE.read_text()))
     values = yaml.safe_load(VALUES_FILE.read_text())
     lines = [
         TABLE_START,
@@ -222,6 +372,9 @@ def outputs() -> dict[Path, str]:
     return {
         CRD_FILE: render_crd(),
         RULES_FILE: render_rules(),
+        POLICY_FILE: render_policy(),
+        ALERTS_FILE: render_alerts(),
+        SCHEMA_FILE: render_schema(SCHEMA_FILE.read_text()),
         README: render_readme(README.read_text()),
     }
 

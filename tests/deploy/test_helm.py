@@ -172,8 +172,18 @@ def test_defaults_install_what_kustomize_installs(
     finally:
         sys.path.remove(str(ROOT / "hack"))
     assert crd == yaml.safe_load(gen_crd.render())
-    for kind, name in (("ClusterRole", "canary-bot"), ("Role", "canary-bot-leader-election")):
+    for kind, name in (
+        ("ClusterRole", "canary-bot"),
+        ("Role", "canary-bot-leader-election"),
+        ("Role", "canary-bot-webhook-secrets"),
+    ):
         assert one(chart, kind, name)["rules"] == one(kustomize_objects, kind, name)["rules"]
+    for kind, name in (
+        ("RoleBinding", "canary-bot-leader-election"),
+        ("RoleBinding", "canary-bot-webhook-secrets"),
+    ):
+        ours, theirs = one(chart, kind, name), one(kustomize_objects, kind, name)
+        assert (ours["roleRef"], ours["subjects"]) == (theirs["roleRef"], theirs["subjects"])
     binding = one(chart, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "canary-bot", "namespace": NAMESPACE}
@@ -277,7 +287,65 @@ def test_namespaced_mode_grants_the_same_rules_in_one_namespace_only(
     ]
     # the leader Lease stays in the bot's namespace
     assert one(objects, "Role", "canary-bot-leader-election")["metadata"]["namespace"] == NAMESPACE
-    assert _container(objects)["args"] == ["run", "--port", "3000", "--namespace", "apps"]
+    overlay = Kubectl(find_binaries() / "kubectl", helm.home / "none").render(NAMESPACED)
+    assert _container(objects)["args"] == _container(overlay)["args"]
+    assert _container(objects)["args"] == [
+        "run", "--port", "3000", "--metrics-port", "9090", "--namespace", "apps"
+    ]  # fmt: skip
+
+
+def test_another_release_namespace_holds_the_lease_and_the_webhook_secret(helm: Helm) -> None:
+    objects = helm.template(namespace="ops")
+    args = _container(objects)["args"]
+    assert args[args.index("--lease-namespace") + 1] == "ops"
+    assert one(objects, "Role", "canary-bot-leader-election")["metadata"]["namespace"] == "ops"
+    assert one(objects, "Role", "canary-bot-webhook-secrets")["metadata"]["namespace"] == "ops"
+    # webhooks.secretNamespace moves the one Secret the bot may read, and its right
+    moved = helm.template({"config": {"webhooks": {"secretNamespace": "hooks"}}}, namespace="ops")
+    role = one(moved, "Role", "canary-bot-webhook-secrets")
+    assert role["metadata"]["namespace"] == "hooks"
+    assert one(moved, "RoleBinding", "canary-bot-webhook-secrets")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "canary-bot", "namespace": "ops"}
+    ]
+    assert yaml.safe_load(_config(moved))["webhooks"] == {"secretNamespace": "hooks"}
+
+
+def test_null_config_values_render_a_config_file_the_bot_accepts(
+    helm: Helm, tmp_path: Path
+) -> None:
+    # null drops a default in Helm; the templates and NOTES must not trip over the gap
+    for values in ("config=null", "config.webhooks=null", "config.authorization=null"):
+        args = ["install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client"]
+        output = helm.run(*args, f"--set={values}").stdout
+        manifest = output.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]
+        objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
+        checked = _check_config(_config(objects), tmp_path)
+        assert checked.returncode == 0, (values, checked.stderr)
+        assert one(objects, "Role", "canary-bot-webhook-secrets")["metadata"]["namespace"] == (
+            NAMESPACE
+        )
+        assert "has no rules" in output.split("NOTES:", 1)[1], values
+
+
+def test_admission_policy_is_opt_in_and_exempts_the_releases_service_account(
+    helm: Helm, tmp_path: Path
+) -> None:
+    kinds = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    for kind in kinds:
+        assert find(helm.template(), kind) == []
+    kubectl = Kubectl(find_binaries() / "kubectl", tmp_path / "none")
+    theirs = kubectl.render(MANIFESTS / "admission")
+    ours = helm.template({"admissionPolicy": {"enabled": True}})
+    for kind in kinds:
+        assert one(ours, kind, "canary-bot-target-access")["spec"] == one(theirs, kind)["spec"]
+    other = helm.template({"admissionPolicy": {"enabled": True}}, namespace="ops")
+    policy = one(other, "ValidatingAdmissionPolicy", "canary-bot-target-access")
+    assert policy["spec"]["matchConditions"] == [
+        {
+            "name": "not-canary-bot",
+            "expression": "request.userInfo.username != 'system:serviceaccount:ops:canary-bot'",
+        }
+    ]
 
 
 def test_notes_say_what_to_do_next_and_warn_about_a_default_namespace_out_of_reach(
@@ -292,6 +360,11 @@ def test_notes_say_what_to_do_next_and_warn_about_a_default_namespace_out_of_rea
     assert "paste manifests/slack-app.yaml" in default and "`/canary help`" in default
     assert "It may act in every namespace (ClusterRole canary-bot)" in default
     assert "helm uninstall` leaves it" in default
+    assert "exposes the Slack port (3000) only" in default
+    assert "are on the pods' port 9090 (named metrics)" in default
+    assert "Secret canary-bot-webhooks in namespace canary-bot" in default
+    monitored = notes("serviceMonitor.enabled=true")
+    assert "the ServiceMonitor scrapes it through the Service canary-bot-metrics" in monitored
     scoped = notes("namespaced.enabled=true", "namespaced.namespace=apps")
     assert "It may act in namespace apps only" in scoped
     assert "config.defaults.namespace (default), where the bot may not" in scoped
@@ -305,20 +378,41 @@ def test_notes_say_what_to_do_next_and_warn_about_a_default_namespace_out_of_rea
     assert "config.authorization has no rules" not in ruled and "has no rules" in default
 
 
-def test_service_monitor_scrapes_the_service_when_enabled(helm: Helm) -> None:
+def test_service_monitor_scrapes_the_metrics_port_when_enabled(helm: Helm) -> None:
     objects = helm.template(
         {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "kps"}}}
     )
     monitor = one(objects, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kps"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
-    service = one(objects, "Service")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
-        "labels"
-    ].items()
-    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
+    # it selects the metrics Service alone; the Slack Service still exposes Slack only
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    services = [s for s in find(objects, "Service") if selector <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in services] == ["canary-bot-metrics"]
+    assert services[0]["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert services[0]["spec"]["selector"] == _deployment(objects)["spec"]["selector"]["matchLabels"]
+    ports = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
+    assert ports == {"http": 3000, "metrics": 9090}
+    slack = one(objects, "Service", "canary-bot")
+    assert [p["name"] for p in slack["spec"]["ports"]] == ["http"]
+
+
+def test_prometheus_rule_is_opt_in_and_holds_the_example_alerts_unchanged(helm: Helm) -> None:
+    assert find(helm.template(), "PrometheusRule") == []
+    objects = helm.template({"prometheusRule": {"enabled": True, "labels": {"release": "kps"}}})
+    rule = one(objects, "PrometheusRule", "canary-bot")
+    example = yaml.safe_load((MANIFESTS / "monitoring" / "alerts.yaml").read_text())
+    assert rule["apiVersion"] == example["apiVersion"]
+    # the alerts' own {{ $labels.* }} templates reach Prometheus as written
+    assert rule["spec"] == example["spec"]
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kps"
 
 
 def test_pod_disruption_budget_can_be_tuned_or_left_out(helm: Helm) -> None:

@@ -12,6 +12,7 @@ base and, while the sources are unchanged, every build step.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
@@ -200,11 +201,21 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return 0, str(exc)
 
 
+@dataclass(frozen=True)
+class Running:
+    """A container of the image serving HTTP mode on two host ports."""
+
+    slack_port: int
+    metrics_port: int
+    name: str
+
+
 @pytest.fixture
 def http_mode_container(
     image: Image, slack_fake: SlackFake, signing_secret: str, tmp_path: Path
-) -> Iterator[tuple[int, str]]:
-    """``canary-bot run`` in HTTP mode in the image; yields (port, container name).
+) -> Iterator[Running]:
+    """``canary-bot run`` in HTTP mode in the image, with the Slack port and the metrics
+    port (probes, /metrics) both on loopback of the host network.
 
     No cluster: the engine is off (--no-engine) and the kubeconfig names a loopback port
     nothing listens on; Slack is the local fake.
@@ -219,7 +230,9 @@ def http_mode_container(
     )
     kubeconfig.chmod(0o644)
     tmp_path.chmod(0o755)
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
+    while metrics_port == port:
+        metrics_port = _free_port()
     name = f"canary-bot-test-{uuid.uuid4().hex[:8]}"
     image.podman(
         *image.run_args(
@@ -233,33 +246,47 @@ def http_mode_container(
             f"--env=SLACK_SIGNING_SECRET={signing_secret}",
         ),
         "run", "--no-engine", "--host", "127.0.0.1", "--port", str(port),
+        "--metrics-port", str(metrics_port),
     )  # fmt: skip
     try:
-        yield port, name
+        yield Running(port, metrics_port, name)
     finally:
         image.podman("rm", "--force", "--time=5", name, check=False)
 
 
 async def test_image_answers_probes_and_signed_slack_requests_in_http_mode(
     image: Image,
-    http_mode_container: tuple[int, str],
+    http_mode_container: Running,
     slack_requests: SlackRequests,
     signing_secret: str,
 ) -> None:
-    port, name = http_mode_container
+    port, metrics_port = http_mode_container.slack_port, http_mode_container.metrics_port
+    name = http_mode_container.name
 
     def logs() -> str:
         result = image.podman("logs", name, check=False)
         return result.stdout + result.stderr
 
-    wait_for(lambda: _get(port, "/healthz") == (200, "ok\n"), 60, f"/healthz\n{logs()}")
-    assert _get(port, "/readyz") == (200, "ready\n")
-    status, metrics = _get(port, "/metrics")
+    # the probes and /metrics are on the metrics port, as the Deployment's probes use them
+    wait_for(
+        lambda: _get(metrics_port, "/readyz") == (200, "ready\n"), 60, f"/readyz\n{logs()}"
+    )
+    assert _get(metrics_port, "/healthz") == (200, "ok\n")
+    status, metrics = _get(metrics_port, "/metrics")
     assert status == 200 and "# TYPE" in metrics
+    # the Slack port (the one the Service exposes) answers /healthz and nothing else
+    assert _get(port, "/healthz") == (200, "ok\n")
+    for path in ("/readyz", "/metrics"):
+        assert _get(port, path)[0] == 404, path
     url = f"http://127.0.0.1:{port}/slack/events"
     # an HTTP-mode app: a signed /canary help is answered in the ack...
     answer = await send_to_app(url, slack_requests.slash_command(text="help"))
-    assert answer.status == 200 and "/canary start <deployment> image=<ref>" in answer.body
+    assert answer.status == 200, answer.body
+    # the text is Slack mrkdwn, with <, > and & escaped as Slack requires; shown unescaped
+    shown = json.loads(answer.body)["text"]
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
+        shown = shown.replace(entity, char)
+    assert "/canary start <deployment> image=<ref>" in shown, answer.body
     # ...and a forged one refused
     forged = await send_to_app(url, slack_requests.slash_command(text="help", wrong_secret=True))
     assert forged.status == 401

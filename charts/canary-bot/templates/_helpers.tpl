@@ -41,3 +41,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "canary-bot.leaseName" -}}
 canary-bot-leader
 {{- end }}
+
+{{/* Where the webhook Secret canary-bot-webhooks is read: config.webhooks.secretNamespace,
+else the release namespace (the bot's default, its Lease namespace). */}}
+{{- define "canary-bot.webhookSecretNamespace" -}}
+{{- $namespace := .Release.Namespace }}
+{{- with .Values.config }}{{ with .webhooks }}{{ with .secretNamespace }}{{ $namespace = . }}{{ end }}{{ end }}{{ end }}
+{{- $namespace }}
+{{- end }}
+
+{{/* The config file's YAML: values.config without top-level nulls. Helm deletes a null
+only where the chart has a default; a key set to null without one (config.webhooks:
+null) means "the bot's default" here too, instead of a file the bot refuses. */}}
+{{- define "canary-bot.configFile" -}}
+{{- $config := dict }}
+{{- range $key, $value := (.Values.config | default dict) }}
+{{- if not (kindIs "invalid" $value) }}{{ $_ := set $config $key $value }}{{ end }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}

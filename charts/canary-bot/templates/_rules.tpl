@@ -4,6 +4,7 @@ changing the rules in manifests/. Sources (their comments say why each verb is n
   canary-bot.rules: ClusterRole canary-bot (manifests/base/clusterrole.yaml), the same as
     Role canary-bot (manifests/overlays/namespaced/role.yaml)
   canary-bot.leaderElectionRules: Role canary-bot-leader-election (manifests/base/leader-election.yaml)
+  canary-bot.webhookSecretRules: Role canary-bot-webhook-secrets (manifests/base/clusterrole.yaml)
 */}}
 {{- define "canary-bot.rules" -}}
 - apiGroups: [canarybot.io]
@@ -36,4 +37,10 @@ changing the rules in manifests/. Sources (their comments say why each verb is n
   resources: [leases]
   resourceNames: [canary-bot-leader]
   verbs: [get, update]
+{{- end }}
+{{- define "canary-bot.webhookSecretRules" -}}
+- apiGroups: ['']
+  resources: [secrets]
+  resourceNames: [canary-bot-webhooks]
+  verbs: [get]
 {{- end }}

@@ -81,6 +81,12 @@ EVENTS = Resource("", "v1", "events")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 NAMESPACES = Resource("", "v1", "namespaces")
 RELEASES = Resource(GROUP, VERSION, PLURAL)
+# Gateway API (standard channel): the user's routes and the grants that let a route in
+# another namespace point at our Services.
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+HTTPROUTES = Resource(GATEWAY_GROUP, "v1", "httproutes")
+GRPCROUTES = Resource(GATEWAY_GROUP, "v1", "grpcroutes")
+REFERENCEGRANTS = Resource(GATEWAY_GROUP, "v1beta1", "referencegrants")
 
 
 class RequestCounter:

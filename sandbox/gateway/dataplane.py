@@ -378,8 +378,8 @@ class DataPlane:
         )
         self._launch("envoy", self._envoy_argv(envoy, bootstrap))
         self._wait(lambda: _http_ok(f"http://127.0.0.1:{stats}/ready"), "envoy", deadline)
+        # Envoy opens the HTTP listener only once a route is attached to the Gateway.
         self._wait(self._gateway_programmed, f"Gateway {self._gateway_key} Programmed", deadline)
-        self._wait(self._listener_open, f"Envoy listener on {self.url}", deadline)
 
     def _contour_argv(self, contour: Path) -> list[str]:
         p = self._ports
@@ -540,11 +540,6 @@ class DataPlane:
             and c.get("observedGeneration", generation) >= generation
             for c in gateway.get("status", {}).get("conditions", [])
         )
-
-    def _listener_open(self) -> bool:
-        with socket.socket() as sock:
-            sock.settimeout(1)
-            return sock.connect_ex(("127.0.0.1", self._ports.http)) == 0
 
     # -- processes ----------------------------------------------------------------------
 

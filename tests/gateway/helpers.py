@@ -58,7 +58,7 @@ def user_route(namespace: str, parent: dict[str, str], stable: str = "web") -> d
                 },
                 {
                     "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
-                    "backendRefs": [{"name": "api", "port": 8080, "weight": 3}],
+                    "backendRefs": [{"name": "api", "port": 80, "weight": 3}],
                 },
             ],
         },

@@ -236,25 +236,27 @@ class BackendSimulator:
         """Open listeners for new ready endpoints and close those that went away."""
         discovery = kubernetes.client.DiscoveryV1Api(self._api)
         selector = f"{_SERVICE_LABEL} in ({','.join(sorted(self.services))})"
-        slices = discovery.list_namespaced_endpoint_slice(
-            self.namespace, label_selector=selector
-        ).items
+        # Raw JSON: the client's models refuse a slice whose endpoints are null (no pods).
+        response = discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=selector, _preload_content=False
+        )
+        slices: list[dict[str, Any]] = json.loads(response.data).get("items") or []
         wanted: dict[tuple[str, int], _Pod] = {}
         for endpoint_slice in slices:
-            service = (endpoint_slice.metadata.labels or {}).get(_SERVICE_LABEL, "")
-            side = self.services.get(str(service))
+            labels = endpoint_slice.get("metadata", {}).get("labels") or {}
+            side = self.services.get(str(labels.get(_SERVICE_LABEL, "")))
             if side is None:
                 continue
-            ports = [p.port for p in endpoint_slice.ports or [] if p.port]
-            for endpoint in endpoint_slice.endpoints or []:
-                ready = endpoint.conditions is None or endpoint.conditions.ready is not False
-                ref = endpoint.target_ref
-                if not ready or ref is None or ref.kind != "Pod":
+            ports = [int(p["port"]) for p in endpoint_slice.get("ports") or [] if p.get("port")]
+            for endpoint in endpoint_slice.get("endpoints") or []:
+                ready = (endpoint.get("conditions") or {}).get("ready") is not False
+                ref = endpoint.get("targetRef") or {}
+                if not ready or ref.get("kind") != "Pod":
                     continue
-                pod = self._pod(ref.name, side)
-                for address in endpoint.addresses:
+                pod = self._pod(str(ref["name"]), side)
+                for address in endpoint.get("addresses") or []:
                     for port in ports:
-                        wanted.setdefault((address, port), pod)
+                        wanted.setdefault((str(address), port), pod)
         self._reconcile(wanted)
 
     def _pod(self, name: str, side: Side) -> _Pod:
@@ -262,8 +264,9 @@ class BackendSimulator:
         if known is not None and known.side == side:
             return known
         core = kubernetes.client.CoreV1Api(self._api)
-        spec = core.read_namespaced_pod(name, self.namespace).spec
-        version = image_version(spec.containers[0].image) if spec.containers else "unknown"
+        response = core.read_namespaced_pod(name, self.namespace, _preload_content=False)
+        containers = json.loads(response.data).get("spec", {}).get("containers") or []
+        version = image_version(str(containers[0].get("image", ""))) if containers else "unknown"
         pod = self._pods[name] = _Pod(name, side, version)
         return pod
 

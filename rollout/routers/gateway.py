@@ -43,6 +43,8 @@ ORIGINAL_ANNOTATION = "canarybot.io/route-original"
 ROUTE_KINDS: dict[str, Resource] = {"HTTPRoute": HTTPROUTES, "GRPCRoute": GRPCROUTES}
 _UPDATE_ATTEMPTS = 5
 _MAX_CONDITION_TEXT = 200
+_MAX_INDEX = 1000  # the CRD allows 16 rules of 16 backendRefs
+_MAX_WEIGHT = 1_000_000  # the CRD's bound on a backendRef weight
 
 
 class RouterError(Exception):
@@ -132,7 +134,19 @@ def read_record(route: JsonObject) -> JsonObject | None:
         record = json.loads(raw)
     except ValueError:
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("weights"), list) else None
+    if not isinstance(record, dict) or not isinstance(record.get("weights"), list):
+        return None
+    # Anyone who may edit the route may edit the annotation: keep only well-formed
+    # [rule, backend, weight] entries.
+    record["weights"] = [
+        w
+        for w in record["weights"]
+        if isinstance(w, list)
+        and len(w) == 3
+        and all(type(i) is int and 0 <= i < _MAX_INDEX for i in w[:2])
+        and (w[2] is None or (type(w[2]) is int and 0 <= w[2] <= _MAX_WEIGHT))
+    ]
+    return record
 
 
 def _canary_twin(stable_ref: JsonObject, sides: Sides) -> JsonObject:
@@ -161,7 +175,7 @@ def with_weight(
             f"route {ns}/{route['metadata']['name']} is being used by another canary "
             f"release ({record.get('release', 'unknown')}); wait for it to finish"
         )
-    recorded = {(w[0], w[1]) for w in record["weights"] if isinstance(w, list) and len(w) == 3}
+    recorded = {(w[0], w[1]) for w in record["weights"]}
     touched = stable_rules(route, sides)
     if not touched:
         raise RouterError(_no_stable_rule(route, sides))
@@ -186,9 +200,17 @@ def with_weight(
 
 
 def restored(route: JsonObject, sides: Sides, owner: str) -> JsonObject | None:
-    """A copy of ``route`` as it was before ``owner`` changed it; None if it did not."""
-    record = read_record(route)
-    if record is None or record.get("owner") != owner:
+    """A copy of ``route`` as it was before ``owner`` changed it; None if it did not.
+
+    An annotation that is there but unreadable (edited by hand) still gets the canary
+    backends removed, which would otherwise point at a deleted Service; only the
+    stable weights cannot be put back then.
+    """
+    annotations = route.get("metadata", {}).get("annotations") or {}
+    if ORIGINAL_ANNOTATION not in annotations:
+        return None
+    record = read_record(route) or {"owner": owner, "weights": []}
+    if record.get("owner") != owner:
         return None
     route = copy.deepcopy(route)
     ns = _namespace(route)
@@ -200,13 +222,10 @@ def restored(route: JsonObject, sides: Sides, owner: str) -> JsonObject | None:
                 for r in rule["backendRefs"]
                 if not points_at(r, sides.canary, sides.namespace, ns)
             ]
-    for entry in record["weights"]:
-        if not (isinstance(entry, list) and len(entry) == 3):
-            continue
-        ri, bi, original = entry
-        refs = rules[ri].get("backendRefs") or [] if 0 <= ri < len(rules) else []
+    for ri, bi, original in record["weights"]:
+        refs = (rules[ri].get("backendRefs") or []) if ri < len(rules) else []
         # A backend the user moved meanwhile is theirs now: leave it alone.
-        if 0 <= bi < len(refs) and points_at(refs[bi], sides.stable, sides.namespace, ns):
+        if bi < len(refs) and points_at(refs[bi], sides.stable, sides.namespace, ns):
             if original is None:
                 refs[bi].pop("weight", None)
             else:

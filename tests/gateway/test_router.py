@@ -134,7 +134,8 @@ async def test_a_conflicting_write_is_retried_on_the_new_version(
         await GatewayRouter(kube, RouteRef("web")).reconcile(rel, 20)
         route = get_route(kube_api_client, namespace, "web")
         assert kube.edits == 1
-        assert kube.requests.errors.get(("httproutes", 409)) == 1, kube.requests.errors
+        # Contour's status writes also bump the resourceVersion: more conflicts may come.
+        assert kube.requests.errors.get(("httproutes", 409), 0) >= 1, kube.requests.errors
         assert route["metadata"]["annotations"]["edited-by"] == "flux"
         assert _weights(route)[0] == [("web", 80), ("web-canary", 20)]
     finally:
@@ -235,3 +236,39 @@ async def test_route_ready_reads_contours_status(
         "Accepted": route["metadata"]["generation"],
         "ResolvedRefs": route["metadata"]["generation"],
     }
+
+
+async def test_a_grpcroute_gets_the_same_treatment(
+    kube: Kube, kube_api_client: k8s.ApiClient, namespace: str, gateway_crds: DataPlane
+) -> None:
+    custom = k8s.CustomObjectsApi(kube_api_client)
+    route = {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "parentRefs": [gateway_crds.parent_ref],
+            "rules": [
+                {
+                    "matches": [{"method": {"service": "shop.Cart", "method": "Add"}}],
+                    "backendRefs": [{"name": "web", "port": 80}],
+                },
+                {"backendRefs": [{"name": "api", "port": 80}]},
+            ],
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, "v1", namespace, "grpcroutes", route)
+
+    def stored() -> dict[str, Any]:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, "v1", namespace, "grpcroutes", "web"
+        )
+        return obj
+
+    before = user_visible(stored())
+    rel = release(namespace)
+    router = GatewayRouter(kube, RouteRef("web", kind="GRPCRoute"))
+    await router.reconcile(rel, 25)
+    assert _weights(stored()) == [[("web", 75), ("web-canary", 25)], [("api", 1)]]
+    await router.finalize(rel)
+    assert user_visible(stored()) == before

@@ -310,6 +310,15 @@ class DataPlane:
         """
         return self.metrics_address, {"job": job, "__metrics_path__": "/stats/prometheus"}
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id of ``contour`` and ``envoy`` while they run."""
+        return {
+            p.name: p.process.pid
+            for p in self._procs
+            if p.process is not None and p.process.poll() is None
+        }
+
     def log_path(self, name: str) -> Path:
         """Log file of ``contour`` or ``envoy``."""
         return self.workdir / f"{name}.log"
@@ -443,6 +452,8 @@ class DataPlane:
             f"{self.gateway_name}-envoy-0",
             # No shared-memory region: several Envoys may run on one machine.
             "--disable-hot-restart",
+            "--concurrency",
+            "1",  # one worker thread is plenty for tests and spares shared cores
             "--log-level",
             "warn",
         ]

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from rollout.kube import (
     Kube,
     Resource,
 )
-from rollout.models import CanaryRelease
+from rollout.models import CanaryRelease, MatchRule
 from rollout.owner import canary_name
 
 ORIGINAL_ANNOTATION = "canarybot.io/route-original"
@@ -45,6 +46,8 @@ _UPDATE_ATTEMPTS = 5
 _MAX_CONDITION_TEXT = 200
 _MAX_INDEX = 1000  # the CRD allows 16 rules of 16 backendRefs
 _MAX_WEIGHT = 1_000_000  # the CRD's bound on a backendRef weight
+_MAX_RULES = 16  # the CRD's bounds on rules per route and matches per rule
+_MAX_MATCHES = 64
 
 
 class RouterError(Exception):
@@ -157,17 +160,24 @@ def _canary_twin(stable_ref: JsonObject, sides: Sides) -> JsonObject:
 
 
 def with_weight(
-    route: JsonObject, sides: Sides, owner: str, weight: int, release: str = ""
+    route: JsonObject,
+    sides: Sides,
+    owner: str,
+    weight: int,
+    release: str = "",
+    matches: Sequence[list[JsonObject]] = (),
 ) -> JsonObject:
     """A copy of ``route`` with the canary at ``weight`` in every stable rule.
 
     ``owner`` (the release's uid) and ``release`` (its name, for messages) are recorded;
     a route another release is using is refused. Stable backendRefs seen for the first
-    time have their weight recorded.
+    time have their weight recorded. Each entry of ``matches`` (HTTPRoute header
+    matches, see ``header_matches``) adds a canary-only rule per stable rule.
     """
     if not 0 <= weight <= 100:
         raise ValueError(f"weight must be 0..100, got {weight}")
     route = copy.deepcopy(route)
+    _drop_match_rules(route, sides)  # rebuilt below; indices are the user's rules'
     ns = _namespace(route)
     record = read_record(route) or {"owner": owner, "release": release, "weights": []}
     if record.get("owner") != owner:
@@ -194,6 +204,8 @@ def with_weight(
             refs[bi]["weight"] = 100 - weight
         for ref in canaries:
             ref["weight"] = weight
+    if matches:
+        _add_match_rules(route, sides, touched, matches)
     annotations = route["metadata"].setdefault("annotations", {})
     annotations[ORIGINAL_ANNOTATION] = json.dumps(record, separators=(",", ":"), sort_keys=True)
     return route
@@ -213,6 +225,7 @@ def restored(route: JsonObject, sides: Sides, owner: str) -> JsonObject | None:
     if record.get("owner") != owner:
         return None
     route = copy.deepcopy(route)
+    _drop_match_rules(route, sides)
     ns = _namespace(route)
     rules = _rules(route)
     for rule in rules:
@@ -237,10 +250,89 @@ def restored(route: JsonObject, sides: Sides, owner: str) -> JsonObject | None:
     return route
 
 
+def match_rule_name(sides: Sides, index: int) -> str:
+    """The name of a canary-only rule (rule names are unique within a route)."""
+    return f"{sides.canary}-match-{index}"
+
+
+def _is_match_rule(rule: JsonObject, sides: Sides) -> bool:
+    return str(rule.get("name", "")).startswith(f"{sides.canary}-match-")
+
+
+def _drop_match_rules(route: JsonObject, sides: Sides) -> None:
+    spec = route.get("spec", {})
+    if spec.get("rules"):
+        spec["rules"] = [r for r in spec["rules"] if not _is_match_rule(r, sides)]
+
+
+def _add_match_rules(
+    route: JsonObject, sides: Sides, stable: list[int], matches: Sequence[list[JsonObject]]
+) -> None:
+    """Canary-only rules ahead of the user's: each stable rule's matches with the
+    release's header matches added (more header matches win Gateway API's precedence,
+    the order breaks ties), sending everything to the canary."""
+    ns = _namespace(route)
+    rules = _rules(route)
+    added: list[JsonObject] = []
+    for ri in stable:
+        rule = copy.deepcopy(rules[ri])
+        rule.pop("name", None)
+        rule["backendRefs"] = [
+            {**_canary_twin(r, sides), "weight": 1}
+            for r in rule.get("backendRefs") or []
+            if points_at(r, sides.stable, sides.namespace, ns)
+        ]
+        rule["matches"] = [
+            {**base, "headers": [*(base.get("headers") or []), *headers]}
+            for base in rule.get("matches") or [{}]
+            for headers in matches
+        ]
+        if len(rule["matches"]) > _MAX_MATCHES:
+            raise RouterError(
+                f"the canary match would need {len(rule['matches'])} matches in one rule "
+                f"(at most {_MAX_MATCHES}); use fewer match rules or route matches"
+            )
+        rule["name"] = match_rule_name(sides, len(added))
+        added.append(rule)
+    if len(added) + len(rules) > _MAX_RULES:
+        raise RouterError(
+            f"{route.get('kind', 'route')} {ns}/{route['metadata']['name']} has {len(rules)} "
+            f"rules; the canary's {len(added)} match rule(s) would exceed the limit of "
+            f"{_MAX_RULES}"
+        )
+    route["spec"]["rules"] = added + rules
+
+
+def header_matches(rules: Sequence[MatchRule]) -> list[list[JsonObject]]:
+    """The release's ``match`` rules as HTTPRoute header matches (one list per rule).
+
+    As with the ingress-nginx router, a ``cookie`` header with ``exact`` names a cookie
+    whose value ``always`` selects the canary; with ``regex`` the Cookie header must
+    match it. Other headers match exactly or by regular expression.
+    """
+    result: list[list[JsonObject]] = []
+    for rule in rules:
+        headers: list[JsonObject] = []
+        for name, matcher in rule.headers.items():
+            if name.lower() == "cookie" and matcher.exact:
+                # Envoy matches the whole value: any cookies around ours.
+                value = rf"(.*;\s*)?{re.escape(matcher.exact)}=always(;.*)?"
+                headers.append({"type": "RegularExpression", "name": "Cookie", "value": value})
+            elif matcher.exact is not None:
+                headers.append({"type": "Exact", "name": name, "value": matcher.exact})
+            elif matcher.regex is not None:
+                headers.append({"type": "RegularExpression", "name": name, "value": matcher.regex})
+        if headers:
+            result.append(headers)
+    return result
+
+
 def canary_weight(route: JsonObject, sides: Sides) -> int:
-    """The weight of the first canary backendRef (0 when none is left)."""
+    """The weight of the first weighted canary backendRef (0 when none is left)."""
     ns = _namespace(route)
     for rule in _rules(route):
+        if _is_match_rule(rule, sides):
+            continue
         for ref in rule.get("backendRefs") or []:
             if points_at(ref, sides.canary, sides.namespace, ns):
                 return int(ref.get("weight", 1))
@@ -435,8 +527,9 @@ class GatewayRouter:
         """Put the canary at ``weight`` in every rule that points at the stable Service."""
         await self.check(release)
         sides, owner = Sides.of(release), release.metadata.uid
+        matches = header_matches(release.spec.analysis.match)
         await self._update(
-            release, lambda route: with_weight(route, sides, owner, weight, release.key)
+            release, lambda route: with_weight(route, sides, owner, weight, release.key, matches)
         )
 
     async def get_weight(self, release: CanaryRelease) -> int | None:

@@ -16,16 +16,21 @@ STABLE_IMAGE = "ghcr.io/stefanprodan/podinfo:6.0.0"
 CANARY_IMAGE = "ghcr.io/stefanprodan/podinfo:6.0.1"
 
 
-def release(namespace: str, target: str = "web") -> CanaryRelease:
+def release(
+    namespace: str, target: str = "web", match: list[dict[str, Any]] | None = None
+) -> CanaryRelease:
     """A CanaryRelease for ``target`` (routeRef is given to the router directly)."""
+    spec: dict[str, Any] = {
+        "targetRef": {"name": target},
+        "ingressRef": {"name": target},
+        "images": {target: CANARY_IMAGE},
+    }
+    if match:
+        spec["analysis"] = {"match": match, "iterations": 10}
     return CanaryRelease.from_object(
         {
             "metadata": {"name": target, "namespace": namespace, "uid": str(uuid.uuid4())},
-            "spec": {
-                "targetRef": {"name": target},
-                "ingressRef": {"name": target},
-                "images": {target: CANARY_IMAGE},
-            },
+            "spec": spec,
         }
     )
 

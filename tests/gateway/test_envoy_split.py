@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -28,7 +29,15 @@ from sandbox.gateway.dataplane import DataPlane
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import SideSettings
 from tests.fixtures.gateway import BackendsFactory
-from tests.gateway.helpers import create_app, create_route, release, service, user_route
+from tests.gateway.helpers import (
+    create_app,
+    create_route,
+    get_route,
+    release,
+    service,
+    user_route,
+    user_visible,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -46,7 +55,13 @@ def kube(control_plane: ControlPlane) -> Iterator[Kube]:
         client.close()
 
 
-def send(url: str, count: int, timeout: float = 120.0, path: str = "/") -> Counter[str]:
+def send(
+    url: str,
+    count: int,
+    timeout: float = 120.0,
+    path: str = "/",
+    headers: dict[str, str] | None = None,
+) -> Counter[str]:
     """``count`` GETs through Envoy on one keep-alive connection: versions seen.
 
     Bounded by ``count`` and ``timeout``; a status other than 200 counts as ``<status>``.
@@ -59,7 +74,7 @@ def send(url: str, count: int, timeout: float = 120.0, path: str = "/") -> Count
         for _ in range(count):
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {sum(seen.values())} of {count} requests in {timeout}s")
-            conn.request("GET", path, headers={"Host": HOST})
+            conn.request("GET", path, headers={"Host": HOST, **(headers or {})})
             response = conn.getresponse()
             body = response.read()
             if response.status == 200:
@@ -71,11 +86,13 @@ def send(url: str, count: int, timeout: float = 120.0, path: str = "/") -> Count
     return seen
 
 
-def until_canary_answers(url: str, timeout: float = 60.0) -> None:
+def until_canary_answers(
+    url: str, timeout: float = 60.0, headers: dict[str, str] | None = None
+) -> None:
     """Envoy has the new route config once a canary pod answers (bounded)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if send(url, 20)["6.0.1"]:
+        if send(url, 20, headers=headers)["6.0.1"]:
             return
     raise AssertionError(f"no canary answer through Envoy within {timeout:.0f}s")
 
@@ -87,23 +104,27 @@ async def _start(
     gateway: DataPlane,
     backends: BackendsFactory,
     weight: int,
-) -> tuple[GatewayRouter, CanaryRelease, BackendSimulator]:
-    """The app, its backends and the user's route at ``weight``, in force in Envoy."""
+    rel: CanaryRelease | None = None,
+    probe: dict[str, str] | None = None,
+) -> tuple[GatewayRouter, CanaryRelease, BackendSimulator, dict[str, Any]]:
+    """The app, its backends and the user's route at ``weight``, in force in Envoy
+    (``probe``: the headers with which a canary answer proves it). Also returns what
+    the user sees of the route before canary-bot touched it."""
     create_app(api, namespace)
     # The route's second rule sends /api there; without it the route is not resolved.
     k8s.CoreV1Api(api).create_namespaced_service(namespace, service("api", "api"))
     sim = backends(namespace, {"web": "stable", "web-canary": "canary"}, stable=_FAST, canary=_FAST)
     sim.wait_serving({"stable": 2, "canary": 1})
-    create_route(api, user_route(namespace, gateway.parent_ref))
+    original = user_visible(create_route(api, user_route(namespace, gateway.parent_ref)))
     router = GatewayRouter(kube, RouteRef("web"))
-    rel = release(namespace)
+    rel = rel or release(namespace)
     await router.reconcile(rel, weight)
     deadline = time.monotonic() + 60
     while not (readiness := await router.ready(rel)).ready:
         assert time.monotonic() < deadline, readiness.waiting_for
         await asyncio.sleep(0.1)
-    await asyncio.to_thread(until_canary_answers, gateway.url)
-    return router, rel, sim
+    await asyncio.to_thread(until_canary_answers, gateway.url, 60.0, probe)
+    return router, rel, sim, original
 
 
 @pytest.mark.parametrize(("weight", "requests"), [(5, 2000), (20, 2000), (50, 3000)])
@@ -116,7 +137,9 @@ async def test_envoy_delivers_the_route_weights(
     weight: int,
     requests: int,
 ) -> None:
-    router, rel, sim = await _start(kube, kube_api_client, namespace, gateway, backends, weight)
+    router, rel, sim, original = await _start(
+        kube, kube_api_client, namespace, gateway, backends, weight
+    )
     before = sim.counts()
     seen = await asyncio.to_thread(send, gateway.url, requests)
     after = sim.counts()
@@ -137,6 +160,7 @@ async def test_envoy_delivers_the_route_weights(
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     await router.finalize(rel)
+    assert user_visible(get_route(kube_api_client, namespace, "web")) == original
 
 
 async def test_prometheus_sees_envoys_per_service_counts(
@@ -147,7 +171,7 @@ async def test_prometheus_sees_envoys_per_service_counts(
     backends: BackendsFactory,
     envoy_metrics: PrometheusServer,
 ) -> None:
-    _, _, sim = await _start(kube, kube_api_client, namespace, gateway, backends, 50)
+    _, _, sim, _ = await _start(kube, kube_api_client, namespace, gateway, backends, 50)
     sim.set_side("canary", error_rate=0.5)
     await asyncio.to_thread(send, gateway.url, 400)
     errors = sim.state()["canary"]["errors"]
@@ -158,3 +182,42 @@ async def test_prometheus_sees_envoys_per_service_counts(
     while (value := envoy_metrics.query_value(query)) != errors:
         assert time.monotonic() < deadline, f"{query} = {value}, backends counted {errors}"
         await asyncio.sleep(0.5)
+
+
+async def test_a_header_match_sends_only_those_requests_to_the_canary(
+    kube: Kube,
+    kube_api_client: k8s.ApiClient,
+    namespace: str,
+    gateway: DataPlane,
+    backends: BackendsFactory,
+) -> None:
+    insiders = {"x-canary": "insider"}
+    rel = release(
+        namespace,
+        match=[
+            {"headers": {"x-canary": {"exact": "insider"}}},
+            {"headers": {"cookie": {"exact": "canary"}}},
+        ],
+    )
+    router, rel, _, original = await _start(
+        kube, kube_api_client, namespace, gateway, backends, 0, rel=rel, probe=insiders
+    )
+    during = user_visible(get_route(kube_api_client, namespace, "web"))
+    assert [r.get("name") for r in during["spec"]["rules"]] == [
+        "web-canary-match-0",
+        None,
+        None,
+    ]
+    assert await asyncio.to_thread(send, gateway.url, 200, headers=insiders) == {"6.0.1": 200}
+    cookie = {"Cookie": "theme=dark; canary=always"}
+    assert await asyncio.to_thread(send, gateway.url, 100, headers=cookie) == {"6.0.1": 100}
+    others = {"x-canary": "outsider", "Cookie": "canary=never"}
+    assert await asyncio.to_thread(send, gateway.url, 200, headers=others) == {"6.0.0": 200}
+    await router.finalize(rel)
+    assert user_visible(get_route(kube_api_client, namespace, "web")) == original
+    # Contour drops the canary-only rule from Envoy: insiders reach stable again.
+    deadline = time.monotonic() + 60
+    while (seen := await asyncio.to_thread(send, gateway.url, 20, headers=insiders)) != {
+        "6.0.0": 20
+    }:
+        assert time.monotonic() < deadline, seen

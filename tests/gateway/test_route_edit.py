@@ -210,3 +210,43 @@ def test_a_tampered_annotation_never_breaks_finalize(weights: str) -> None:
     assert back is not None
     assert [r["name"] for r in back["spec"]["rules"][0]["backendRefs"]] == ["web", "legacy"]
     assert ORIGINAL_ANNOTATION not in back["metadata"].get("annotations", {})
+
+
+INSIDER = [[{"type": "Exact", "name": "x-canary", "value": "insider"}]]
+
+
+def test_a_match_becomes_a_canary_only_rule_ahead_of_the_others() -> None:
+    route = stored_route()
+    changed = with_weight(route, SIDES, OWNER, 0, matches=INSIDER)
+    again = with_weight(changed, SIDES, OWNER, 0, matches=INSIDER)
+    assert again == changed, "reconciling twice adds nothing"
+    first, stable, api = again["spec"]["rules"]
+    assert first == {
+        "name": "web-canary-match-0",
+        "matches": [
+            {
+                "path": {"type": "PathPrefix", "value": "/"},
+                "headers": [{"type": "Exact", "name": "x-canary", "value": "insider"}],
+            }
+        ],
+        "filters": route["spec"]["rules"][0]["filters"],
+        "backendRefs": [{"name": "web-canary", "port": 80, "weight": 1}],
+    }
+    assert [r["name"] for r in stable["backendRefs"]] == ["web", "legacy", "web-canary"]
+    assert api == route["spec"]["rules"][1]
+    assert canary_weight(again, SIDES) == 0
+    assert restored(again, SIDES, OWNER) == route
+    # Without the match the canary-only rule goes, the weights stay.
+    plain = with_weight(again, SIDES, OWNER, 10)
+    assert [r.get("name") for r in plain["spec"]["rules"]] == [None, None]
+    assert restored(plain, SIDES, OWNER) == route
+
+
+def test_match_rules_are_refused_beyond_the_routes_limits() -> None:
+    route = stored_route()
+    route["spec"]["rules"] = [copy.deepcopy(route["spec"]["rules"][0]) for _ in range(9)]
+    with pytest.raises(RouterError, match="would exceed the limit of 16"):
+        with_weight(route, SIDES, OWNER, 0, matches=INSIDER)
+    many = [[{"type": "Exact", "name": "x-canary", "value": str(i)}] for i in range(65)]
+    with pytest.raises(RouterError, match="at most 64"):
+        with_weight(stored_route(), SIDES, OWNER, 0, matches=many)

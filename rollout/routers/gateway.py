@@ -493,9 +493,12 @@ class GatewayRouter:
 
     async def check(self, release: CanaryRelease) -> None:
         """Refuse, before anything changes, a route this release cannot use."""
+        await self._check(release, await self._get(release))
+
+    async def _check(self, release: CanaryRelease, route: JsonObject) -> None:
         ref, _, ns = self._where(release)
         sides = Sides.of(release)
-        check_route(await self._get(release), sides, release.metadata.uid)
+        check_route(route, sides, release.metadata.uid)
         if ns != sides.namespace:
             grants = await self.kube.list_objects(REFERENCEGRANTS, sides.namespace)
             if not grants_canary(grants, ref.kind, ns, sides.canary):
@@ -507,15 +510,19 @@ class GatewayRouter:
                 )
 
     async def _update(
-        self, release: CanaryRelease, edit: Callable[[JsonObject], JsonObject | None]
+        self,
+        release: CanaryRelease,
+        edit: Callable[[JsonObject], JsonObject | None],
+        route: JsonObject | None = None,
     ) -> JsonObject | None:
-        """Read, edit and PUT with the read resourceVersion; retried on conflict."""
+        """Edit and PUT with the resourceVersion read (``route``, if just read); a
+        conflict means someone else wrote meanwhile: read again and retry."""
         ref, resource, ns = self._where(release)
         for attempt in range(_UPDATE_ATTEMPTS):
-            route = await self._get(release)
-            changed = edit(route)
-            if changed is None or changed == route:
-                return route
+            current = route if route is not None and attempt == 0 else await self._get(release)
+            changed = edit(current)
+            if changed is None or changed == current:
+                return current
             try:
                 return await self.kube.replace(resource, ns, ref.name, changed)
             except Conflict:
@@ -524,12 +531,22 @@ class GatewayRouter:
         return None  # pragma: no cover - the loop returns or raises
 
     async def reconcile(self, release: CanaryRelease, weight: int) -> None:
-        """Put the canary at ``weight`` in every rule that points at the stable Service."""
-        await self.check(release)
+        """Put the canary at ``weight`` in every rule that points at the stable Service.
+
+        The full check (with the ReferenceGrant lookup) runs until this release's first
+        write; after that a step costs one GET and one PUT, and a grant removed later
+        shows in ``route_ready`` (ResolvedRefs False).
+        """
+        route = await self._get(release)
+        record = read_record(route)
+        if record is None or record.get("owner") != release.metadata.uid:
+            await self._check(release, route)
         sides, owner = Sides.of(release), release.metadata.uid
         matches = header_matches(release.spec.analysis.match)
         await self._update(
-            release, lambda route: with_weight(route, sides, owner, weight, release.key, matches)
+            release,
+            lambda current: with_weight(current, sides, owner, weight, release.key, matches),
+            route,
         )
 
     async def get_weight(self, release: CanaryRelease) -> int | None:

@@ -74,7 +74,10 @@ async def test_weights_then_finalize_gives_the_route_back(
         assert after_step["spec"]["parentRefs"] == before["spec"]["parentRefs"]
         assert after_step["spec"]["hostnames"] == before["spec"]["hostnames"]
         assert after_step["labels"] == before["labels"]
+    calls = dict(kube.requests.counts)
     await router.reconcile(rel, 0)
+    spent = {k: v - calls.get(k, 0) for k, v in kube.requests.counts.items() if v != calls.get(k)}
+    assert spent == {("GET", "httproutes"): 1, ("PUT", "httproutes"): 1}, spent
     await router.finalize(rel)
     assert user_visible(get_route(kube_api_client, namespace, "web")) == before
     assert await router.get_weight(rel) is None

@@ -14,6 +14,10 @@ that first changes the route, so a crash at any point leaves the route restorabl
 (a name canary-bot reserves) and the annotation, and puts the recorded weights back.
 A change the user (or a GitOps tool) made to the route meanwhile survives. Every write
 is a PUT carrying the resourceVersion that was read, retried on conflict.
+
+With ``analysis.match`` (A/B), each stable rule also gets a canary-only copy ahead of
+the user's rules, with the release's header matches added and a name
+(``<target>-canary-match-<n>``) by which it is found and removed again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,31 @@ from rollout.kube import (
 from rollout.models import CanaryRelease, MatchRule
 from rollout.owner import canary_name
 
+# One error type for every router: the route cannot be used; the message says why.
+from rollout.router import RouterError
+
+__all__ = [
+    "ORIGINAL_ANNOTATION",
+    "ROUTE_KINDS",
+    "GatewayRouter",
+    "Readiness",
+    "RouteOf",
+    "RouteRef",
+    "RouterError",
+    "Sides",
+    "canary_weight",
+    "check_route",
+    "grants_canary",
+    "header_matches",
+    "match_rule_name",
+    "points_at",
+    "read_record",
+    "restored",
+    "route_ready",
+    "stable_rules",
+    "with_weight",
+]
+
 ORIGINAL_ANNOTATION = "canarybot.io/route-original"
 """Which release changed the route and the stable backendRefs' original weights."""
 
@@ -48,10 +77,6 @@ _MAX_INDEX = 1000  # the CRD allows 16 rules of 16 backendRefs
 _MAX_WEIGHT = 1_000_000  # the CRD's bound on a backendRef weight
 _MAX_RULES = 16  # the CRD's bounds on rules per route and matches per rule
 _MAX_MATCHES = 64
-
-
-class RouterError(Exception):
-    """The route cannot be used for this release; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,10 @@ async def test_prometheus_sees_envoys_per_service_counts(
     while (value := envoy_metrics.query_value(query)) != errors:
         assert time.monotonic() < deadline, f"{query} = {value}, backends counted {errors}"
         await asyncio.sleep(0.5)
+    # The latency histogram a request-duration check reads, per backend Service too.
+    histogram = f'envoy_cluster_upstream_rq_time_bucket{{envoy_cluster_name="{cluster}"}}'
+    buckets = envoy_metrics.query(histogram)
+    assert {b["metric"]["le"] for b in buckets} >= {"1", "10", "100", "1000", "+Inf"}, buckets
 
 
 async def test_a_header_match_sends_only_those_requests_to_the_canary(

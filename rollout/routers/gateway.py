@@ -575,8 +575,12 @@ class GatewayRouter:
         )
 
     async def get_weight(self, release: CanaryRelease) -> int | None:
-        """The canary weight on the route; None when this release has not changed it."""
-        route = await self._get(release)
+        """The canary weight on the route; None when this release has not changed it
+        (or the route is gone)."""
+        try:
+            route = await self._get(release)
+        except RouterError:
+            return None
         record = read_record(route)
         if record is None or record.get("owner") != release.metadata.uid:
             return None

@@ -155,6 +155,8 @@ async def test_refusals_name_the_problem(
         await GatewayRouter(kube, RouteRef("other")).reconcile(rel, 10)
     with pytest.raises(RouterError, match=f"HTTPRoute {namespace}/missing not found"):
         await GatewayRouter(kube, RouteRef("missing")).check(rel)
+    assert await GatewayRouter(kube, RouteRef("missing")).get_weight(rel) is None
+    await GatewayRouter(kube, RouteRef("missing")).finalize(rel)  # nothing to give back
     with pytest.raises(RouterError, match="is not a route canary-bot can shift weights on"):
         await GatewayRouter(kube, RouteRef("other", kind="TLSRoute")).check(rel)
     untouched = get_route(kube_api_client, namespace, "other")

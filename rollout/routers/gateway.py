@@ -27,7 +27,6 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from rollout.kube import (
     GATEWAY_GROUP,
@@ -44,6 +43,7 @@ from rollout.owner import canary_name
 
 # One error type for every router: the route cannot be used; the message says why.
 from rollout.router import RouterError
+from rollout.routers.status import Readiness, route_ready
 
 __all__ = [
     "ORIGINAL_ANNOTATION",
@@ -72,7 +72,6 @@ ORIGINAL_ANNOTATION = "canarybot.io/route-original"
 
 ROUTE_KINDS: dict[str, Resource] = {"HTTPRoute": HTTPROUTES, "GRPCRoute": GRPCROUTES}
 _UPDATE_ATTEMPTS = 5
-_MAX_CONDITION_TEXT = 200
 _MAX_INDEX = 1000  # the CRD allows 16 rules of 16 backendRefs
 _MAX_WEIGHT = 1_000_000  # the CRD's bound on a backendRef weight
 _MAX_RULES = 16  # the CRD's bounds on rules per route and matches per rule
@@ -111,14 +110,6 @@ class Sides:
     def of(cls, release: CanaryRelease) -> Sides:
         """The target's Service (stable) and ``<target>-canary``."""
         return cls(release.spec.target_ref.name, canary_name(release), release.metadata.namespace)
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether the route is in force; ``waiting_for`` names the missing condition."""
-
-    ready: bool
-    waiting_for: str = ""
 
 
 # --------------------------------------------------------------------- route editing
@@ -424,66 +415,6 @@ def grants_canary(grants: list[JsonObject], route_kind: str, route_ns: str, cana
         if from_ok and to_ok:
             return True
     return False
-
-
-# --------------------------------------------------------------------- readiness
-
-
-def _parent_key(ref: JsonObject, route_ns: str) -> tuple[Any, ...]:
-    return (
-        ref.get("group", GATEWAY_GROUP),
-        ref.get("kind", "Gateway"),
-        ref.get("namespace", route_ns),
-        ref.get("name"),
-        ref.get("sectionName"),
-        ref.get("port"),
-    )
-
-
-def _short(text: Any) -> str:
-    value = str(text or "").strip()
-    return value if len(value) <= _MAX_CONDITION_TEXT else value[: _MAX_CONDITION_TEXT - 1] + "…"
-
-
-def _missing(conditions: list[JsonObject], generation: int) -> str:
-    """The first of Accepted/ResolvedRefs not True for ``generation``; '' when both are."""
-    by_type = {c.get("type"): c for c in conditions if isinstance(c, dict)}
-    for wanted in ("Accepted", "ResolvedRefs"):
-        cond = by_type.get(wanted)
-        if cond is None:
-            return f"{wanted} not reported"
-        observed = cond.get("observedGeneration")
-        # Some implementations (Linkerd) never set observedGeneration: take them at
-        # their word rather than wait forever.
-        if observed is not None and int(observed) < generation:
-            return f"{wanted} not yet reported for generation {generation} (seen {observed})"
-        if cond.get("status") != "True":
-            detail = _short(cond.get("message")) or _short(cond.get("reason"))
-            return f"{wanted} is {cond.get('status')}" + (f": {detail}" if detail else "")
-    return ""
-
-
-def route_ready(route: JsonObject) -> Readiness:
-    """Whether every parent reports the route Accepted and ResolvedRefs for its generation.
-
-    ``waiting_for`` names the first parent and condition that is missing, for the card.
-    """
-    ns = _namespace(route)
-    generation = int(route.get("metadata", {}).get("generation", 0))
-    parents = route.get("spec", {}).get("parentRefs") or []
-    if not parents:
-        return Readiness(False, "the route has no parentRefs (no Gateway serves it)")
-    statuses = route.get("status", {}).get("parents") or []
-    for parent in parents:
-        key = _parent_key(parent, ns)
-        label = f"{key[1]} {key[2]}/{key[3]}" + (f" ({key[4]})" if key[4] else "")
-        reports = [s for s in statuses if _parent_key(s.get("parentRef") or {}, ns) == key]
-        if not reports:
-            return Readiness(False, f"{label} has not reported on the route yet")
-        problems = [_missing(s.get("conditions") or [], generation) for s in reports]
-        if all(problems):
-            return Readiness(False, f"{label}: {problems[0]}")
-    return Readiness(True)
 
 
 # ------------------------------------------------------------------------ router

@@ -3,8 +3,9 @@
 kwok runs no containers, so nothing answers on a pod's IP. :class:`BackendSimulator`
 follows the EndpointSlices of the Services it is given (the stable Service and the
 canary one) and, for every ready endpoint, listens on ``<pod IP>:<endpoint port>``
-(the pod range is local on this machine, see ``sandbox.gateway.dataplane``), so a real
-proxy in front of those Services reaches real sockets. Each server answers like
+inside the network namespace where the pod range is local (``netns``, the data plane's
+``pod_netns``; see ``sandbox.gateway.podnet``), so a real proxy in front of those
+Services reaches real sockets through the veth into that namespace. Each server answers like
 podinfo: ``GET /`` returns JSON with the pod's name and the version from its first
 container's image tag; ``/status/<code>`` answers that code; ``/healthz`` and
 ``/readyz`` answer 200.
@@ -35,6 +36,7 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
+from sandbox.gateway.podnet import in_netns
 from sandbox.traffic import SIDES, ControlError, Side, SideSettings
 
 __all__ = ["BackendSimulator", "PodCounts", "image_version"]
@@ -81,7 +83,9 @@ class BackendSimulator:
     """Serves every ready pod of ``services`` (``{service name: side}``) in ``namespace``.
 
     ``start()`` begins following the EndpointSlices (every ``poll`` seconds) and serves
-    ``/control`` on ``127.0.0.1:<free port>``; ``stop()`` closes every listener.
+    ``/control`` on ``127.0.0.1:<free port>`` (host namespace); ``stop()`` closes every
+    listener. Pod listeners are bound in network namespace ``netns`` (``ip netns`` name);
+    None binds them in this process's own namespace.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class BackendSimulator:
         stable: SideSettings | None = None,
         canary: SideSettings | None = None,
         poll: float = 0.2,
+        netns: str | None = None,
     ) -> None:
         """Prepare (not start); the sides default to no errors and 2 ms ± 1 ms."""
         for side in services.values():
@@ -102,6 +107,7 @@ class BackendSimulator:
         self.namespace = namespace
         self.services = dict(services)
         self.poll = poll
+        self.netns = netns
         default = SideSettings(latency_ms=2.0, jitter_ms=1.0)
         self._sides: dict[Side, _SideState] = {
             "stable": _SideState(stable or default),
@@ -281,14 +287,22 @@ class BackendSimulator:
         for address, port in new:
             pod = wanted[(address, port)]
             try:
-                server = ThreadingHTTPServer((address, port), self._handler(pod))
-            except OSError as exc:  # e.g. the pod range is not local on this machine
+                server = self._listen(address, port, pod)
+            except OSError as exc:  # e.g. the namespace is gone
                 self.last_error = f"cannot listen on {address}:{port} for {pod.name}: {exc}"
                 continue
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             with self._lock:
                 self._servers[(address, port)] = (pod, server)
+
+    def _listen(self, address: str, port: int, pod: _Pod) -> ThreadingHTTPServer:
+        """Bind and listen on ``address:port`` in ``netns``; served from any thread."""
+
+        def make() -> ThreadingHTTPServer:
+            return ThreadingHTTPServer((address, port), self._handler(pod))
+
+        return make() if self.netns is None else in_netns(self.netns, make)
 
     # -- answering ----------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ endpoints. Envoy's admin API itself is a unix socket in the work directory.
 Contour gives each backend Service its own Envoy cluster, ``<namespace>_<service>_<port>``,
 so per-side request counts and latencies come from Envoy's cluster stats.
 
-Pods: kwok gives Pods IPs from its ``--cidr`` pool (``sandbox.controlplane.POD_CIDR``).
-Kubernetes refuses loopback addresses in EndpointSlices ("may not be in the loopback
-range"), so that pool cannot be 127.x; instead :func:`ensure_local_route` makes the
-pool local to this machine (``ip route add local <cidr> dev lo``, the way 127.0.0.0/8 is
-local), which lets the backend simulator (``sandbox.gateway.backends``) listen on each
-pod's IP. Packets to those addresses never leave the loopback interface.
+Pods: kwok's pod addresses (``sandbox.controlplane.POD_CIDR``) live in a network
+namespace the data plane creates for the run and removes at ``stop()``
+(``sandbox.gateway.podnet.PodNetwork``: ``ip netns add`` and a veth pair). The backend
+simulator (``sandbox.gateway.backends``) listens on each pod's IP inside it
+(``DataPlane.pod_netns``); Envoy, in the host namespace, reaches those IPs only through
+the veth, the one route to the pod range.
 """
 
 from __future__ import annotations
@@ -43,14 +43,13 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from sandbox.controlplane import POD_CIDR
 from sandbox.gateway.binaries import DataPlaneError, find_envoy, find_gateway_binaries
+from sandbox.gateway.podnet import PodNetwork
 
 __all__ = [
     "CONTROLLER_NAME",
     "DataPlane",
     "DataPlaneError",
-    "ensure_local_route",
     "find_envoy",
     "find_gateway_binaries",
 ]
@@ -73,30 +72,6 @@ except OSError:  # pragma: no cover - exotic platforms
 
 def _log(message: str) -> None:
     print(f"[gateway] {message}", file=sys.stderr, flush=True)
-
-
-def ensure_local_route(cidr: str = POD_CIDR) -> bool:
-    """Make ``cidr`` local on the loopback interface; True when the route was added.
-
-    Needs CAP_NET_ADMIN. The route stays (another data plane may share it); nothing
-    else uses the fake pod range. Remove it with ``ip route del local <cidr> dev lo``.
-    """
-    probe = cidr.split("/")[0].rsplit(".", 1)[0] + ".1"
-    got = subprocess.run(["ip", "route", "get", probe], capture_output=True, text=True)
-    if got.returncode == 0 and got.stdout.startswith("local"):
-        return False
-    added = subprocess.run(
-        ["ip", "route", "add", "local", cidr, "dev", "lo"], capture_output=True, text=True
-    )
-    if added.returncode != 0 and "File exists" not in added.stderr:
-        raise DataPlaneError(
-            f"kwok's pod addresses ({cidr}) must be local so the backends can answer for "
-            f"pods, and adding the route failed: {added.stderr.strip()}; run "
-            f"`sudo ip route add local {cidr} dev lo` once (Kubernetes refuses loopback "
-            "addresses in EndpointSlices, so 127.0.0.0/8 cannot be used instead)"
-        )
-    _log(f"made {cidr} local on lo (ip route add local {cidr} dev lo)")
-    return True
 
 
 def _free_ports(count: int, low: int = 0) -> list[int]:
@@ -169,6 +144,8 @@ class DataPlane:
         url: ``http://127.0.0.1:<port>``, the Gateway's HTTP listener.
         metrics_address: ``127.0.0.1:<port>`` that serves ``/stats/prometheus``.
         parent_ref: a parentRef to the Gateway, for HTTPRoutes.
+        pod_netns: the network namespace that holds the pod addresses, for
+            ``BackendSimulator(..., netns=...)``.
     """
 
     def __init__(
@@ -198,6 +175,7 @@ class DataPlane:
         self.started_in = 0.0
         self._procs: list[_Process] = []
         self._api: kubernetes.client.ApiClient | None = None
+        self.pod_network = PodNetwork()
 
     # -- public -------------------------------------------------------------------------
 
@@ -217,6 +195,11 @@ class DataPlane:
     def url(self) -> str:
         """Base URL of the Gateway's HTTP listener."""
         return f"http://127.0.0.1:{self._ports.http}"
+
+    @property
+    def pod_netns(self) -> str:
+        """Name of the network namespace (``ip netns``) where pod IPs are local."""
+        return self.pod_network.name
 
     @property
     def metrics_address(self) -> str:
@@ -277,7 +260,10 @@ class DataPlane:
         _log(f"data plane ready in {self.started_in:.1f}s at {self.url}")
 
     def stop(self) -> None:
-        """Stop Envoy and Contour (SIGTERM, SIGKILL after 5 s); safe to call twice."""
+        """Stop Envoy and Contour (SIGTERM, SIGKILL after 5 s), remove the pods' network.
+
+        Safe to call twice.
+        """
         for proc in reversed(self._procs):
             popen = proc.process
             if popen is None or popen.poll() is not None:
@@ -293,6 +279,7 @@ class DataPlane:
         if self._api is not None:
             self._api.close()
             self._api = None
+        self.pod_network.stop()
 
     # -- start sequence -----------------------------------------------------------------
 
@@ -305,7 +292,7 @@ class DataPlane:
     def _start(self, deadline: float) -> None:
         bin_dir = find_gateway_binaries(self._bin_dir)
         envoy = find_envoy()
-        ensure_local_route(POD_CIDR)
+        self.pod_network.start()
         self.workdir.mkdir(parents=True, exist_ok=True)
         # Envoy's HTTP port must be above 8000 + 1023 for Contour's port mapping.
         http = _free_ports(1, low=_CONTOUR_PORT_OFFSET + 1024)[0]

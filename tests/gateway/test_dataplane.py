@@ -1,13 +1,17 @@
-"""The data plane listens on loopback only."""
+"""The data plane listens on loopback only; pod addresses live in the run's own netns."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from sandbox.controlplane import POD_CIDR
 from sandbox.gateway.dataplane import DataPlane
+from sandbox.gateway.podnet import NETNS_PREFIX, in_netns, remove_stale
 
 pytestmark = pytest.mark.cluster
 
@@ -46,3 +50,40 @@ def test_contour_and_envoy_listen_on_loopback_only(gateway: DataPlane) -> None:
     for name, found in sockets.items():
         assert {ip for ip, _ in found} == {"127.0.0.1"}, f"{name} listens on {found}"
     assert ("127.0.0.1", int(gateway.metrics_address.split(":")[1])) in sockets["envoy"]
+
+
+def _ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_pod_addresses_are_reached_only_through_the_runs_own_netns(gateway: DataPlane) -> None:
+    net = gateway.pod_network
+    assert net.name in _ip("netns", "list")
+    route = _ip("route", "get", "10.244.0.5")
+    assert f"via {net.peer_address} dev {net.host_device} " in route, route
+    assert "10.244." not in _ip("route", "show", "table", "local"), "pod range local on host"
+    assert f"local {POD_CIDR} dev lo" in _ip("-n", net.name, "route", "show", "table", "local")
+
+    # A socket made in the namespace listens on a pod address the host cannot bind.
+    with pytest.raises(OSError, match="Cannot assign requested address"):
+        socket.create_server(("10.244.250.1", 0))
+    server = in_netns(gateway.pod_netns, lambda: socket.create_server(("10.244.250.1", 0)))
+    with server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("10.244.250.1", port), timeout=5) as client:
+            peer, _ = server.accept()
+            with peer:
+                client.sendall(b"ping")
+                assert peer.recv(4) == b"ping"
+                # The host reaches the pod address from its end of the veth.
+                assert peer.getpeername()[0] == net.host_address
+
+
+def test_namespaces_of_dead_runs_are_removed() -> None:
+    stale = f"{NETNS_PREFIX}999999999"  # above the kernel's largest pid
+    _ip("netns", "add", stale)
+    try:
+        remove_stale()
+        assert stale not in _ip("netns", "list")
+    finally:
+        subprocess.run(["ip", "netns", "del", stale], capture_output=True, check=False)

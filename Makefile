@@ -41,6 +41,7 @@ deps: venv
 
 control-plane: deps
 	@$(WITH_GO) bash hack/build-control-plane.sh >/dev/null
+	@$(WITH_GO) bash hack/build-gateway.sh >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check bot rollout sandbox tests bench

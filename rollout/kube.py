@@ -105,6 +105,12 @@ NAMESPACES = Resource("", "v1", "namespaces")
 RELEASES = Resource(GROUP, VERSION, PLURAL)
 # Only ``read_secret_key`` uses it: one named Secret key, read when a webhook is called.
 SECRETS = Resource("", "v1", "secrets")
+# Gateway API (standard channel): the user's routes and the grants that let a route in
+# another namespace point at our Services.
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+HTTPROUTES = Resource(GATEWAY_GROUP, "v1", "httproutes")
+GRPCROUTES = Resource(GATEWAY_GROUP, "v1", "grpcroutes")
+REFERENCEGRANTS = Resource(GATEWAY_GROUP, "v1beta1", "referencegrants")
 
 
 class RequestCounter:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.slack",
     "tests.fixtures.engine",
+    "tests.fixtures.gateway",
 ]

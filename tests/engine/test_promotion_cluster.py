@@ -17,7 +17,15 @@ from kubernetes.client.exceptions import ApiException
 from rollout.kube import Kube
 from rollout.models import CanaryReleaseSpec, Phase
 from rollout.store import ReleaseStore
-from tests.engine.test_rollout import NEW, OLD, canary_objects, events, target_image, wait_phase
+from tests.engine.test_rollout import (
+    NEW,
+    OLD,
+    canary_deleted,
+    canary_objects,
+    events,
+    target_image,
+    wait_phase,
+)
 from tests.fixtures.engine import ControllerFactory, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
@@ -122,7 +130,8 @@ async def test_a_stuck_promotion_rolls_back_without_sending_traffic_to_unready_p
     assert_traffic_only_reached_ready_pods(samples)
     # afterwards: the target runs its old image on Ready pods and the canary is gone
     assert target_image(kube_api_client, namespace) == OLD
-    assert canary_objects(kube_api_client, namespace) == []
+    # the outcome is stored first, the canary deleted right after
+    await canary_deleted(kube_api_client, namespace)
 
     def settled() -> Sample | None:
         now = sample(kube_api_client, namespace, "Failed")

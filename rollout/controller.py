@@ -94,6 +94,18 @@ class EngineSettings:
     protected_namespaces: tuple[str, ...] = ()
 
 
+def _own_namespace(settings: EngineSettings) -> str:
+    """canary-bot's own namespace, to protect; none when the engine is scoped to it.
+
+    An engine scoped with ``--namespace`` to the very namespace it runs in (a
+    single-namespace install next to the apps) exists to release apps there; the admission
+    policy and RBAC, not this list, then keep its own Deployment out of reach.
+    """
+    if settings.namespace is not None and settings.namespace == settings.own_namespace:
+        return ""
+    return settings.own_namespace
+
+
 def webhook_runner(kube: Kube, settings: EngineSettings) -> WebhookRunner:
     """The engine's webhook caller: the configured egress policy, Secrets read via ``kube``."""
     policy = EgressPolicy.from_strings(settings.webhook_allow_cidrs, settings.webhook_deny_cidrs)
@@ -130,7 +142,7 @@ class Controller:
             clock=clock,
             cluster=settings.cluster,
             protected_namespaces=protected_namespaces(
-                settings.own_namespace, settings.protected_namespaces
+                _own_namespace(settings), settings.protected_namespaces
             ),
         )
         self.metrics: EngineMetrics | None = None

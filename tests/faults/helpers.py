@@ -193,6 +193,7 @@ def rules(can_list_releases: bool = True, can_renew_lease: bool = True) -> list[
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "create", "update", "patch", "delete"]},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["get", "list", "create", "delete"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]  # fmt: skip
 

@@ -17,6 +17,7 @@ shows the final state.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import time
 from collections.abc import AsyncIterator
@@ -115,8 +116,11 @@ def expected_replies(events: list[RolloutEvent]) -> list[str]:
 
 
 def thread_replies(fake: SlackFake, card_ts: str) -> list[str]:
-    """The texts of the thread's event replies (the rollout chart's file share left out)."""
-    return [m["text"] for m in fake.thread(CHANNEL, card_ts)[1:] if not m.get("files")]
+    """The thread's event replies as Slack shows them (mrkdwn's &amp; &lt; &gt; undone; the
+    rollout chart's file share left out)."""
+    return [
+        html.unescape(m["text"]) for m in fake.thread(CHANNEL, card_ts)[1:] if not m.get("files")
+    ]
 
 
 def story(release: CanaryRelease) -> str:

@@ -210,10 +210,23 @@ class LocalSandbox:
             crd = ext.read_custom_resource_definition(body["metadata"]["name"])
             if any(
                 c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
-            ):
+            ) and self._serving_releases():
                 return
             time.sleep(0.2)
-        raise SandboxError("the CanaryRelease CRD did not become Established within 30s")
+        raise SandboxError("the CanaryRelease CRD was not served within 30s")
+
+    def _serving_releases(self) -> bool:
+        """Whether CanaryReleases can be listed: Established comes before the API server's
+        storage for them is ready, and a request in between gets 429 "storage is
+        (re)initializing" (the console's first ``start`` would fail with it)."""
+        custom = k8s.CustomObjectsApi(self._api)
+        try:
+            custom.list_cluster_custom_object("canarybot.io", "v1alpha1", "canaryreleases", limit=1)
+        except ApiException as exc:
+            if exc.status == 429:
+                return False
+            raise
+        return True
 
     def _deploy_app(self) -> None:
         assert self._api is not None

@@ -169,8 +169,14 @@ async def test_card_buttons_steer_the_release(
         click = slack_requests.block_actions(f"canary_{button}", value, message_ts=ts)
         assert (await post_signed(bot.bound_port, click))[0] == 200
         release = await finished(store, namespace, release.metadata.name, within=90)
-        replies = [m["text"] for m in slack_fake.thread(CHANNEL, ts)[1:]]
+        verb = {"abort": "aborted", "promote": "promoted"}[button]
+        audit = f":joystick: {verb} by <@U0ALICE>"
+
+        def audit_line() -> list[str] | None:
+            # posted by the click's handler, paced per channel: it may follow the end
+            replies = [m["text"] for m in slack_fake.thread(CHANNEL, ts)[1:]]
+            return replies if audit in replies else None
+
+        await eventually(audit_line, within=30, message=f"no audit line {audit!r} in the thread")
     assert release.status.phase == final, release.status.message
-    verb = {"abort": "aborted", "promote": "promoted"}[button]
-    assert f":joystick: {verb} by <@U0ALICE>" in replies
     assert [a.action for a in release.status.audit] == [button]

@@ -60,6 +60,10 @@ async def _taken(
     if owner.startswith("CanaryRelease "):
         other = owner.removeprefix("CanaryRelease ").split(" ", 1)[0]
         phase = _phase_of(releases, other)
+        if phase in _FINAL:
+            # a finished release's canary, deleted right after its outcome was stored: the
+            # new release creates its own once it is gone (ensure_canary waits for that)
+            return None
         return (
             f"{kind} {object_name} already exists and belongs to {owner}"
             f"{f' ({phase})' if phase else ''}; wait for it to finish or abort it with "

@@ -15,8 +15,9 @@ Slack's Socket Mode protocol, as an app sees it:
    the socket; the app opens a new one with a fresh URL.
 
 :class:`SocketModeEndpoint` plays Slack's part inside the fake's aiohttp server. All of
-its coroutines run on the server's event loop; :class:`sandbox.slack_fake.SlackFake`
-exposes them to tests running on other loops or threads.
+its coroutines run on the server's event loop; :class:`SocketModeDelivery`, mixed into
+:class:`sandbox.slack_fake.SlackFake`, exposes them to tests running on other loops or
+threads.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -38,10 +40,13 @@ __all__ = [
     "SocketEnvelope",
     "SocketModeAck",
     "SocketModeAckTimeout",
+    "SocketModeDelivery",
     "SocketModeEndpoint",
     "SocketModeError",
     "SocketModeNotConnected",
 ]
+
+_T = TypeVar("_T")
 
 # Slack allows up to 10 simultaneous Socket Mode connections per app.
 MAX_CONNECTIONS = 10
@@ -392,3 +397,186 @@ class SocketModeEndpoint:
             record = self._state.envelopes.get(envelope_id)
             if record is not None and record.ack is None:
                 self._state.envelopes[envelope_id] = replace(record, late=True)
+
+
+class SocketModeDelivery:
+    """Socket Mode for tests: deliver envelopes to the connected app and wait for its ack.
+
+    Mixed into :class:`sandbox.slack_fake.SlackFake`. The endpoint's coroutines run on the
+    fake's server loop; these methods let a test on any other loop or thread call them.
+    """
+
+    def _socket_endpoint(self) -> SocketModeEndpoint:
+        raise NotImplementedError
+
+    def _server_loop(self) -> asyncio.AbstractEventLoop | None:
+        raise NotImplementedError
+
+    async def deliver_slash_command(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+    ) -> SocketModeAck:
+        """Send a ``slash_commands`` envelope to the connected app and return its ack.
+
+        Raises :class:`~sandbox.slack_socket_mode.SocketModeAckTimeout` without an ack
+        within ``ack_timeout`` (Slack's 3 s), and
+        :class:`~sandbox.slack_socket_mode.SocketModeNotConnected` if no app connects
+        within ``connect_timeout``.
+        """
+        return await self.deliver_envelope(
+            "slash_commands", payload, ack_timeout=ack_timeout, connect_timeout=connect_timeout
+        )
+
+    async def deliver_interactive(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+        accepts_response_payload: bool = True,
+    ) -> SocketModeAck:
+        """Send an ``interactive`` envelope (block_actions, view_submission, ...)."""
+        return await self.deliver_envelope(
+            "interactive",
+            payload,
+            ack_timeout=ack_timeout,
+            connect_timeout=connect_timeout,
+            accepts_response_payload=accepts_response_payload,
+        )
+
+    async def deliver_envelope(
+        self,
+        envelope_type: str,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+        accepts_response_payload: bool = True,
+    ) -> SocketModeAck:
+        """Send any envelope type and wait for the ack."""
+        return await self._on_server_loop(
+            self._socket_endpoint().deliver(
+                envelope_type,
+                payload,
+                ack_timeout=ack_timeout,
+                connect_timeout=connect_timeout,
+                accepts_response_payload=accepts_response_payload,
+            )
+        )
+
+    def deliver_envelope_sync(
+        self,
+        envelope_type: str,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+        accepts_response_payload: bool = True,
+    ) -> SocketModeAck:
+        """Blocking :meth:`deliver_envelope`, for an app that runs in another thread."""
+        return self._blocking(
+            self._socket_endpoint().deliver(
+                envelope_type,
+                payload,
+                ack_timeout=ack_timeout,
+                connect_timeout=connect_timeout,
+                accepts_response_payload=accepts_response_payload,
+            ),
+            ack_timeout + connect_timeout + 5,
+        )
+
+    def deliver_slash_command_sync(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+    ) -> SocketModeAck:
+        """Blocking :meth:`deliver_slash_command`, for an app that runs in another thread."""
+        return self.deliver_envelope_sync(
+            "slash_commands", payload, ack_timeout=ack_timeout, connect_timeout=connect_timeout
+        )
+
+    def deliver_interactive_sync(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        ack_timeout: float = 3.0,
+        connect_timeout: float = 5.0,
+        accepts_response_payload: bool = True,
+    ) -> SocketModeAck:
+        """Blocking :meth:`deliver_interactive`, for an app that runs in another thread."""
+        return self.deliver_envelope_sync(
+            "interactive",
+            payload,
+            ack_timeout=ack_timeout,
+            connect_timeout=connect_timeout,
+            accepts_response_payload=accepts_response_payload,
+        )
+
+    async def wait_for_socket_connection(
+        self, *, after: int = 0, within: float = 5.0
+    ) -> SocketConnection:
+        """Wait until an app holds an open connection with an id above ``after``."""
+        return await self._on_server_loop(
+            self._socket_endpoint().wait_for_connection(after=after, within=within)
+        )
+
+    async def disconnect_socket(
+        self,
+        reason: str = "refresh_requested",
+        *,
+        connection_id: int | None = None,
+        close_after: float = 1.0,
+    ) -> list[int]:
+        """Send Slack's ``disconnect`` message (``warning``, ``refresh_requested``, ...).
+
+        For every reason but ``warning`` the socket is closed ``close_after`` seconds
+        later, as Slack does. Returns the ids of the connections told.
+        """
+        return await self._on_server_loop(
+            self._socket_endpoint().disconnect(
+                reason, connection_id=connection_id, close_after=close_after
+            )
+        )
+
+    async def drop_socket_connections(self, *, connection_id: int | None = None) -> list[int]:
+        """Close sockets abruptly, without a ``disconnect`` message (a network failure)."""
+        return await self._on_server_loop(self._socket_endpoint().drop(connection_id=connection_id))
+
+    def socket_connections(self) -> list[SocketConnection]:
+        """Every Socket Mode connection so far, oldest first."""
+        return self._socket_endpoint().connections()
+
+    def socket_envelopes(self) -> list[SocketEnvelope]:
+        """Every envelope sent, with the ack it got."""
+        return self._socket_endpoint().envelopes()
+
+    def _on_server_loop(self, coro: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
+        # The fake's state lives on its own loop; callers await from theirs.
+        loop = self._server_loop()
+        if loop is None:
+            coro.close()
+            raise RuntimeError("SlackFake is not running; call start() first")
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    def _blocking(self, coro: Coroutine[Any, Any, _T], deadline: float) -> _T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            # Blocking here would freeze the loop the app is acking from: a deadlock.
+            raise RuntimeError(
+                "called from a running event loop; use `await fake.deliver_...()` instead"
+            )
+        loop = self._server_loop()
+        if loop is None:
+            coro.close()
+            raise RuntimeError("SlackFake is not running; call start() first")
+        future: ConcurrentFuture[_T] = asyncio.run_coroutine_threadsafe(coro, loop)
+        return future.result(deadline)

@@ -259,7 +259,7 @@ def test_build_context_holds_only_the_wheels_sources() -> None:
         "bot/__pycache__/cli.cpython-311.pyc",
         "manifests/secret.example.yaml",
         # development fakes: the product never imports them
-        "sandbox/slack_fake.py",
+        "sandbox/slack_fake/server.py",
     ):
         assert _ignored(local, patterns), f"{local} would be sent to the docker daemon"
     # everything the build stage copies is in the context

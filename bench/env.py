@@ -49,6 +49,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bench import procstat
 from sandbox.controlplane import KWOK_NODE_ANNOTATION, ControlPlane
+from sandbox.polling import wait_for as wait_until
 from sandbox.prometheus import PrometheusServer
 from sandbox.sample_app import podinfo_manifests
 
@@ -59,16 +60,7 @@ TRAFFIC_JOB = "ingress-nginx"
 Log = Callable[[str], None]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, period: float = 0.2) -> Any:
-    """Poll until ``condition()`` is truthy; raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(period)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
 
 
 # -- metrics text ----------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import contextlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -54,6 +53,7 @@ from bench.env import (
     wait_until,
 )
 from bench.scenario import NEW, Traffic, analysis, create_release, release_spec
+from sandbox.ports import free_port
 
 NAME = "flagger"
 TITLE = "canary-bot vs Flagger: API requests per step, CPU, RSS, detection latency"
@@ -369,13 +369,6 @@ def _run_canary_bot(
         traffic.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _canary(app: str, namespace: str) -> dict[str, Any]:
     """The tutorial's Flagger Canary with the benchmark's analysis numbers."""
     return {
@@ -431,7 +424,7 @@ def _run_flagger(
         "-mesh-provider=nginx",
         f"-metrics-server={prometheus.url}",
         f"-namespace={tool.namespace}",
-        f"-port={_free_port()}",
+        f"-port={free_port()}",
         "-log-level=info",
         "-enable-leader-election=false",
     ]

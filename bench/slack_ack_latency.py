@@ -39,7 +39,6 @@ import json
 import math
 import os
 import random
-import socket
 import subprocess
 import sys
 import textwrap
@@ -66,6 +65,7 @@ from bench.env import (
 from bench.scenario import analysis, create_release, release_spec
 from bench.trafficpool import TrafficPool
 from sandbox import slack_requests
+from sandbox.ports import free_port
 from sandbox.slack_fake import SlackFake
 
 NAME = "slack-ack"
@@ -225,7 +225,7 @@ def _start_bot(
         "CANARY_BOT_CONFIG": str(config),
     }
     log = workdir / "canary-bot.log"
-    metrics_port = _free_port()
+    metrics_port = free_port()
     argv = [
         sys.executable,
         "-c",
@@ -248,12 +248,6 @@ def _start_bot(
     return BotChild(process, port, metrics_port, log)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _run(workdir: Path, seconds: float, progress: Progress) -> list[dict[str, Any]]:
     with Cluster(workdir, progress) as cluster, SlackFake() as fake:
         apps = [f"app{i:02d}" for i in range(ROLLOUTS)]
@@ -272,10 +266,10 @@ def _run(workdir: Path, seconds: float, progress: Progress) -> list[dict[str, An
         traffic = TrafficPool(
             cluster.client, prometheus.server, [(NAMESPACE, a) for a in apps], rps=RPS_PER_APP
         ).start()
-        bot = _start_bot(workdir, identity.kubeconfig, prometheus.url, fake, _free_port())
+        bot = _start_bot(workdir, identity.kubeconfig, prometheus.url, fake, free_port())
         releases: Watcher | None = None
         try:
-            wait_until(bot.ready, 60, "canary-bot to be ready", period=0.5)
+            wait_until(bot.ready, 60, "canary-bot to be ready", interval=0.5)
             progress(f"canary-bot pid {bot.process.pid} ready on port {bot.port}")
             releases = Watcher(cluster.client, RELEASES_PATH, status_of).start()
             block = analysis("30s", threshold=5, step_weight=2, max_weight=50, window="30s")
@@ -286,7 +280,7 @@ def _run(workdir: Path, seconds: float, progress: Progress) -> list[dict[str, An
             def progressing() -> bool:
                 return _active(watcher, apps, phase="Progressing") >= math.ceil(0.95 * ROLLOUTS)
 
-            wait_until(progressing, 300, f"{ROLLOUTS} releases to be Progressing", period=1)
+            wait_until(progressing, 300, f"{ROLLOUTS} releases to be Progressing", interval=1)
             progress(f"{_active(releases, apps, 'Progressing')} releases Progressing")
             cases = asyncio.run(_measure(bot, fake, releases, apps, seconds, progress))
             progress(f"bot log: {bot.log}")

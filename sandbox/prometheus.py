@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -39,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from sandbox.ports import free_port
 
 __all__ = ["PrometheusError", "PrometheusServer", "ScrapeSlot", "find_prometheus_binary"]
 
@@ -64,15 +65,6 @@ def find_prometheus_binary() -> str:
             "or set PROMETHEUS_BIN"
         )
     return found
-
-
-def _free_port() -> int:
-    # Prometheus must be told its port up front, so there is a short window in which
-    # another process could take it; start() retries on "address already in use".
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
@@ -295,7 +287,9 @@ class PrometheusServer:
 
     def _start_once(self) -> None:
         binary = self._binary or find_prometheus_binary()
-        self._port = _free_port()
+        # Prometheus must be told its port up front, so another process could take it
+        # first; start() retries on "address already in use".
+        self._port = free_port()
         args = [
             binary,
             f"--config.file={self.config_path}",

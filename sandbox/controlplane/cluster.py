@@ -31,11 +31,11 @@ from sandbox.controlplane.pki import write_cluster_pki
 from sandbox.controlplane.processes import (
     Component,
     die_with_parent,
-    free_ports,
     rss_bytes,
     tail,
     terminate,
 )
+from sandbox.ports import free_ports
 
 
 class ControlPlane:

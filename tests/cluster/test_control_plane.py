@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,6 +13,7 @@ import pytest
 from kubernetes import client as k8s
 
 from sandbox.controlplane import NODE_NAME, ControlPlane, pinned_versions
+from sandbox.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -25,15 +25,9 @@ NEW_IMAGE = "ghcr.io/stefanprodan/podinfo:6.0.3"
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
     """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last
     value seen."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-        time.sleep(0.2)
+    found = wait_for(probe, timeout, what, interval=0.2)
+    assert found is not None
+    return found
 
 
 def deployment(name: str, image: str, replicas: int = 2) -> k8s.V1Deployment:

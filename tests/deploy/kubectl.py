@@ -11,10 +11,8 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +26,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.controlplane import ControlPlane
+from sandbox.polling import wait_for
+from sandbox.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -98,16 +98,7 @@ def one(objects: list[Manifest], kind: str, name: str | None = None) -> Manifest
     return found[0]
 
 
-def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail saying ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
 
 
 def _gone(read: Any) -> bool:
@@ -284,13 +275,6 @@ def create_namespace(api: k8s.ApiClient, name: str) -> None:
         60,
         f"ServiceAccount {name}/default",
     )
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

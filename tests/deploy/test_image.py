@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.ports import free_port
 from sandbox.slack_fake import SlackFake
 from tests.deploy.kubectl import MANIFESTS, ROOT, wait_for
 from tests.fixtures.slack import SlackRequests, send_to_app
@@ -185,12 +185,6 @@ def test_image_renders_the_rollout_chart_on_a_read_only_root(image: Image) -> No
     assert int(result.stdout.split()[1]) > 10_000  # a 1000 x 1200 px picture
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
@@ -230,9 +224,9 @@ def http_mode_container(
     )
     kubeconfig.chmod(0o644)
     tmp_path.chmod(0o755)
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     while metrics_port == port:
-        metrics_port = _free_port()
+        metrics_port = free_port()
     name = f"canary-bot-test-{uuid.uuid4().hex[:8]}"
     image.podman(
         *image.run_args(

@@ -26,6 +26,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.controlplane import ControlPlane
+from sandbox.ports import free_port
 from tests.deploy.kubectl import NAMESPACE, create_namespace, engine, lease_holder, wait_for
 from tests.sandbox.test_make_run import ROOT, Terminal
 
@@ -35,12 +36,6 @@ VENV = Path(sys.executable).parent.parent
 INSTALLED = "installed-engine"
 # never queried: no release here has metric checks
 NO_PROMETHEUS = "http://127.0.0.1:9"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def until(condition: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> None:

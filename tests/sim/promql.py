@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from sandbox.polling import poll
 
 T = TypeVar("T")
 
@@ -65,11 +66,4 @@ def eventually(
     interval: float = 0.5,
 ) -> T:
     """Poll ``probe`` until ``accept`` holds; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if accept(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: still {value!r} after {timeout:g}s")
-        time.sleep(interval)
+    return poll(probe, accept, timeout, what, interval=interval)

@@ -33,11 +33,11 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from bench.core import Options, Progress, Result, mean, now_iso, percentile
+from bench.engine import BenchEngine
 from bench.env import (
     INGRESSES_PATH,
     RELEASES_PATH,
     Cluster,
-    EngineProcess,
     Prometheus,
     Watcher,
     ingress_weight,
@@ -78,7 +78,7 @@ def run(options: Options, progress: Progress) -> Result:
         identity = cluster.identity("bench-engine")
         prometheus = Prometheus(workdir, progress, slots=APPS).start()
         traffic = Traffic(prometheus.server, str(cluster.kubeconfig))
-        engine = EngineProcess(identity.kubeconfig, prometheus.url, workdir)
+        engine = BenchEngine(identity.kubeconfig, prometheus.url, workdir)
         try:
             apps = [f"app{i}" for i in range(APPS)]
             cluster.create_namespace(NAMESPACE)

@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import Any
 
 from bench.core import Options, Progress, Result, mean, now_iso, percentile, ratio
+from bench.engine import BenchEngine
 from bench.env import (
     INGRESSES_PATH,
     RELEASES_PATH,
     Cluster,
-    EngineProcess,
     Prometheus,
     Watcher,
     ingress_weight,
@@ -89,7 +89,7 @@ def run(options: Options, progress: Progress) -> Result:
         identity = cluster.identity("bench-engine")
         prometheus = Prometheus(workdir, progress, slots=len(plan)).start()
         traffic = Traffic(prometheus.server, str(cluster.kubeconfig))
-        engine = EngineProcess(identity.kubeconfig, prometheus.url, workdir)
+        engine = BenchEngine(identity.kubeconfig, prometheus.url, workdir)
         ingresses = releases = None
         try:
             cluster.create_namespace(NAMESPACE)

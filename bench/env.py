@@ -23,18 +23,14 @@ import base64
 import contextlib
 import datetime
 import json
-import os
 import re
-import signal
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +43,6 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from bench import procstat
 from sandbox.controlplane import KWOK_NODE_ANNOTATION, ControlPlane
 from sandbox.polling import wait_for as wait_until
 from sandbox.prometheus import PrometheusServer
@@ -546,161 +541,6 @@ class Prometheus:
             slice="inner_eval",
         )
         return http, evals
-
-
-# -- the engine as a process ---------------------------------------------------------------------
-
-
-@dataclass
-class EngineProcess:
-    """The rollout engine as a child process: ``python -m rollout`` through bench.enginehost."""
-
-    kubeconfig: Path
-    prometheus_url: str
-    workdir: Path
-    identity: str = "bench-engine"
-    namespace: str | None = None
-    leader_election: bool = False
-    lease_namespace: str = "default"
-    log_level: str = "INFO"
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    sampler: procstat.RssSampler | None = field(default=None, init=False)
-
-    @property
-    def stats_dir(self) -> Path:
-        """Where bench.enginehost writes requests.json and advances.jsonl."""
-        return self.workdir / "engine-stats"
-
-    @property
-    def log_path(self) -> Path:
-        """The engine's stderr."""
-        return self.workdir / "engine.log"
-
-    def argv(self) -> list[str]:
-        """The ``python -m rollout`` arguments."""
-        args = [
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--prometheus-url",
-            self.prometheus_url,
-            "--identity",
-            self.identity,
-            "--lease-namespace",
-            self.lease_namespace,
-            "--log-level",
-            self.log_level,
-        ]
-        if self.namespace:
-            args += ["--namespace", self.namespace]
-        if not self.leader_election:
-            args.append("--no-leader-election")
-        return args
-
-    def start(self) -> EngineProcess:
-        """Start the engine and wait until it says it runs."""
-        self.stats_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        env.pop("KUBECONFIG", None)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.enginehost",
-                    "--stats-dir",
-                    str(self.stats_dir),
-                    "--",
-                    *self.argv(),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-            )
-        wait_until(
-            lambda: self._check_alive() and "rollout engine running" in self.log_text(),
-            60,
-            f"the engine to start (log {self.log_path})",
-        )
-        self.sampler = procstat.RssSampler(self.pid).start()
-        return self
-
-    def _check_alive(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"the engine exited with code {self.process.returncode}:\n{self.log_tail()}"
-            )
-        return True
-
-    @property
-    def pid(self) -> int:
-        """Process id."""
-        assert self.process is not None, "the engine is not started"
-        return self.process.pid
-
-    def snapshot(self) -> procstat.ProcSnapshot:
-        """CPU and memory now."""
-        return procstat.snapshot(self.pid)
-
-    def log_text(self) -> str:
-        """The whole log."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the log."""
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def client_requests(self) -> dict[str, int]:
-        """Client-side request counts (``Kube.requests``) as last written by the engine."""
-        path = self.stats_dir / "requests.json"
-        try:
-            data: dict[str, int] = json.loads(path.read_text())["requests"]
-            return data
-        except (FileNotFoundError, ValueError, KeyError):
-            return {}
-
-    def flushed_client_requests(self) -> dict[str, int]:
-        """Client-side counts once the engine has written them after this call."""
-        path = self.stats_dir / "requests.json"
-        since = time.time()
-        wait_until(
-            lambda: path.exists() and json.loads(path.read_text() or "{}").get("at", 0) > since,
-            15,
-            "the engine to write its request counts",
-        )
-        return self.client_requests()
-
-    def advances(self) -> list[dict[str, Any]]:
-        """Every ``advance`` the engine reported so far."""
-        path = self.stats_dir / "advances.jsonl"
-        try:
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        except FileNotFoundError:
-            return []
-
-    def stop(self) -> None:
-        """SIGTERM (the engine hands its Lease back), SIGKILL after 10 s."""
-        if self.sampler is not None:
-            self.sampler.stop()
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 # -- watches -------------------------------------------------------------------------------------

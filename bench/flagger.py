@@ -40,10 +40,10 @@ from kubernetes import client as k8s
 
 from bench import procstat
 from bench.core import Options, Progress, Result, mean, now_iso, ratio
+from bench.engine import BenchEngine
 from bench.env import (
     INGRESSES_PATH,
     Cluster,
-    EngineProcess,
     Identity,
     Prometheus,
     Watcher,
@@ -341,7 +341,7 @@ def _run_canary_bot(
     _deploy(cluster, tool, service=True)
     traffic = Traffic(prometheus.server, str(cluster.kubeconfig))
     traffic.start([(tool.namespace, a) for a in tool.healthy + tool.failing], rps=20)
-    engine = EngineProcess(identity.kubeconfig, prometheus.url, workdir, namespace=tool.namespace)
+    engine = BenchEngine(identity.kubeconfig, prometheus.url, workdir, namespace=tool.namespace)
     custom = k8s.CustomObjectsApi(cluster.client)
     try:
         engine.start()

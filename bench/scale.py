@@ -35,10 +35,10 @@ from kubernetes import client as k8s
 
 from bench import procstat
 from bench.core import Options, Progress, Result, now_iso, percentile, ratio
+from bench.engine import BenchEngine
 from bench.env import (
     RELEASES_PATH,
     Cluster,
-    EngineProcess,
     Prometheus,
     Watcher,
     counter_delta,
@@ -118,7 +118,7 @@ def _measure(count: int, options: Options, progress: Progress) -> dict[str, Any]
         progress(f"{count} apps deployed and ready in {point['apps_ready_s']}s")
         pool_traffic = TrafficPool(cluster.client, prometheus.server, apps, rps=RPS_PER_APP)
         pool_traffic.start()
-        engine = EngineProcess(identity.kubeconfig, prometheus.url, workdir)
+        engine = BenchEngine(identity.kubeconfig, prometheus.url, workdir)
         releases: Watcher | None = None
         try:
             releases = Watcher(cluster.client, RELEASES_PATH, status_of).start()
@@ -194,7 +194,7 @@ def _settle(releases: Watcher, apps: list[tuple[str, str]], progress: Progress) 
 def _window(
     cluster: Cluster,
     prometheus: Prometheus,
-    engine: EngineProcess,
+    engine: BenchEngine,
     flow_schema: str,
     seconds: float,
     progress: Progress,
@@ -263,7 +263,7 @@ def _history(cluster: Cluster, namespaces: list[str]) -> list[list[float]]:
 
 
 def _analyses(
-    cluster: Cluster, namespaces: list[str], window: list[float], engine: EngineProcess
+    cluster: Cluster, namespaces: list[str], window: list[float], engine: BenchEngine
 ) -> dict[str, Any]:
     """Analysis times from status.history: steps in the window and how late each was.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -26,6 +25,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.controlplane import ControlPlane
+from sandbox.engine_process import EngineProcess
 from sandbox.polling import wait_for
 from sandbox.ports import free_port
 
@@ -199,52 +199,25 @@ def service_account_kubeconfig(kubectl: Kubectl, control_plane: ControlPlane, pa
     return path
 
 
-@dataclass
-class EngineProcess:
-    """``python -m rollout`` running in the background; its log is ``log_path``."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    identity: str
-
-    def log(self) -> str:
-        """Everything it logged so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM (the engine hands its Lease back), then the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            pytest.fail(f"the engine ignored SIGTERM for {timeout:.0f}s\n{self.log()}")
-
-
 @contextlib.contextmanager
 def engine(
     kubeconfig: Path, namespace: str, prometheus_url: str, log_path: Path, identity: str
 ) -> Iterator[EngineProcess]:
     """Run the engine alone as a separate process, as the bot's Pod would run it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "POD_NAMESPACE")}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "rollout",
-                "--kubeconfig", str(kubeconfig),
-                "--namespace", namespace,
-                "--lease-namespace", NAMESPACE,
-                "--prometheus-url", prometheus_url,
-                "--identity", identity,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = EngineProcess(process, log_path, identity)
+    running = EngineProcess(
+        log_path.stem,
+        [
+            "--kubeconfig", str(kubeconfig),
+            "--namespace", namespace,
+            "--lease-namespace", NAMESPACE,
+            "--prometheus-url", prometheus_url,
+            "--identity", identity,
+        ],
+        log_path.parent,
+        unset_env=("KUBECONFIG", "POD_NAMESPACE"),
+        stop_timeout=30,
+    )  # fmt: skip
+    running.start(wait=False)
     try:
         yield running
     finally:

@@ -10,10 +10,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,116 +20,11 @@ import pytest
 from kubernetes import client as k8s
 
 from sandbox.controlplane import ControlPlane
+from sandbox.engine_process import EngineProcess
 from sandbox.prometheus import PrometheusServer, ScrapeSlot
 from sandbox.sample_app import deploy_podinfo
 from sandbox.traffic import TrafficSimulator
 from tests.fixtures.engine import wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-READY_LINE = "rollout engine running as"
-
-
-class EngineProcess:
-    """One ``python -m rollout`` process; restartable, every run logged to its own file."""
-
-    def __init__(
-        self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.name = name
-        self.args = args
-        self.log_dir = log_dir
-        self.env = dict(env or {})
-        self.process: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-
-    @property
-    def log_path(self) -> Path:
-        """The current run's log."""
-        return self.log_dir / f"{self.name}.{self.runs}.log"
-
-    def start(self) -> EngineProcess:
-        """Start a new run and wait until the engine says it is running."""
-        assert not self.alive, f"engine {self.name} is already running"
-        self.runs += 1
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        env["PYTHONPATH"] = str(REPO)
-        env.update(self.env)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rollout", *self.args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-            )
-        wait_for(
-            lambda: self._running_or_dead(),
-            60,
-            f"engine {self.name} to start (log: {self.log_path})",
-        )
-        return self
-
-    def _running_or_dead(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            pytest.fail(
-                f"engine {self.name} exited with code {self.process.returncode}:\n{self.log()}"
-            )
-        return READY_LINE in self.current_log()
-
-    @property
-    def alive(self) -> bool:
-        """Whether the process runs."""
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no Lease hand-back, like a node dying."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def freeze(self) -> None:
-        """SIGSTOP: the process keeps its sockets and state but runs no instruction."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        """SIGCONT after ``freeze``."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def wait_exit(self, timeout: float) -> int:
-        """Wait for the process to end by itself (e.g. at a failpoint); its exit code."""
-        assert self.process is not None
-        return self.process.wait(timeout=timeout)
-
-    def stop(self) -> None:
-        """SIGTERM (graceful), SIGKILL after 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGCONT)  # in case a test left it frozen
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def current_log(self) -> str:
-        """The current run's log."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log(self) -> str:
-        """Every run's log, oldest first."""
-        parts = []
-        for run in range(1, self.runs + 1):
-            path = self.log_dir / f"{self.name}.{run}.log"
-            if path.exists():
-                parts.append(f"--- {self.name} run {run} ---\n" + path.read_text(errors="replace"))
-        return "\n".join(parts)
-
 
 EngineFactory = Callable[..., EngineProcess]
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes import client as k8s
 
+from rollout.__main__ import parse_args
 from rollout.controller import Controller, EngineSettings
 from rollout.engine import AdvanceStats
 from rollout.kube import Kube
 from rollout.models import CanaryRelease, CanaryReleaseSpec, Phase
 from rollout.notify import LoggingNotifier
-from rollout.shards import SHARD_LABEL, shard_lease_name
+from rollout.shards import SHARD_LABEL, release_selector, shard_lease_name
 from rollout.store import ReleaseStore
 from sandbox.controlplane import ControlPlane
 from tests.fixtures.engine import async_wait_for
@@ -122,3 +123,23 @@ async def test_each_shard_engine_advances_only_its_own_releases(
         "canary-bot-leader-green": "engine-green",
         "canary-bot-leader": "engine-default",
     }
+
+
+@pytest.mark.parametrize("value", ["", "-blue", "blue team", "b" * 64, "blue/1"])
+def test_a_shard_that_cannot_be_a_label_value_is_refused_at_start(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--shard", value])
+    assert exit_info.value.code == 2
+    assert "--shard:" in capsys.readouterr().err
+
+
+def test_a_shard_engine_leads_through_its_own_lease() -> None:
+    args = parse_args(["--shard", "blue.1"])
+    assert (args.shard, shard_lease_name(args.lease_name, args.shard)) == (
+        "blue.1",
+        "canary-bot-leader-blue.1",
+    )
+    assert release_selector("blue.1") == "canarybot.io/shard=blue.1"
+    assert release_selector(None) == "!canarybot.io/shard"

@@ -12,16 +12,17 @@ from __future__ import annotations
 import re
 
 SHARD_LABEL = "canarybot.io/shard"
-# a label value: at most 63 characters, alphanumerics with '-', '_' or '.' inside
-_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+# A label value that also fits in object names (the shard's Lease and Deployment):
+# lowercase letters, digits and '-', at most 42 characters.
+_VALUE = re.compile(r"[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?")
 
 
 def check_shard(value: str) -> str:
     """``value`` when it can be a label value; raises ``ValueError`` saying why not."""
     if not _VALUE.fullmatch(value):
         raise ValueError(
-            f"{value[:80]!r} is not a valid shard name: use 1-63 letters, digits, '-', '_' "
-            "or '.', starting and ending with a letter or digit"
+            f"{value[:80]!r} is not a valid shard name: use 1-42 lowercase letters, digits "
+            "or '-', starting and ending with a letter or digit"
         )
     return value
 

@@ -444,7 +444,7 @@ def test_shards_add_one_engine_deployment_and_one_lease_each(helm: Helm) -> None
         container = pod["spec"]["containers"][0]
         assert container["command"] == ["python", "-m", "rollout"]
         assert container["args"][:2] == ["--shard", shard]
-        assert engine["spec"]["replicas"] == 3
+        assert shard_engine["spec"]["replicas"] == 3
         # the front's Deployment, Service and PDB must not select the engine's pods
         labels = pod["metadata"]["labels"]
         assert not all(labels.get(k) == v for k, v in front_selector.items()), labels

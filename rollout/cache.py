@@ -19,12 +19,12 @@ are called in them and must hand work to the event loop themselves.
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rollout.kube import (
     DEPLOYMENTS,
@@ -58,6 +58,16 @@ def _version(obj: JsonObject) -> int:
 def _key(obj: JsonObject) -> tuple[str, str]:
     meta = obj.get("metadata", {})
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def _clone(value: Any) -> Any:
+    """A copy of a JSON tree (dicts, lists, scalars): several times faster than deepcopy,
+    which a read per step of a release with a long history would otherwise spend on."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
 
 
 def _slim(obj: JsonObject) -> JsonObject:
@@ -124,18 +134,20 @@ class Informer:
                 self._stale.discard((namespace, name))  # one read from the server
                 return False, None
             obj = self._objects.get((namespace, name))
-            return True, copy.deepcopy(obj) if obj is not None else None
+        # copied outside the lock: stored objects are replaced, never changed in place
+        return True, _clone(obj) if obj is not None else None
 
     def select(self, namespace: str | None) -> list[JsonObject] | None:
         """Copies of every cached object (of one namespace, or all), None when not served."""
         with self._lock:
             if not self._synced.is_set():
                 return None
-            return [
-                copy.deepcopy(obj)
+            chosen = [
+                obj
                 for (ns, _), obj in self._objects.items()
                 if namespace is None or ns == namespace
             ]
+        return [_clone(obj) for obj in chosen]
 
     def covers(self, namespace: str | None) -> bool:
         """Whether this informer's scope holds every object of ``namespace``."""
@@ -146,11 +158,12 @@ class Informer:
     def written(self, obj: JsonObject) -> None:
         """An object as a write returned it: kept unless the cache already has a newer one."""
         key = _key(obj)
+        kept = _slim(_clone(obj))
         with self._lock:
             self._stale.discard(key)
             current = self._objects.get(key)
             if current is None or _version(obj) >= _version(current):
-                self._objects[key] = _slim(copy.deepcopy(obj))
+                self._objects[key] = kept
 
     def invalidate(self, namespace: str, name: str) -> None:
         """The next read of this object goes to the server."""

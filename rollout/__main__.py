@@ -20,6 +20,7 @@ from rollout.kube import Kube
 from rollout.lease_namespace import LeaseNamespaceMissing, check_lease_namespace
 from rollout.notify import LoggingNotifier
 from rollout.preflight import parse_namespace_list
+from rollout.shards import SHARD_LABEL, check_shard, shard_lease_name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,6 +87,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "kube-public, kube-node-lease and its own (the lease namespace)",
     )
     parser.add_argument(
+        "--shard",
+        default=os.environ.get("CANARY_BOT_SHARD") or None,
+        help=f"only handle releases labelled {SHARD_LABEL}=SHARD, leading through the Lease "
+        "<lease-name>-SHARD (default: only releases without the label)",
+    )
+    parser.add_argument(
+        "--no-watch-cache",
+        action="store_true",
+        help="read Deployments, Services and Ingresses with a request each time instead of "
+        "watching them (for RBAC without list/watch on them)",
+    )
+    parser.add_argument(
         "--no-leader-election", action="store_true", help="act at once (only one replica!)"
     )
     parser.add_argument(
@@ -99,6 +112,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ValueError as exc:
             parser.error(f"--{option.replace('_', '-')}: {exc}")
         setattr(args, option, values)
+    if args.shard is not None:
+        try:
+            check_shard(args.shard)
+        except ValueError as exc:
+            parser.error(f"--shard: {exc}")
     return args
 
 
@@ -110,7 +128,9 @@ async def serve(args: argparse.Namespace) -> None:
         namespace=args.namespace,
         leader_election=not args.no_leader_election,
         lease_namespace=args.lease_namespace,
-        lease_name=args.lease_name,
+        lease_name=shard_lease_name(args.lease_name, args.shard),
+        shard=args.shard,
+        watch_cache=not args.no_watch_cache,
         keep_finished=args.keep_finished,
         lease_seconds=args.lease_seconds,
         webhook_allow_cidrs=args.webhook_allow_cidrs,

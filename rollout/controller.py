@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from rollout.analysis import MetricProvider, PrometheusProvider
+from rollout.cache import EngineCache, engine_cache
 from rollout.egress import EgressPolicy
 from rollout.engine import Clock, Engine, utc_now
 from rollout.hooksecrets import KubeSecrets
@@ -48,6 +48,7 @@ from rollout.notify import Notifier, undelivered
 from rollout.outbox import Outbox
 from rollout.preflight import protected_namespaces
 from rollout.retention import DEFAULT_KEEP, Retention, needs_advance
+from rollout.shards import release_selector
 from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
@@ -92,6 +93,10 @@ class EngineSettings:
     # the engine's own namespace (where its Lease lives) and more namespaces it never acts in
     own_namespace: str = ""
     protected_namespaces: tuple[str, ...] = ()
+    # Reads from watches instead of GETs (rollout/cache.py); off: every read is a request.
+    watch_cache: bool = True
+    # Only releases labelled canarybot.io/shard=<shard>; None: only unlabelled ones.
+    shard: str | None = None
 
 
 def _own_namespace(settings: EngineSettings) -> str:
@@ -134,8 +139,17 @@ class Controller:
         provider = metrics or PrometheusProvider(settings.prometheus_url, settings.metric_templates)
         # every write of the engine and of retention goes through the leader's fence
         fenced = kube.fenced(self._write_budget)
+        # The CanaryRelease informer is the controller's watch; with the watch cache the
+        # engine also reads Deployments, Services and Ingresses from informers.
+        self.cache: EngineCache = engine_cache(
+            kube,
+            settings.namespace,
+            release_selector(settings.shard),
+            workloads=settings.watch_cache,
+        )
+        self.cache.releases.handlers.append(self._release_event)
         self.engine = Engine(
-            fenced,
+            fenced.cached(self.cache) if settings.watch_cache else fenced,
             provider,
             notifier=notifier,
             webhooks=webhooks or webhook_runner(kube, settings),
@@ -160,8 +174,6 @@ class Controller:
             self.engine.publish, self.engine.store_delivery, self._lock, self._may_act
         )
         self.engine.on_stored = self._stored
-        self._watch_stop = threading.Event()
-        self._watch_thread: threading.Thread | None = None
         self.leading = asyncio.Event()
         self._stopping = False
         self.errors = 0
@@ -193,7 +205,7 @@ class Controller:
         """Start nothing new, let runs in flight finish their step (for up to
         ``STOP_GRACE`` s, still fenced by the Lease), then stop and hand the Lease back."""
         self._stopping = True
-        self._watch_stop.set()
+        self.cache.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -240,22 +252,17 @@ class Controller:
         self.leading.set()
         if self.metrics is not None:
             self.metrics.leader.set(1)
-        # The first list happens in the watch thread, which retries it until it works: a
-        # leader whose API server refuses or fails that list must keep trying, not stall
-        # its Lease renewals or die.
-        # A fresh stop flag per leadership term: a watch thread of an earlier term may
-        # still be blocked in its request, and must end rather than be revived.
-        self._watch_stop = threading.Event()
-        self._watch_thread = threading.Thread(
-            target=self._watch, args=("", self._watch_stop), name="canaryrelease-watch", daemon=True
-        )
-        self._watch_thread.start()
+        # The first lists happen in the informers' threads, which retry them until they
+        # work: a leader whose API server refuses or fails a list must keep trying, not
+        # stall its Lease renewals or die. Each start is a fresh term: a thread of an
+        # earlier term still blocked in its request ends rather than being revived.
+        self.cache.start()
 
     async def _stop_leading(self) -> None:
         self.leading.clear()  # from here on the write guard refuses every engine write
         if self.metrics is not None:
             self.metrics.leader.set(0)
-        self._watch_stop.set()
+        self.cache.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -437,52 +444,17 @@ class Controller:
 
     # -- watch ------------------------------------------------------------------------------
 
-    def _watch(self, resource_version: str, stop: threading.Event) -> None:
-        """Blocking watch loop (thread): hand every event to the event loop."""
-        loop = self._loop
-        assert loop is not None
-        version = resource_version
-        while not stop.is_set():
-            if not version:
-                version = self._relist(loop)
-                if not version:
-                    stop.wait(1.0)
-                    continue
-            try:
-                for event in self.kube.watch_sync(
-                    RELEASES, self.settings.namespace, version, timeout_seconds=30
-                ):
-                    if stop.is_set():
-                        return
-                    obj = event.get("object", {})
-                    version = obj.get("metadata", {}).get("resourceVersion", version)
-                    if event.get("type") == "BOOKMARK":
-                        continue
-                    if event.get("type") == "DELETED":
-                        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-                        loop.call_soon_threadsafe(self._forget, key)
-                        continue
-                    loop.call_soon_threadsafe(self._observe, obj)
-            except KubeError as exc:
-                if stop.is_set():
-                    return
-                if exc.status != 410:
-                    log.warning("watch interrupted: %s", exc)
-                    stop.wait(1.0)
-                version = ""  # relist at the top of the loop
-            except Exception:
-                if stop.is_set():
-                    return
-                log.exception("watch failed; relisting")
-                stop.wait(1.0)
-                version = ""
+    def _release_event(self, kind: str, obj: JsonObject) -> None:
+        """The CanaryRelease informer's handler (its thread): hand the event to the loop.
 
-    def _relist(self, loop: asyncio.AbstractEventLoop) -> str:
-        """List and resync on the event loop; "" when the list failed (retried by the caller)."""
-        future = asyncio.run_coroutine_threadsafe(self._resync(), loop)
-        try:
-            return future.result(timeout=60)
-        except Exception as exc:
-            self.errors += 1
-            log.warning("listing CanaryReleases failed: %s (retrying)", exc)
-            return ""
+        A listed release is run at once (as after a restart: resume where its status
+        says); a watched one when its spec changed; a resync only reschedules.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if kind == "DELETED":
+            meta = obj.get("metadata", {})
+            loop.call_soon_threadsafe(self._forget, f"{meta.get('namespace')}/{meta.get('name')}")
+        else:
+            loop.call_soon_threadsafe(self._observe, obj, kind == "LISTED")

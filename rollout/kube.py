@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import kubernetes.client
 import kubernetes.config
@@ -113,6 +113,24 @@ GRPCROUTES = Resource(GATEWAY_GROUP, "v1", "grpcroutes")
 REFERENCEGRANTS = Resource(GATEWAY_GROUP, "v1beta1", "referencegrants")
 
 
+class ReadCache(Protocol):
+    """Objects kept current by watches (``rollout.cache.WatchCache``), read instead of GETs."""
+
+    def lookup(self, resource: Resource, namespace: str, name: str) -> tuple[bool, JsonObject | None]:
+        """(served, object): served is False when the cache cannot answer for this object."""
+
+    def select(
+        self, resource: Resource, namespace: str | None, label_selector: str
+    ) -> list[JsonObject] | None:
+        """Every cached object of a list, or None when the cache cannot answer."""
+
+    def written(self, resource: Resource, obj: JsonObject) -> None:
+        """An object as a write returned it (kept when newer than the cached one)."""
+
+    def invalidate(self, resource: Resource, namespace: str, name: str) -> None:
+        """The cached copy is known to be stale (a write conflicted or it was deleted)."""
+
+
 class RequestCounter:
     """Counts API requests by verb and resource (exported on /metrics and in benchmarks)."""
 
@@ -165,6 +183,7 @@ class Kube:
             (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
         ]
         self._guard: WriteGuard | None = None
+        self._cache: ReadCache | None = None
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Kube:
@@ -184,6 +203,23 @@ class Kube:
         view = copy.copy(self)
         view._guard = guard
         return view
+
+    def cached(self, cache: ReadCache) -> Kube:
+        """A view (same pool, same guard) whose ``get`` and ``list_objects`` are answered
+        by ``cache`` where it can, and whose writes update it with what the server returned.
+        Writes still go to the API server, with the resourceVersion that was read."""
+        view = copy.copy(self)
+        view._cache = cache
+        return view
+
+    def _remember(self, resource: Resource, result: JsonObject) -> JsonObject:
+        if self._cache is not None and isinstance(result.get("metadata"), dict):
+            self._cache.written(resource, result)
+        return result
+
+    def _stale(self, resource: Resource, namespace: str, name: str) -> None:
+        if self._cache is not None:
+            self._cache.invalidate(resource, namespace, name)
 
     def _budget(self, method: str, timeout: float) -> float:
         """The timeout for one request; raises ``NotLeading`` if a write must not go."""
@@ -288,13 +324,19 @@ class Kube:
         name: str,
         request_timeout: float = DEFAULT_TIMEOUT,
     ) -> JsonObject | None:
-        """The object, or None when it does not exist."""
+        """The object, or None when it does not exist (from the cache when it serves it:
+        a private copy the caller may change)."""
+        if self._cache is not None:
+            served, obj = self._cache.lookup(resource, namespace, name)
+            if served:
+                return obj
         try:
-            return await self.request(
+            found = await self.request(
                 "GET", resource.path(namespace, name), request_timeout=request_timeout
             )
         except NotFound:
             return None
+        return self._remember(resource, found)
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of one key of a Secret; None when the Secret or key is missing.
@@ -320,6 +362,10 @@ class Kube:
         self, resource: Resource, namespace: str | None = None, label_selector: str = ""
     ) -> list[JsonObject]:
         """All objects of a kind (in one namespace, or cluster-wide)."""
+        if self._cache is not None:
+            cached = self._cache.select(resource, namespace, label_selector)
+            if cached is not None:
+                return cached
         query = [("labelSelector", label_selector)] if label_selector else None
         result = await self.request("GET", resource.path(namespace), query=query)
         items: list[JsonObject] = result.get("items", [])
@@ -333,9 +379,10 @@ class Kube:
         request_timeout: float = DEFAULT_TIMEOUT,
     ) -> JsonObject:
         """Create an object; raises ``Conflict`` if it exists."""
-        return await self.request(
+        created = await self.request(
             "POST", resource.path(namespace), body, request_timeout=request_timeout
         )
+        return self._remember(resource, created)
 
     async def replace(
         self,
@@ -347,33 +394,51 @@ class Kube:
         request_timeout: float = DEFAULT_TIMEOUT,
     ) -> JsonObject:
         """PUT with the body's resourceVersion: fails with ``Conflict`` if it changed."""
-        return await self.request(
-            "PUT", resource.path(namespace, name, sub), body, request_timeout=request_timeout
-        )
+        try:
+            replaced = await self.request(
+                "PUT", resource.path(namespace, name, sub), body, request_timeout=request_timeout
+            )
+        except (Conflict, NotFound):
+            self._stale(resource, namespace, name)  # read it from the server next time
+            raise
+        return self._remember(resource, replaced)
 
     async def merge_patch(
         self, resource: Resource, namespace: str, name: str, patch: JsonObject, sub: str = ""
     ) -> JsonObject:
         """JSON merge patch (RFC 7386)."""
-        return await self.request(
-            "PATCH", resource.path(namespace, name, sub), patch, content_type=MERGE_PATCH
-        )
+        return await self._patch(resource, namespace, name, patch, MERGE_PATCH, sub)
 
     async def strategic_patch(
         self, resource: Resource, namespace: str, name: str, patch: JsonObject
     ) -> JsonObject:
         """Strategic merge patch: lists such as containers merge by name (built-in kinds)."""
-        return await self.request(
-            "PATCH", resource.path(namespace, name), patch, content_type=STRATEGIC_PATCH
-        )
+        return await self._patch(resource, namespace, name, patch, STRATEGIC_PATCH)
 
     async def json_patch(
         self, resource: Resource, namespace: str, name: str, ops: list[JsonObject], sub: str = ""
     ) -> JsonObject:
         """JSON patch (RFC 6902); a ``test`` op makes it conditional."""
-        return await self.request(
-            "PATCH", resource.path(namespace, name, sub), ops, content_type=JSON_PATCH
-        )
+        return await self._patch(resource, namespace, name, ops, JSON_PATCH, sub)
+
+    async def _patch(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        sub: str = "",
+    ) -> JsonObject:
+        try:
+            patched = await self.request(
+                "PATCH", resource.path(namespace, name, sub), patch, content_type=content_type
+            )
+        except KubeError as exc:
+            if exc.status in (404, 409, 422):  # what we read is not what is there
+                self._stale(resource, namespace, name)
+            raise
+        return self._remember(resource, patched)
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
         """Delete in the background; False when it was already gone."""
@@ -384,7 +449,10 @@ class Kube:
                 {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
             )
         except NotFound:
+            self._stale(resource, namespace, name)
             return False
+        # gone, or going (finalizers): the watch brings it back if it stays
+        self._stale(resource, namespace, name)
         return True
 
     async def record_event(
@@ -428,6 +496,7 @@ class Kube:
         namespace: str | None,
         resource_version: str,
         timeout_seconds: int = 300,
+        label_selector: str = "",
     ) -> Iterator[JsonObject]:
         """Stream watch events (``{"type", "object"}``) from ``resource_version``.
 
@@ -445,6 +514,7 @@ class Kube:
                     ("resourceVersion", resource_version),
                     ("allowWatchBookmarks", "true"),
                     ("timeoutSeconds", str(timeout_seconds)),
+                    *([("labelSelector", label_selector)] if label_selector else []),
                 ],
                 header_params={"Accept": "application/json"},
                 auth_settings=["BearerToken"],

@@ -41,19 +41,25 @@ class Access:
 IN_RELEASE_NAMESPACE = [
     Access("get", "canaryreleases", RELEASES_GROUP, why="store.get_raw (engine.advance, bot)"),
     Access("list", "canaryreleases", RELEASES_GROUP, why="preflight.check_start, bot status"),
-    Access("watch", "canaryreleases", RELEASES_GROUP, why="controller._watch (--namespace)"),
+    Access("watch", "canaryreleases", RELEASES_GROUP, why="cache.Informer (--namespace)"),
     Access("create", "canaryreleases", RELEASES_GROUP, why="store.create (/canary start)"),
     Access("update", "canaryreleases", RELEASES_GROUP, why="store.request_control (PUT)"),
     Access("delete", "canaryreleases", RELEASES_GROUP, why="retention (finished beyond N)"),
     Access("update", "canaryreleases", RELEASES_GROUP, "status", why="store.write_status (PUT)"),
     Access("get", "deployments", "apps", why="workloads.target/canary, bot.targets"),
+    Access("list", "deployments", "apps", why="cache.Informer (watch cache)"),
+    Access("watch", "deployments", "apps", why="cache.Informer (watch cache)"),
     Access("create", "deployments", "apps", why="workloads.ensure_canary"),
     Access("patch", "deployments", "apps", why="workloads.set_target_images (strategic)"),
     Access("delete", "deployments", "apps", why="workloads.delete_canary"),
     Access("get", "services", why="workloads.stable_service, ensure_canary"),
+    Access("list", "services", why="cache.Informer (watch cache)"),
+    Access("watch", "services", why="cache.Informer (watch cache)"),
     Access("create", "services", why="workloads.ensure_canary"),
     Access("delete", "services", why="workloads.delete_canary"),
     Access("get", "ingresses", "networking.k8s.io", why="router.get_weight, preflight"),
+    Access("list", "ingresses", "networking.k8s.io", why="cache.Informer (watch cache)"),
+    Access("watch", "ingresses", "networking.k8s.io", why="cache.Informer (watch cache)"),
     Access("create", "ingresses", "networking.k8s.io", why="router.reconcile"),
     Access("patch", "ingresses", "networking.k8s.io", why="router.reconcile (merge patch)"),
     Access("delete", "ingresses", "networking.k8s.io", why="router.finalize"),
@@ -66,8 +72,8 @@ IN_RELEASE_NAMESPACE = [
 
 # Without --namespace the engine lists and watches releases in every namespace.
 CLUSTER_WIDE = [
-    Access("list", "canaryreleases", RELEASES_GROUP, why="controller._resync (all namespaces)"),
-    Access("watch", "canaryreleases", RELEASES_GROUP, why="controller._watch (all namespaces)"),
+    Access("list", "canaryreleases", RELEASES_GROUP, why="cache.Informer (all namespaces)"),
+    Access("watch", "canaryreleases", RELEASES_GROUP, why="cache.Informer (all namespaces)"),
 ]
 
 LEASE = "canary-bot-leader"

@@ -427,6 +427,34 @@ def test_pod_disruption_budget_can_be_tuned_or_left_out(helm: Helm) -> None:
     assert spec["minAvailable"] == "50%"
 
 
+def test_shards_add_one_engine_deployment_and_one_lease_each(helm: Helm) -> None:
+    assert len(find(helm.template(), "Deployment")) == 1  # no shards by default
+    objects = helm.template({"shards": ["blue", "green"], "shardReplicas": 3})
+    engines = {
+        d["metadata"]["name"]: d
+        for d in find(objects, "Deployment")
+        if d["metadata"]["name"].endswith(("-engine-blue", "-engine-green"))
+    }
+    assert len(engines) == 2
+    front = next(d for d in find(objects, "Deployment") if d["metadata"]["name"] not in engines)
+    front_selector = front["spec"]["selector"]["matchLabels"]
+    for name, shard_engine in engines.items():
+        shard = name.rsplit("-", 1)[1]
+        pod = shard_engine["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        assert container["command"] == ["python", "-m", "rollout"]
+        assert container["args"][:2] == ["--shard", shard]
+        assert shard_engine["spec"]["replicas"] == 3
+        # the front's Deployment, Service and PDB must not select the engine's pods
+        labels = pod["metadata"]["labels"]
+        assert not all(labels.get(k) == v for k, v in front_selector.items()), labels
+    rules = next(
+        r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-leader-election")
+    )["rules"]
+    names = {n for rule in rules for n in rule.get("resourceNames", [])}
+    assert {"canary-bot-leader-blue", "canary-bot-leader-green"} <= names
+
+
 def test_image_replicas_secret_prometheus_and_scheduling_values_reach_the_pods(
     helm: Helm,
 ) -> None:
@@ -492,6 +520,7 @@ BAD_VALUES = [
     pytest.param({"resources": {"requests": {"cpu": "lots"}}}, ["cpu"], id="cpu quantity"),
     pytest.param({"serviceMonitor": {"enabled": "yes"}}, ["enabled", "boolean"], id="flag"),
     pytest.param({"tolerations": [{"operator": "Maybe"}]}, ["operator"], id="toleration"),
+    pytest.param({"shards": ["Blue team"]}, ["shards", "pattern"], id="shard name"),
 ]  # fmt: skip
 
 

@@ -157,9 +157,15 @@ async def test_a_finished_release_is_not_advanced_again_on_resync(
             for k in after
             if after[k] != before.get(k, 0) and k[0] != "WATCH"
         }
-        # four lists, nothing else (watches aside): no release read, no Deployment,
-        # Service or Ingress looked at, no status written
-        assert sent == {("GET", "canaryreleases"): 4}, sent
+        # four lists of releases, nothing else (watches aside): no release read, no
+        # status written; the new term's watch cache lists Deployments, Services and
+        # Ingresses once each (one list per kind, not one read per release)
+        assert sent == {
+            ("GET", "canaryreleases"): 4,
+            ("GET", "deployments"): 1,
+            ("GET", "services"): 1,
+            ("GET", "ingresses"): 1,
+        }, sent
 
         # a control request that arrives after the end is still audited (once)
         await store.request_control(

@@ -241,7 +241,8 @@ class SlackNotifier:
             state = self._remember(key, state.model_copy(update={"delivered_seq": event.seq}))
             if _ends_rollout(event, release):
                 self._start_chart(release, state, key)
-            if is_failure(event) and not state.alerted:
+            # muteAlert (Flagger's): a failure caused only by muted hooks gets no alert
+            if is_failure(event) and not event.mute_alert and not state.alerted:
                 await self._alert(release, event, state)
                 state = self._remember(key, state.model_copy(update={"alerted": True}))
         if not posted_root:

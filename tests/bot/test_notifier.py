@@ -135,6 +135,29 @@ async def test_failure_posts_one_alert_that_links_the_thread(
     assert len(slack_fake.thread(CHANNEL, state.thread_ts)) == 3
 
 
+async def test_a_failure_of_muted_hooks_is_told_in_the_thread_without_an_alert(
+    slack_fake: SlackFake, client: AsyncWebClient
+) -> None:
+    slack = notifier(client)
+    failure = {
+        **event(
+            5,
+            "RolledBack",
+            "Rolling back podinfo.test failed checks threshold reached 2",
+            severity="error",
+            details={"cause": "rollout check smoke failed: HTTP 500"},
+        ),
+        "muteAlert": True,
+    }
+    failed, events = with_events(release(Phase.FAILED, weight=0), [event(4), failure])
+    state = await slack.publish(failed, events)
+    await slack.flush()
+    assert not state.alerted
+    assert len(slack_fake.messages(CHANNEL)) == 1, "a muted failure posted a channel alert"
+    replies = texts(slack_fake.thread(CHANNEL, state.thread_ts)[1:])
+    assert any("failed checks threshold reached 2" in text for text in replies), replies
+
+
 async def test_rate_limits_are_waited_out(slack_fake: SlackFake, client: AsyncWebClient) -> None:
     slack = notifier(client)
     slack_fake.rate_limit(calls=1, retry_after=1, method="chat.postMessage")

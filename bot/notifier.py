@@ -125,6 +125,7 @@ class SlackNotifier:
         try:
             async with asyncio.timeout(self._deadline):
                 state = await self._deliver(release, events, state, key)
+                self._prune_finished(release, key)
         except (SlackClientError, TimeoutError) as exc:
             reason = _describe(exc)
             if state == start:
@@ -178,6 +179,23 @@ class SlackNotifier:
         if remembered.delivered_seq >= stored.delivered_seq or not stored.thread_ts:
             return remembered.model_copy(update={"alerted": remembered.alerted or stored.alerted})
         return stored
+
+    def _prune_finished(self, release: CanaryRelease, key: str) -> None:
+        """Drop what is kept for a release whose end is delivered and stored: the stored
+        state now says all there is, and nothing more will be posted for it."""
+        stored = release.status.notification
+        if not (
+            release.status.phase.is_final
+            and stored.thread_ts
+            and stored.delivered_seq >= release.status.event_seq
+        ):
+            return
+        self._progress.pop(key, None)
+        self._last_reply.pop(key, None)
+        self._charted.discard((key, stored.thread_ts))
+        card = self._cards.get((stored.channel, stored.thread_ts))
+        if card is not None and (card.sender is None or card.sender.done()):
+            del self._cards[(stored.channel, stored.thread_ts)]  # its last refresh failed
 
     def _remember(self, key: str, state: NotificationState) -> NotificationState:
         self._progress[key] = state

@@ -158,6 +158,33 @@ async def test_a_failure_of_muted_hooks_is_told_in_the_thread_without_an_alert(
     assert any("failed checks threshold reached 2" in text for text in replies), replies
 
 
+async def test_what_is_kept_for_a_release_goes_once_its_end_is_delivered_and_stored(
+    slack_fake: SlackFake, client: AsyncWebClient
+) -> None:
+    slack = notifier(client)
+    ending = [event(1), event(2, "Promoted", "Promotion completed!", weight=0)]
+    running, events = with_events(release(Phase.PROGRESSING, weight=10), ending[:1])
+    state = await slack.publish(running, events)
+    ended, events = with_events(release(Phase.SUCCEEDED, weight=0), ending, state)
+    state = await slack.publish(ended, events)
+    await slack.flush()
+    assert slack._progress and slack._last_reply  # the engine has not stored it yet
+
+    # the engine stored the delivery; the next offer carries it
+    stored, events = with_events(release(Phase.SUCCEEDED, weight=0), ending, state)
+    assert not events
+    assert await slack.publish(stored, events) == state
+    await slack.flush()
+    assert not slack._progress and not slack._last_reply and not slack._cards
+    assert not slack._charted
+    # offered once more (a resync): nothing is posted twice
+    before = len(slack_fake.thread(CHANNEL, state.thread_ts))
+    await slack.publish(stored, [])
+    await slack.flush()
+    assert len(slack_fake.thread(CHANNEL, state.thread_ts)) == before
+    assert not slack._progress
+
+
 async def test_rate_limits_are_waited_out(slack_fake: SlackFake, client: AsyncWebClient) -> None:
     slack = notifier(client)
     slack_fake.rate_limit(calls=1, retry_after=1, method="chat.postMessage")

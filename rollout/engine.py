@@ -46,6 +46,7 @@ from rollout.decide import (
     plan_checks,
     rollback_due,
 )
+from rollout.egress import error_text
 from rollout.failpoints import failpoint
 from rollout.kube import Conflict, JsonObject, Kube, KubeError
 from rollout.models import (
@@ -345,10 +346,9 @@ class Engine:
             return await asyncio.wait_for(self.notifier.publish(release, events), NOTIFY_TIMEOUT)
         except Exception as exc:  # Slack down or slow: the events stay in the outbox
             log.warning(
-                "notifier failed for %s: %s: %s (events stay in the outbox)",
+                "notifier failed for %s: %s (events stay in the outbox)",
                 release.key,
-                type(exc).__name__,
-                exc or "no message",
+                error_text(exc),
             )
             return None
 

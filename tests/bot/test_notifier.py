@@ -177,12 +177,29 @@ async def test_what_is_kept_for_a_release_goes_once_its_end_is_delivered_and_sto
     await slack.flush()
     assert not slack._progress and not slack._last_reply and not slack._cards
     assert not slack._charted
-    # offered once more (a resync): nothing is posted twice
+    assert list(slack._ended.values()) == [state]
+    # offered once more, and as read before the end was stored: nothing is posted twice
     before = len(slack_fake.thread(CHANNEL, state.thread_ts))
     await slack.publish(stored, [])
+    stale, events = with_events(
+        release(Phase.SUCCEEDED, weight=0), ending, state.model_copy(update={"delivered_seq": 1})
+    )
+    await slack.publish(stale, events)
     await slack.flush()
     assert len(slack_fake.thread(CHANNEL, state.thread_ts)) == before
     assert not slack._progress
+
+
+async def test_only_the_last_ended_releases_are_remembered(client: AsyncWebClient) -> None:
+    slack = notifier(client, remember_ended=2)
+    for n in range(4):
+        ending = [event(1, "Promoted", "Promotion completed!", weight=0)]
+        ended, events = with_events(release(Phase.SUCCEEDED, weight=0, uid=f"u{n}"), ending)
+        state = await slack.publish(ended, events)
+        stored, events = with_events(release(Phase.SUCCEEDED, weight=0, uid=f"u{n}"), ending, state)
+        await slack.publish(stored, events)
+    await slack.flush()
+    assert list(slack._ended) == ["u2", "u3"] and not slack._progress
 
 
 async def test_rate_limits_are_waited_out(slack_fake: SlackFake, client: AsyncWebClient) -> None:

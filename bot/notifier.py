@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -40,6 +42,7 @@ from bot.pacing import Pacer
 from bot.render.card import card_blocks, headline_mrkdwn
 from bot.render.events import event_reply, failure_alert, is_failure
 from bot.render.limits import check_message
+from rollout.egress import error_text
 from rollout.models import CanaryRelease, NotificationState, RolloutEvent
 from rollout.timeline import Timeline, TimelineSource
 
@@ -85,6 +88,7 @@ class SlackNotifier:
         timelines: TimelineSource | None = None,
         chart_delay_seconds: float = 15.0,
         chart_deadline_seconds: float = 60.0,
+        remember_ended: int = 1000,
     ) -> None:
         """``timelines`` builds a finished release's timeline (e.g.
         ``rollout.timeline.timeline_source(PrometheusProvider(url))``); without it no
@@ -104,6 +108,10 @@ class SlackNotifier:
         self._cards: dict[tuple[str, str], _Card] = {}
         # Progress per release uid, ahead of what the engine may have stored.
         self._progress: dict[str, NotificationState] = {}
+        # The last state of the most recently ended releases (bounded): an offer of an
+        # object read before its end was stored must not post the end again.
+        self._ended: OrderedDict[str, NotificationState] = OrderedDict()
+        self._remember_ended = remember_ended
         self._last_reply: dict[str, tuple[str, str]] = {}
         self._timelines = timelines
         self._chart_delay = chart_delay_seconds
@@ -125,7 +133,8 @@ class SlackNotifier:
         try:
             async with asyncio.timeout(self._deadline):
                 state = await self._deliver(release, events, state, key)
-        except (SlackClientError, TimeoutError) as exc:
+                self._prune_finished(release, key)
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             reason = _describe(exc)
             if state == start:
                 log.warning(
@@ -172,12 +181,35 @@ class SlackNotifier:
     # -- delivery -----------------------------------------------------------------------
 
     def _known_state(self, key: str, stored: NotificationState) -> NotificationState:
-        remembered = self._progress.get(key)
+        remembered = self._progress.get(key) or self._ended.get(key)
         if remembered is None or (stored.thread_ts and remembered.thread_ts != stored.thread_ts):
             return stored
         if remembered.delivered_seq >= stored.delivered_seq or not stored.thread_ts:
             return remembered.model_copy(update={"alerted": remembered.alerted or stored.alerted})
         return stored
+
+    def _prune_finished(self, release: CanaryRelease, key: str) -> None:
+        """Drop what is kept for a release whose end is delivered and stored: nothing more
+        will be posted for it; only its last state stays, among the last ``remember_ended``
+        ended releases."""
+        stored = release.status.notification
+        if not (
+            release.status.phase.is_final
+            and stored.thread_ts
+            and stored.delivered_seq >= release.status.event_seq
+        ):
+            return
+        last = self._progress.pop(key, None)
+        if last is not None:
+            self._ended[key] = last
+            self._ended.move_to_end(key)
+            while len(self._ended) > self._remember_ended:
+                self._ended.popitem(last=False)
+        self._last_reply.pop(key, None)
+        self._charted.discard((key, stored.thread_ts))
+        card = self._cards.get((stored.channel, stored.thread_ts))
+        if card is not None and (card.sender is None or card.sender.done()):
+            del self._cards[(stored.channel, stored.thread_ts)]  # its last refresh failed
 
     def _remember(self, key: str, state: NotificationState) -> NotificationState:
         self._progress[key] = state
@@ -241,7 +273,8 @@ class SlackNotifier:
             state = self._remember(key, state.model_copy(update={"delivered_seq": event.seq}))
             if _ends_rollout(event, release):
                 self._start_chart(release, state, key)
-            if is_failure(event) and not state.alerted:
+            # muteAlert (Flagger's): a failure caused only by muted hooks gets no alert
+            if is_failure(event) and not event.mute_alert and not state.alerted:
                 await self._alert(release, event, state)
                 state = self._remember(key, state.model_copy(update={"alerted": True}))
         if not posted_root:
@@ -380,7 +413,7 @@ class SlackNotifier:
                             text=sent[0],
                             blocks=sent[1],
                         )
-                except (SlackClientError, TimeoutError) as exc:
+                except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                     # The next publish re-renders the card; nothing is lost but freshness.
                     log.warning("card %s/%s not refreshed: %s", channel, ts, _describe(exc))
                     return
@@ -418,4 +451,4 @@ def _describe(exc: BaseException) -> str:
         return f"Slack answered {exc.response.status_code} {exc.response.get('error')}"
     if isinstance(exc, TimeoutError):
         return "no answer in time"
-    return type(exc).__name__
+    return error_text(exc)

@@ -126,8 +126,35 @@ MODEL_RULES["Webhook._one_url"] = {
     ]
 }
 
-# Flagger fields canary-bot ignores must survive `kubectl apply` of a pasted block.
-PRESERVE_UNKNOWN = {"Analysis"}
+# Flagger analysis fields canary-bot does not support: declared in Flagger's shape, so that
+# the API server does not prune them silently, and refused by a rule that names the field.
+_ANY_OBJECT: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+_PERCENT: Schema = {"type": "integer", "minimum": 0, "maximum": 100}
+FLAGGER_SHAPES: dict[str, Schema] = {
+    "mirror": {"type": "boolean"},
+    "mirrorWeight": _PERCENT,
+    "sessionAffinity": _ANY_OBJECT,
+    "alerts": {"type": "array", "maxItems": 100, "items": _ANY_OBJECT},
+    "canaryReadyThreshold": _PERCENT,
+    "primaryReadyThreshold": _PERCENT,
+}
+assert set(FLAGGER_SHAPES) == set(models.UNSUPPORTED_ANALYSIS_FIELDS)
+MODEL_RULES["Analysis._no_unsupported_fields"] = {
+    "properties": dict(FLAGGER_SHAPES),
+    "x-kubernetes-validations": [
+        {
+            "rule": f"!has(self.{field})",
+            "message": f"analysis.{field} is a Flagger field canary-bot does not support: "
+            f"{why}",
+            "fieldPath": f".{field}",
+        }
+        for field, why in models.UNSUPPORTED_ANALYSIS_FIELDS.items()
+    ],
+}
+
+# Models whose unknown fields are kept by the API server (none: an unknown field in a
+# pasted block is refused, by kubectl's field validation and by the models).
+PRESERVE_UNKNOWN: set[str] = set()
 
 _KEEP = {
     "type",
@@ -155,11 +182,14 @@ class SchemaError(Exception):
 
 
 def _merge(base: Schema, extra: Schema) -> Schema:
-    """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced)."""
+    """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced, except CEL rules,
+    which are all kept: every rule from every source applies)."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
+        elif key == "x-kubernetes-validations" and isinstance(out.get(key), list):
+            out[key] = [*out[key], *(r for r in value if r not in out[key])]
         else:
             out[key] = value
     return out

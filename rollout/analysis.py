@@ -391,20 +391,7 @@ class PrometheusProvider:
         Raises ``PrometheusUnavailable`` with a readable reason when Prometheus could not
         be queried, ``UnusableResult`` when the answer is not a single number.
         """
-        try:
-            result = self._client.custom_query(promql, timeout=self._timeout)
-        except PrometheusApiClientException as exc:
-            raise PrometheusUnavailable(_describe_api_error(exc)) from None
-        except requests.Timeout:
-            raise PrometheusUnavailable(f"no answer within {self._timeout:g}s") from None
-        except requests.ConnectionError as exc:
-            raise PrometheusUnavailable(f"connection failed ({_root_cause(exc)})") from None
-        except requests.RequestException as exc:
-            raise PrometheusUnavailable(type(exc).__name__) from None
-        except UnusableResult:
-            raise
-        except ValueError:  # the answer was not JSON: not a Prometheus API
-            raise PrometheusUnavailable("the answer was not Prometheus API JSON") from None
+        result = self._guarded(lambda: self._client.custom_query(promql, timeout=self._timeout))
         return sample_value(result)
 
     async def query(self, promql: str) -> float | None:

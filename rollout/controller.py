@@ -17,9 +17,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +119,14 @@ def webhook_runner(kube: Kube, settings: EngineSettings) -> WebhookRunner:
     return WebhookRunner(policy=policy, secrets=KubeSecrets(kube, namespace))
 
 
+@dataclass
+class _KeyLock:
+    """One release's lock and how many tasks hold or await it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class Controller:
     """Leader election + watch + scheduler around one ``Engine``."""
 
@@ -165,18 +174,17 @@ class Controller:
             self.engine.on_advanced = self.metrics.observe
         self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _KeyLock] = {}
         self._again: set[str] = set()
         self._running: set[str] = set()  # releases with a run started or waiting
         self._generations: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.outbox = Outbox(
-            self.engine.publish, self.engine.store_delivery, self._lock, self._may_act
+            self.engine.publish, self.engine.store_delivery, self._hold, self._may_act
         )
         self.engine.on_stored = self._stored
         self.leading = asyncio.Event()
         self._stopping = False
-        self.errors = 0
         self._elector: LeaderElector | None = None
         self.retention = Retention(fenced, settings.keep_finished, lambda: self.is_leader)
 
@@ -239,8 +247,21 @@ class Controller:
             return False
         return True
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _hold(self, key: str) -> AsyncIterator[None]:
+        """The release's lock; kept in ``_locks`` only while someone holds or awaits it,
+        so the map never outgrows the releases being worked on."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
 
     def _stored(self, release: CanaryRelease) -> None:
         """A status write happened: deliver its events (in the background)."""
@@ -280,13 +301,6 @@ class Controller:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    async def _resync(self) -> str:
-        """List every release, (re)schedule the active ones, run each once now."""
-        result = await self.kube.request("GET", RELEASES.path(self.settings.namespace))
-        for obj in result.get("items", []):
-            self._observe(obj, force=True)
-        return str(result.get("metadata", {}).get("resourceVersion", ""))
-
     def _observe_safely(self, obj: JsonObject, force: bool = False) -> None:
         """``_observe`` for one object; a failure is that object's alone.
 
@@ -296,7 +310,6 @@ class Controller:
         try:
             self._react(obj, force)
         except Exception:  # isolation: the list or watch must go on
-            self.errors += 1
             meta = obj.get("metadata") if isinstance(obj, dict) else None
             meta = meta if isinstance(meta, dict) else {}
             namespace, name = meta.get("namespace"), meta.get("name")
@@ -324,6 +337,7 @@ class Controller:
                 self._schedule(key, obj)
             else:
                 self._unschedule(key)
+                self._finished(key)
             # history: advanced again only to audit a late control request, never per resync
             if needs_advance(obj):
                 self.trigger(meta["namespace"], meta["name"])
@@ -369,12 +383,14 @@ class Controller:
         self.retention.forget(*key.split("/", 1))
         self._again.discard(key)
         self.outbox.forget(key)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
         if self.metrics is not None:
             namespace, name = key.split("/", 1)
             self.metrics.forget(namespace, name)
+
+    def _finished(self, key: str) -> None:
+        """A release that ended and was reported needs no delivery memory."""
+        self._again.discard(key)
+        self.outbox.forget(key)
 
     def _unschedule(self, key: str) -> None:
         if self._scheduler is not None and self._scheduler.get_job(key) is not None:
@@ -389,23 +405,22 @@ class Controller:
         if not self.is_leader or self._stopping:
             return
         key = f"{namespace}/{name}"
-        lock = self._lock(key)
         if key in self._running:
             self._again.add(key)
             return
         # A lock held by a delivery storing its state (not by a run) must not swallow
         # the trigger: this run waits for it.
         self._running.add(key)
-        task = asyncio.get_running_loop().create_task(self._run(namespace, name, lock))
+        task = asyncio.get_running_loop().create_task(self._run(namespace, name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, namespace: str, name: str, lock: asyncio.Lock) -> None:
+    async def _run(self, namespace: str, name: str) -> None:
         # No leadership check here: the fenced Kube refuses each write of a process that
         # may no longer act, and losing the lead cancels this task.
         key = f"{namespace}/{name}"
         try:
-            async with lock:
+            async with self._hold(key):
                 await self._runs(namespace, name, key)
         finally:
             self._running.discard(key)
@@ -429,18 +444,11 @@ class Controller:
                 log.info("advance %s: %s (deciding again)", key, exc)
                 self._again.add(key)
             except KubeError as exc:
-                self.errors += 1
                 log.warning("advance %s: %s (retrying next tick)", key, exc)
             except Exception:
-                self.errors += 1
                 log.exception("advance %s failed (retrying next tick)", key)
             if key not in self._again:
                 break
-
-    async def advance(self, namespace: str, name: str) -> None:
-        """Run one ``advance`` now, serialised with scheduled runs (for tools and tests)."""
-        async with self._lock(f"{namespace}/{name}"):
-            await self.engine.advance(namespace, name)
 
     # -- watch ------------------------------------------------------------------------------
 

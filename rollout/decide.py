@@ -70,6 +70,8 @@ class HookCheck:
     type: str
     ok: bool
     message: str
+    # the hook's muteAlert: a rollback caused only by muted hooks posts no alert
+    mute_alert: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class Checks:
     # gates: confirm-rollout (PRE_ROLLOUT), confirm-traffic-increase (ANALYSIS),
     # confirm-promotion (CONFIRM_PROMOTION); a closed gate waits, it never fails a check
     gates: tuple[HookCheck, ...] = ()
+    # Flagger's manual-rollback gates (``rollback`` hooks, see ``rollback_due``): an open
+    # one (a 2xx answer) rolls the release back; closed or unreachable changes nothing
+    rollback: tuple[HookCheck, ...] = ()
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -153,9 +158,10 @@ class StoreDecision:
 
 @dataclass(frozen=True)
 class NotifyHooks:
-    """Call post-rollout / rollback / event webhooks (outcome does not change the state)."""
+    """Call the post-rollout webhooks once the outcome is stored (promoted or rolled back,
+    as in Flagger); their answers are logged and do not change the state."""
 
-    type: Literal["post-rollout", "rollback", "event"]
+    type: Literal["post-rollout"] = "post-rollout"
     message: str = ""
 
 
@@ -217,6 +223,21 @@ def analysis_due(release: CanaryRelease, now: datetime) -> bool:
     return _elapsed(release.status.last_step_at, now) >= interval - slack
 
 
+# Where Flagger asks its manual-rollback gates: before traffic moves, while it moves, and
+# while a finished analysis waits for promotion.
+ROLLBACK_GATE_PHASES = frozenset({Phase.WAITING, Phase.PROGRESSING, Phase.WAITING_PROMOTION})
+
+
+def rollback_due(release: CanaryRelease, now: datetime) -> bool:
+    """Whether ``advance`` must ask the ``rollback`` webhooks now (once per interval)."""
+    return (
+        release.status.phase in ROLLBACK_GATE_PHASES
+        and bool(release.spec.analysis.webhooks_of("rollback"))
+        and not _pending_requests(release)
+        and analysis_due(release, now)
+    )
+
+
 def plan_checks(release: CanaryRelease, workloads: Workloads, now: datetime) -> CheckStage:
     """Which checks ``advance`` must run now (pure: depends on status, time, workloads)."""
     status = release.status
@@ -275,6 +296,8 @@ class _Builder:
         message: str,
         severity: Literal["info", "warning", "error"] = "info",
         details: dict[str, str] | None = None,
+        *,
+        mute_alert: bool = False,
     ) -> None:
         seq = self.status.event_seq + 1
         event = RolloutEvent(
@@ -286,6 +309,7 @@ class _Builder:
             weight=self.status.canary_weight,
             phase=self.status.phase,
             details=details or {},
+            mute_alert=mute_alert,
         )
         self.events.append(event)
         self.update(event_seq=seq, events=[*self.status.events, event][-MAX_EVENTS:])
@@ -330,12 +354,15 @@ class _Builder:
         )
         self.update(audit=[*self.status.audit, entry][-MAX_AUDIT:])
 
-    def rollback(self, reason: str, details: dict[str, str] | None = None) -> None:
+    def rollback(
+        self, reason: str, details: dict[str, str] | None = None, *, mute_alert: bool = False
+    ) -> None:
         """Traffic back to stable, store Failed with the cause, then remove the canary.
 
         A crash after any of these steps converges: before the status write the next
         round decides the same rollback again; after it, a final release with canary
-        objects left gets them removed (see ``decide``).
+        objects left gets them removed (see ``decide``). ``mute_alert``: the cause is
+        only hooks with muteAlert, so the channel gets no alert (the thread still tells).
         """
         self.update(canary_weight=0)
         self.act(SetWeight(0))
@@ -345,10 +372,16 @@ class _Builder:
         self.phase(Phase.FAILED, reason)
         self.update(reason=reason, finished_at=self.now)
         self.condition("False", "Failed", reason)
-        self.event("RolledBack", f"Rolling back {self.name} {reason}", "error", details)
+        self.event(
+            "RolledBack",
+            f"Rolling back {self.name} {reason}",
+            "error",
+            details,
+            mute_alert=mute_alert,
+        )
         self.act(StoreDecision())
         self.act(DeleteCanary())
-        self.act(NotifyHooks("rollback", reason))
+        self.act(NotifyHooks("post-rollout", reason))
 
     def build(self) -> Decision:
         return Decision(
@@ -465,8 +498,11 @@ def _measured(checks: Checks) -> dict[str, str]:
     return details
 
 
-def _failed_check(b: _Builder, messages: Sequence[str], checks: Checks) -> None:
-    """Count one failed check; roll back when the threshold is reached."""
+def _failed_check(
+    b: _Builder, messages: Sequence[str], checks: Checks, *, muted: bool = False
+) -> None:
+    """Count one failed check; roll back when the threshold is reached (``muted``: only
+    hooks with muteAlert failed, so the rollback posts no alert)."""
     failed = b.status.failed_checks + 1
     threshold = b.release.spec.analysis.threshold
     b.update(failed_checks=failed, last_step_at=b.now)
@@ -480,7 +516,9 @@ def _failed_check(b: _Builder, messages: Sequence[str], checks: Checks) -> None:
     )
     if failed >= threshold:
         b.rollback(
-            f"failed checks threshold reached {failed}", {**_measured(checks), "cause": text}
+            f"failed checks threshold reached {failed}",
+            {**_measured(checks), "cause": text},
+            mute_alert=muted,
         )
 
 
@@ -524,10 +562,11 @@ def _progress(b: _Builder, workloads: Workloads, checks: Checks) -> None:
         b.event("Halted", f"Fail-fast: {text}", "error", _measured(checks))
         b.rollback(f"fail-fast threshold crossed: {text}", {**_measured(checks), "cause": text})
         return
-    failures = [m.message for m in checks.metrics if not m.ok]
-    failures += [h.message for h in checks.hooks if not h.ok]
-    if failures:
-        _failed_check(b, failures, checks)
+    failed_metrics = [m.message for m in checks.metrics if not m.ok]
+    failed_hooks = [h for h in checks.hooks if not h.ok]
+    if failed_metrics or failed_hooks:
+        muted = not failed_metrics and all(h.mute_alert for h in failed_hooks)
+        _failed_check(b, failed_metrics + [h.message for h in failed_hooks], checks, muted=muted)
         return
     b.update(last_step_at=b.now, message="analysis passed")
     if uses_iterations(release):
@@ -596,7 +635,8 @@ def _await_canary(b: _Builder, workloads: Workloads, checks: Checks) -> None:
     b.update(last_analysis_at=b.now)
     failed = [h for h in checks.hooks if not h.ok]
     if failed:
-        _failed_check(b, [h.message for h in failed], checks)
+        muted = all(h.mute_alert for h in failed)
+        _failed_check(b, [h.message for h in failed], checks, muted=muted)
         return
     for hook in checks.hooks:
         b.event("StepAdvanced", f"Pre-rollout check {hook.name} passed")
@@ -619,6 +659,23 @@ def _await_canary(b: _Builder, workloads: Workloads, checks: Checks) -> None:
     b.event("StepAdvanced", f"Advance {b.name} canary weight {weight}")
 
 
+def _shift_to_target(b: _Builder) -> bool:
+    """Flagger's stepWeightPromotion, once the target runs the new images: the canary's
+    share drops by the step each interval (the target's grows); True while under way."""
+    step = b.release.spec.analysis.step_weight_promotion
+    weight = b.status.canary_weight
+    if step is None or weight == 0:
+        return False
+    if not analysis_due(b.release, b.now):
+        return True
+    if weight <= step:
+        return False  # the last step ends the promotion
+    b.update(last_step_at=b.now, message="shifting traffic to the promoted target")
+    b.set_weight(weight - step)
+    b.event("StepAdvanced", f"Advance {b.name} primary weight {100 - (weight - step)}")
+    return True
+
+
 def _finish_promotion(b: _Builder, workloads: Workloads) -> None:
     release = b.release
     wanted = release.spec.images
@@ -626,6 +683,8 @@ def _finish_promotion(b: _Builder, workloads: Workloads) -> None:
     if not promoted:
         b.act(PromoteTarget(dict(wanted)))
     if promoted and workloads.target_ready:
+        if _shift_to_target(b):
+            return
         b.phase(Phase.FINALISING)
         b.update(canary_weight=0)
         b.act(SetWeight(0))
@@ -678,6 +737,13 @@ def decide(release: CanaryRelease, workloads: Workloads, checks: Checks, now: da
     ):
         # a rollback or a promotion started by a person this round; continue next round
         return b.build()
+    opened = [h for h in checks.rollback if h.ok]
+    if opened and b.status.phase in ROLLBACK_GATE_PHASES:
+        b.rollback(
+            f"manual rollback requested by webhook {opened[0].name}",
+            {"cause": opened[0].message},
+        )
+        return b.build()
 
     phase = b.status.phase
     if phase == Phase.INITIALIZING:
@@ -727,4 +793,5 @@ __all__ = [
     "decide",
     "next_weight",
     "plan_checks",
+    "rollback_due",
 ]

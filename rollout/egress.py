@@ -221,6 +221,20 @@ def plain_text(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
+
+
+def error_text(exc: BaseException, limit: int = 300, *, urls: str | None = None) -> str:
+    """``Type: message`` of ``exc``, safe for a log line: on one line, at most ``limit``
+    characters, every URL in it masked (``mask_url``), or replaced by ``urls`` when given
+    (for messages that must never show a URL at all, such as a webhook's)."""
+    message = _URL_IN_TEXT.sub(
+        lambda m: urls if urls is not None else mask_url(m.group(0)), str(exc)
+    )
+    name = type(exc).__name__
+    return plain_text(f"{name}: {message}" if message else name, limit)
+
+
 def describe_refusal(exc: BaseException) -> str | None:
     """The policy's words when ``exc`` (or its cause) is an ``AddressRefused``."""
     seen: set[int] = set()
@@ -238,6 +252,7 @@ __all__ = [
     "EgressPolicy",
     "GuardedResolver",
     "describe_refusal",
+    "error_text",
     "has_credentials",
     "mask_url",
     "parse_networks",

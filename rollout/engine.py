@@ -17,6 +17,7 @@ delays the next advance.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,7 +44,9 @@ from rollout.decide import (
     Workloads,
     decide,
     plan_checks,
+    rollback_due,
 )
+from rollout.egress import error_text
 from rollout.failpoints import failpoint
 from rollout.kube import Conflict, JsonObject, Kube, KubeError
 from rollout.models import (
@@ -138,7 +141,7 @@ class Engine:
         now = self.clock()
         observed = await self._observe(release)
         stage = plan_checks(release, observed, now)
-        checks = await self._run_checks(release, stage, observed)
+        checks = await self._run_checks(release, stage, rollback_due(release, now))
         try:
             decision = decide(release, observed, checks, now)
         except Exception as exc:  # one release's data must not stall the rest
@@ -225,11 +228,23 @@ class Engine:
             {},
         )
         results: list[WebhookResult] = await self.webhooks.call_all(hooks, body)
-        return tuple(HookCheck(r.name, r.type, r.ok, r.message) for r in results)
+        return tuple(
+            HookCheck(r.name, r.type, r.ok, r.message, mute_alert=hook.mute_alert)
+            for hook, r in zip(hooks, results, strict=True)
+        )
 
     async def _run_checks(
-        self, release: CanaryRelease, stage: CheckStage, observed: Workloads
+        self, release: CanaryRelease, stage: CheckStage, ask_rollback: bool
     ) -> Checks:
+        """The manual-rollback gates when due (an open one makes the rest moot), then the
+        checks of ``stage``."""
+        rollback = await self._hooks(release, "rollback") if ask_rollback else ()
+        if any(h.ok for h in rollback):
+            return Checks(rollback=rollback)
+        checks = await self._stage_checks(release, stage)
+        return dataclasses.replace(checks, rollback=rollback)
+
+    async def _stage_checks(self, release: CanaryRelease, stage: CheckStage) -> Checks:
         if stage == CheckStage.PRE_ROLLOUT:
             rollout_gates = await self._hooks(release, "confirm-rollout")
             if any(not g.ok for g in rollout_gates):
@@ -278,7 +293,7 @@ class Engine:
             await self.workloads.delete_canary(release)
         elif isinstance(action, NotifyHooks):
             hooks = release.spec.analysis.webhooks_of(action.type)
-            if action.type != "event" and hooks:
+            if hooks:
                 body = payload(
                     release.spec.target_ref.name,
                     release.metadata.namespace,
@@ -331,10 +346,9 @@ class Engine:
             return await asyncio.wait_for(self.notifier.publish(release, events), NOTIFY_TIMEOUT)
         except Exception as exc:  # Slack down or slow: the events stay in the outbox
             log.warning(
-                "notifier failed for %s: %s: %s (events stay in the outbox)",
+                "notifier failed for %s: %s (events stay in the outbox)",
                 release.key,
-                type(exc).__name__,
-                exc or "no message",
+                error_text(exc),
             )
             return None
 

@@ -27,6 +27,7 @@ import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 from urllib3.connection import HTTPConnection
 
+from rollout.egress import error_text
 from rollout.models import GROUP, PLURAL, VERSION
 
 JsonObject = dict[str, Any]
@@ -276,7 +277,7 @@ class Kube:
         except Exception as exc:  # urllib3/network errors: the server is unreachable
             self.requests.error(plural, 0)
             raise KubeError(
-                0, "Unavailable", f"API server unreachable: {type(exc).__name__}"
+                0, "Unavailable", f"API server unreachable: {error_text(exc)}"
             ) from None
         data = response.data
         return json.loads(data) if data else {}
@@ -526,7 +527,7 @@ class Kube:
             raise _translate(exc) from None
         except Exception as exc:
             raise KubeError(
-                0, "Unavailable", f"API server unreachable: {type(exc).__name__}"
+                0, "Unavailable", f"API server unreachable: {error_text(exc)}"
             ) from None
         buffer = b""
         try:

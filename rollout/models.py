@@ -213,6 +213,7 @@ class Webhook(_Model):
     url_from: ValueFrom | None = Field(default=None, alias="urlFrom")
     timeout: WebhookTimeout = "10s"
     retries: int = Field(default=0, ge=0, le=10)
+    # Flagger's muteAlert: a rollback caused only by this hook failing posts no alert.
     mute_alert: bool = Field(default=False, alias="muteAlert")
     metadata: dict[Key, Value] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
     metadata_from: dict[Key, ValueFrom] = Field(
@@ -266,14 +267,44 @@ class MatchRule(_Model):
     headers: dict[Key, StringMatch] = Field(default_factory=dict, max_length=MAX_HEADERS)
 
 
+# Flagger ``analysis`` fields canary-bot does not act on, and why. A pasted block that
+# sets one is refused with this reason rather than run as if the field worked.
+UNSUPPORTED_ANALYSIS_FIELDS: dict[str, str] = {
+    "mirror": "traffic mirroring is not supported (ingress-nginx canaries split traffic, "
+    "they do not copy it); remove it",
+    "mirrorWeight": "traffic mirroring is not supported (ingress-nginx canaries split "
+    "traffic, they do not copy it); remove it",
+    "sessionAffinity": "session affinity is not supported; use analysis.match with a cookie "
+    "header to pin users to the canary, or remove it",
+    "alerts": "alert providers are not supported: failures are posted to the Slack channel "
+    "that the config file routes the namespace to; remove it",
+    "canaryReadyThreshold": "ready thresholds are not supported: the canary must have all "
+    "its pods ready (as kubectl rollout status waits); remove it",
+    "primaryReadyThreshold": "ready thresholds are not supported: the target must have all "
+    "its pods ready (as kubectl rollout status waits); remove it",
+}
+
+
 class Analysis(_Model):
     """Flagger's ``analysis`` block: same field names, meanings and defaults.
 
-    Flagger fields canary-bot does not act on (mirroring, session affinity, alerts) are
-    accepted and ignored so that a block pasted from a Flagger Canary validates.
+    The Flagger fields canary-bot does not act on (mirror, mirrorWeight, sessionAffinity,
+    alerts, canaryReadyThreshold, primaryReadyThreshold) and any unknown (e.g. misspelled)
+    field are refused, naming the field: nothing is silently ignored. ``stepWeightPromotion`` works as in Flagger: once the target runs the new
+    images, its share of the traffic grows by this step each interval instead of at once.
     """
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unsupported_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in UNSUPPORTED_ANALYSIS_FIELDS:
+                    raise ValueError(
+                        f"analysis.{key} is a Flagger field canary-bot does not support: "
+                        f"{UNSUPPORTED_ANALYSIS_FIELDS[key]}"
+                    )
+        return data
 
     interval: AnalysisInterval = "60s"
     threshold: int = Field(default=5, ge=1, le=1000)
@@ -543,6 +574,8 @@ class RolloutEvent(_Model):
     details: dict[Key, Annotated[str, Clipped(1024)]] = Field(
         default_factory=dict, max_length=64
     )
+    # A failure caused only by webhooks with muteAlert: the thread tells it, no alert.
+    mute_alert: bool = Field(default=False, alias="muteAlert")
 
 
 class NotificationState(_Model):

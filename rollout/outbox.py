@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from rollout.kube import KubeError
 from rollout.models import CanaryRelease, NotificationState
@@ -36,7 +37,7 @@ class Outbox:
         self,
         publish: Publish,
         store: Store,
-        lock_of: Callable[[str], asyncio.Lock],
+        lock_of: Callable[[str], AbstractAsyncContextManager[None]],
         may_act: Callable[[], bool],
     ) -> None:
         self._publish = publish

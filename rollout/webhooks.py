@@ -44,7 +44,14 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from rollout.egress import EgressPolicy, GuardedResolver, describe_refusal, mask_url, plain_text
+from rollout.egress import (
+    EgressPolicy,
+    GuardedResolver,
+    describe_refusal,
+    error_text,
+    mask_url,
+    plain_text,
+)
 from rollout.hooksecrets import NoSecrets, SecretSource, SecretUnavailable
 from rollout.models import Phase, Webhook
 
@@ -323,7 +330,7 @@ class WebhookRunner:
                 return 0, f"not called: {_refused(refused)}", False
             return 0, f"cannot connect to {_where(url)} ({_connect_reason(exc)})", True
         except aiohttp.ClientError as exc:
-            return 0, f"request failed ({type(exc).__name__})", True
+            return 0, f"request failed ({error_text(exc, urls='the hook URL')})", True
 
 
 def _refused(reason: str) -> str:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bot.commands.help import USAGE
 from rollout import analysis, router
@@ -71,8 +72,8 @@ def test_comparison_rows_on_what_canary_bot_lacks_are_true_of_the_code() -> None
         n for n, v in vars(analysis).items() if isinstance(v, type) and n.endswith("Provider")
     ]
     assert sorted(providers) == ["MetricProvider", "PrometheusProvider"]
-    # a pasted mirror field is accepted and ignored
-    pasted = Analysis.model_validate({"mirror": True, "mirrorWeight": 10})
-    assert "mirror" not in pasted.model_dump(by_alias=True)
+    # a pasted mirror field is refused, naming the field
+    with pytest.raises(ValidationError, match=r"analysis\.mirror is a Flagger field"):
+        Analysis.model_validate({"mirror": True, "mirrorWeight": 10})
     for row in ("**ingress-nginx only**", "**Prometheus only**", "**not yet**", "**no**"):
         assert row in README

@@ -12,12 +12,14 @@ class ParseError(Exception):
     """The command text is not a valid command; ``str(error)`` says what and how to fix it.
 
     ``topic`` names the subcommand whose usage should accompany the message (or None).
+    ``defect``: the parser itself failed (a bug, logged as an error), not the text.
     """
 
-    def __init__(self, message: str, topic: str | None = None) -> None:
+    def __init__(self, message: str, topic: str | None = None, *, defect: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.topic = topic
+        self.defect = defect
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import logging
 import re
 import shlex
 from collections.abc import Callable
@@ -50,6 +51,8 @@ _QUOTES = str.maketrans(
 # Slack links: <http://x|label>, <mailto:a@b|a@b>, <#C123|name>, <@U123|name>.
 _SLACK_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+log = logging.getLogger("canary_bot.commands")
 
 
 def _unlink(match: re.Match[str]) -> str:
@@ -429,6 +432,10 @@ def parse(text: str) -> Command:
     except ParseError:
         raise
     except Exception as exc:  # a defect must still reach the user as a readable refusal
+        # A bug, not a bad command: logged with its traceback (the text is not logged,
+        # it is the user's and may hold anything), counted apart from invalid commands.
+        log.exception("the /canary parser failed on a %d-character command", len(text))
         raise ParseError(
-            f"could not understand the command ({type(exc).__name__}); see `/canary help`"
+            f"could not understand the command ({type(exc).__name__}); see `/canary help`",
+            defect=True,
         ) from exc

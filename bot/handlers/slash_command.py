@@ -60,7 +60,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except ParseError as error:
             await ack(text=parse_error_text(error), response_type="ephemeral")
             deps.metrics.ack_seconds.observe(time.perf_counter() - received)
-            deps.metrics.commands.labels(verb="invalid", outcome="refused").inc()
+            # a parser defect is an error of ours, not an invalid command
+            outcome = "error" if error.defect else "refused"
+            deps.metrics.commands.labels(verb="invalid", outcome=outcome).inc()
             return
         if isinstance(parsed, HelpCommand):
             await ack(text=help_text(parsed.topic), response_type="ephemeral")

@@ -135,6 +135,73 @@ async def test_failure_posts_one_alert_that_links_the_thread(
     assert len(slack_fake.thread(CHANNEL, state.thread_ts)) == 3
 
 
+async def test_a_failure_of_muted_hooks_is_told_in_the_thread_without_an_alert(
+    slack_fake: SlackFake, client: AsyncWebClient
+) -> None:
+    slack = notifier(client)
+    failure = {
+        **event(
+            5,
+            "RolledBack",
+            "Rolling back podinfo.test failed checks threshold reached 2",
+            severity="error",
+            details={"cause": "rollout check smoke failed: HTTP 500"},
+        ),
+        "muteAlert": True,
+    }
+    failed, events = with_events(release(Phase.FAILED, weight=0), [event(4), failure])
+    state = await slack.publish(failed, events)
+    await slack.flush()
+    assert not state.alerted
+    assert len(slack_fake.messages(CHANNEL)) == 1, "a muted failure posted a channel alert"
+    replies = texts(slack_fake.thread(CHANNEL, state.thread_ts)[1:])
+    assert any("failed checks threshold reached 2" in text for text in replies), replies
+
+
+async def test_what_is_kept_for_a_release_goes_once_its_end_is_delivered_and_stored(
+    slack_fake: SlackFake, client: AsyncWebClient
+) -> None:
+    slack = notifier(client)
+    ending = [event(1), event(2, "Promoted", "Promotion completed!", weight=0)]
+    running, events = with_events(release(Phase.PROGRESSING, weight=10), ending[:1])
+    state = await slack.publish(running, events)
+    ended, events = with_events(release(Phase.SUCCEEDED, weight=0), ending, state)
+    state = await slack.publish(ended, events)
+    await slack.flush()
+    assert slack._progress and slack._last_reply  # the engine has not stored it yet
+
+    # the engine stored the delivery; the next offer carries it
+    stored, events = with_events(release(Phase.SUCCEEDED, weight=0), ending, state)
+    assert not events
+    assert await slack.publish(stored, events) == state
+    await slack.flush()
+    assert not slack._progress and not slack._last_reply and not slack._cards
+    assert not slack._charted
+    assert list(slack._ended.values()) == [state]
+    # offered once more, and as read before the end was stored: nothing is posted twice
+    before = len(slack_fake.thread(CHANNEL, state.thread_ts))
+    await slack.publish(stored, [])
+    stale, events = with_events(
+        release(Phase.SUCCEEDED, weight=0), ending, state.model_copy(update={"delivered_seq": 1})
+    )
+    await slack.publish(stale, events)
+    await slack.flush()
+    assert len(slack_fake.thread(CHANNEL, state.thread_ts)) == before
+    assert not slack._progress
+
+
+async def test_only_the_last_ended_releases_are_remembered(client: AsyncWebClient) -> None:
+    slack = notifier(client, remember_ended=2)
+    for n in range(4):
+        ending = [event(1, "Promoted", "Promotion completed!", weight=0)]
+        ended, events = with_events(release(Phase.SUCCEEDED, weight=0, uid=f"u{n}"), ending)
+        state = await slack.publish(ended, events)
+        stored, events = with_events(release(Phase.SUCCEEDED, weight=0, uid=f"u{n}"), ending, state)
+        await slack.publish(stored, events)
+    await slack.flush()
+    assert list(slack._ended) == ["u2", "u3"] and not slack._progress
+
+
 async def test_rate_limits_are_waited_out(slack_fake: SlackFake, client: AsyncWebClient) -> None:
     slack = notifier(client)
     slack_fake.rate_limit(calls=1, retry_after=1, method="chat.postMessage")

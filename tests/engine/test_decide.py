@@ -7,7 +7,8 @@ and asserts on what a user would see: weights, images, phase, events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from rollout.decide import (
     Workloads,
     decide,
     plan_checks,
+    rollback_due,
 )
 from rollout.models import (
     CanaryRelease,
@@ -157,6 +159,8 @@ def run(
     pre_rollout_ok: bool = True,
     gate_ok: bool = True,
     requests: dict[int, ControlRequest] | None = None,
+    hook_mute: bool = False,
+    rollback_open: Callable[[int], bool] | None = None,
 ) -> CanaryRelease:
     """Tick until a final phase (or ``ticks``), applying actions to ``world``."""
     now = T0
@@ -178,6 +182,7 @@ def run(
                         "pre-rollout",
                         pre_rollout_ok,
                         "pre-rollout check acceptance-test failed: HTTP 500",
+                        mute_alert=hook_mute,
                     ),
                 ),
             )
@@ -192,6 +197,15 @@ def run(
             checks = Checks(
                 stage=stage, gates=(HookCheck("promo", "confirm-promotion", gate_ok, "closed"),)
             )
+        if rollback_open is not None and rollback_due(release, now):
+            gate = HookCheck(
+                "manual-rollback",
+                "rollback",
+                rollback_open(tick),
+                f"rollback gate manual-rollback {'open' if rollback_open(tick) else 'closed'}",
+            )
+            # as the engine does: an open rollback gate makes the other checks moot
+            checks = Checks(rollback=(gate,)) if gate.ok else replace(checks, rollback=(gate,))
         decision = decide(release, observed, checks, now)
         world.apply(decision.actions)
         release = release.model_copy(update={"status": decision.status})
@@ -479,3 +493,100 @@ def test_promote_while_progressing_also_waits_for_a_manual_approval() -> None:
     done = run(release, world, requests={0: approve, 1: promote_again})
     assert done.status.phase == Phase.SUCCEEDED
     assert max(world.weights_seen) < 50  # the approved promote skipped the rest
+
+
+# -- Flagger's webhook and promotion semantics ------------------------------------------
+
+
+def rollback_gate_spec(**analysis: object) -> CanaryReleaseSpec:
+    hooks = [w.model_dump(by_alias=True) for w in tutorial_spec().analysis.webhooks]
+    hooks.append({"name": "manual-rollback", "type": "rollback", "url": "http://lt/rollback/check"})
+    return tutorial_spec(webhooks=hooks, **analysis)
+
+
+def test_open_rollback_gate_while_progressing_rolls_back_naming_the_hook() -> None:
+    world = World()
+    release = run(new_release(rollback_gate_spec()), world, rollback_open=lambda tick: tick >= 6)
+    assert release.status.phase == Phase.FAILED
+    assert release.status.reason == "manual rollback requested by webhook manual-rollback"
+    assert 0 < max(world.weights_seen) < 50  # it was progressing when the gate opened
+    assert world.weight is None and world.target_images == {"podinfod": OLD}
+    last = release.status.events[-1]
+    assert last.message == (
+        "Rolling back podinfo.test manual rollback requested by webhook manual-rollback"
+    )
+    # post-rollout hooks run after a rollback too (Flagger); rollback hooks are gates only
+    assert NotifyHooks("post-rollout", release.status.reason) in world.actions
+
+
+def test_closed_rollback_gate_changes_nothing() -> None:
+    world = World()
+    release = run(new_release(rollback_gate_spec()), world, rollback_open=lambda tick: False)
+    assert release.status.phase == Phase.SUCCEEDED
+    assert world.weights_seen[:10] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
+
+
+def test_rollback_gate_is_asked_while_waiting_for_promotion() -> None:
+    world = World()
+    spec = rollback_gate_spec(stepWeight=25).model_copy(update={"approval": "manual"})
+    waiting = run(new_release(spec), world, ticks=12, rollback_open=lambda tick: False)
+    assert waiting.status.phase == Phase.WAITING_PROMOTION
+    assert rollback_due(waiting, T0 + timedelta(hours=1))
+    gate = HookCheck("manual-rollback", "rollback", True, "rollback gate manual-rollback open")
+    decision = decide(waiting, world.workloads(), Checks(rollback=(gate,)), T0 + timedelta(hours=1))
+    world.apply(decision.actions)
+    ended = waiting.model_copy(update={"status": decision.status})
+    assert ended.status.phase == Phase.FAILED
+    assert ended.status.reason == "manual rollback requested by webhook manual-rollback"
+    assert world.target_images == {"podinfod": OLD}
+
+
+def test_rollback_gate_is_not_asked_outside_flaggers_phases() -> None:
+    release = new_release(rollback_gate_spec())
+    for phase in (Phase.INITIALIZING, Phase.INITIALIZED, Phase.PROMOTING, Phase.SUCCEEDED):
+        status = release.status.model_copy(update={"phase": phase})
+        assert not rollback_due(release.model_copy(update={"status": status}), T0)
+    for phase in (Phase.WAITING, Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+        status = release.status.model_copy(update={"phase": phase})
+        assert rollback_due(release.model_copy(update={"status": status}), T0)
+    assert not rollback_due(new_release().model_copy(update={"status": status}), T0)
+
+
+def test_rollback_caused_only_by_muted_hooks_is_flagged_for_no_alert() -> None:
+    muted = run(
+        new_release(tutorial_spec(threshold=2)), World(), pre_rollout_ok=False, hook_mute=True
+    )
+    assert muted.status.phase == Phase.FAILED
+    assert muted.status.events[-1].type == "RolledBack" and muted.status.events[-1].mute_alert
+    loud = run(new_release(tutorial_spec(threshold=2)), World(), pre_rollout_ok=False)
+    assert loud.status.events[-1].type == "RolledBack" and not loud.status.events[-1].mute_alert
+    # a metric failure is never muted by a hook's muteAlert
+    metric = run(new_release(tutorial_spec(threshold=2)), World(), metric=lambda: ok_metric(10))
+    assert metric.status.phase == Phase.FAILED and not metric.status.events[-1].mute_alert
+
+
+def test_step_weight_promotion_shifts_traffic_to_the_target_in_steps() -> None:
+    world = World()
+    release = run(new_release(tutorial_spec(stepWeight=25, stepWeightPromotion=20)), world)
+    assert release.status.phase == Phase.SUCCEEDED
+    # up to maxWeight in analysis steps, then down again by the promotion step, and the
+    # canary is removed only once it has no traffic
+    assert world.weights_seen == [25, 50, 30, 10, 0]
+    messages = event_messages(release)
+    shifts = [m for m in messages if "primary weight" in m]
+    assert shifts == [
+        "Advance podinfo.test primary weight 70",
+        "Advance podinfo.test primary weight 90",
+    ]
+    assert messages.index(shifts[0]) > messages.index(
+        f"Copying podinfo.test template spec to podinfo (podinfod={NEW})"
+    )
+    assert world.target_images == {"podinfod": NEW} and not world.canary_exists
+
+
+def test_promotion_without_step_weight_promotion_drops_the_weight_at_once() -> None:
+    world = World()
+    release = run(new_release(tutorial_spec(stepWeight=25)), world)
+    assert release.status.phase == Phase.SUCCEEDED
+    assert world.weights_seen == [25, 50, 0]
+    assert not [m for m in event_messages(release) if "primary weight" in m]

@@ -60,7 +60,7 @@ class Ending:
 
 ROLLBACK = Ending(
     name="rollback",
-    hook_type="rollback",
+    hook_type="post-rollout",
     error_rate=0.5,
     final_phase="Failed",
     final_reason="failed checks threshold reached",
@@ -69,7 +69,7 @@ ROLLBACK = Ending(
 )
 ABORT = Ending(
     name="abort",
-    hook_type="rollback",
+    hook_type="post-rollout",
     error_rate=0.0,
     final_phase="Failed",
     final_reason="aborted by Ada",

@@ -126,12 +126,7 @@ spec:
     threshold: 10
     maxWeight: 50
     stepWeight: 5
-    # A Flagger field canary-bot ignores: pasted blocks must still apply.
-    alerts:
-      - name: on-call
-        severity: error
-        providerRef:
-          name: slack
+    stepWeightPromotion: 25
     metrics:
       - name: request-success-rate
         thresholdRange:
@@ -202,7 +197,7 @@ def test_tutorial_release_is_accepted_and_reads_back_into_the_models(
     release = CanaryRelease.from_object(stored)
     assert release.spec.analysis.max_weight == 50
     assert release.spec.analysis.webhooks[0].metadata["type"] == "bash"
-    assert stored["spec"]["analysis"]["alerts"][0]["name"] == "on-call"
+    assert release.spec.analysis.step_weight_promotion == 25
 
 
 @pytest.mark.cluster
@@ -229,6 +224,23 @@ def test_tutorial_release_is_accepted_and_reads_back_into_the_models(
         (
             {"webhooks": [{"name": "w", "type": "pre-flight", "url": "http://x/"}]},
             'spec.analysis.webhooks[0].type: Unsupported value: "pre-flight"',
+        ),
+        # Flagger fields canary-bot does not act on: refused, naming the field and why
+        (
+            {"alerts": [{"name": "on-call", "severity": "error"}]},
+            "spec.analysis.alerts: Invalid value: \"object\": analysis.alerts is a Flagger "
+            "field canary-bot does not support: alert providers are not supported",
+        ),
+        ({"mirror": True}, "analysis.mirror is a Flagger field canary-bot does not support"),
+        ({"mirrorWeight": 10}, "spec.analysis.mirrorWeight: Invalid value"),
+        ({"sessionAffinity": {"cookieName": "x"}}, "analysis.sessionAffinity is a Flagger"),
+        ({"canaryReadyThreshold": 50}, "analysis.canaryReadyThreshold is a Flagger field"),
+        ({"primaryReadyThreshold": 50}, "analysis.primaryReadyThreshold is a Flagger field"),
+        # a misspelled field is not pruned silently: kubectl's strict field validation
+        ({"stepWieght": 5}, 'unknown field "spec.analysis.stepWieght"'),
+        (
+            {"webhooks": [{"name": "w", "url": "http://x/", "muteAlerts": True}]},
+            'unknown field "spec.analysis.webhooks[0].muteAlerts"',
         ),
     ],
 )

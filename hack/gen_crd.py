@@ -81,6 +81,8 @@ FIELD_RULES: dict[str, Schema | None] = {
             }
         ]
     },
+    "RouteRef._route_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "RouteRef._route_namespace": {"pattern": models._DNS_LABEL.pattern, "maxLength": 63},
     "CanaryReleaseSpec._valid_images": {
         "additionalProperties": {"pattern": models._IMAGE.pattern, "maxLength": 255}
     },
@@ -109,6 +111,16 @@ MODEL_RULES: dict[str, Schema] = {
             "webhooks": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         },
     },
+}
+
+MODEL_RULES["CanaryReleaseSpec._one_router"] = {
+    "x-kubernetes-validations": [
+        {
+            "rule": "has(self.ingressRef) != has(self.routeRef)",
+            "message": "needs exactly one of ingressRef (ingress-nginx) and routeRef "
+            "(Gateway API HTTPRoute)",
+        }
+    ]
 }
 
 MODEL_RULES["Webhook._one_url"] = {
@@ -263,6 +275,8 @@ def structural(root: type[BaseModel]) -> Schema:
         if "anyOf" in node or "oneOf" in node:
             return _union(node, convert)
         out: Schema = {k: v for k, v in node.items() if k in _KEEP}
+        if "const" in node:  # a one-value Literal: an enum of one
+            out["enum"] = [node["const"]]
         if "properties" in out:
             out["properties"] = {k: convert(v) for k, v in out["properties"].items()}
             out.pop("additionalProperties", None)  # extra="forbid": pruning does that
@@ -422,10 +436,12 @@ def _clean(text: str) -> str:
 def build_crd() -> Schema:
     """The CustomResourceDefinition object."""
     spec_schema = structural(models.CanaryReleaseSpec)
-    spec_schema = _merge(
-        spec_schema,
-        immutable_rules(models.IMMUTABLE_SPEC_FIELDS, spec_schema.get("required", [])),
-    )
+    # Both lists of rules apply (``_merge`` would replace the model's with the transition rules).
+    rules = immutable_rules(models.IMMUTABLE_SPEC_FIELDS, spec_schema.get("required", []))
+    spec_schema["x-kubernetes-validations"] = [
+        *spec_schema.get("x-kubernetes-validations", []),
+        *rules["x-kubernetes-validations"],
+    ]
     status_schema = structural(models.CanaryReleaseStatus)
     version = {
         "name": models.VERSION,

@@ -3,20 +3,16 @@
 This is the only module that imports ``prometheus_api_client``. Its calls block, so each
 query runs in a worker thread (``asyncio.to_thread``) and the event loop stays free.
 
-Built-in metrics read the series ingress-nginx exports for the MAIN Ingress (the canary
-Ingress's traffic is reported under the main Ingress's name, with the ``canary`` label set
-to the canary upstream):
+Built-in metrics read the series the release's data plane exports (``spec.provider``;
+their PromQL lives in ``rollout.providers``):
 
 - ``request-success-rate``: non-5xx request rate / all request rate x 100, in percent.
 - ``request-duration``: the real 99th percentile of the request duration histogram, in
   milliseconds (Flagger's nginx query is a mean; a percentile is what its docs promise).
-  It is only as fine as the controller's histogram buckets: with ingress-nginx's default
+  It is only as fine as the data plane's histogram buckets: with ingress-nginx's default
   buckets (…, 0.1, 0.25, 0.5, 1 s, …) requests that all take 300 ms read as a p99 of
   about 497 ms, the top of their bucket. Give the controller finer ``--time-buckets``
   when thresholds sit inside one bucket.
-
-The canary side is ``canary`` neither empty nor ``-`` (ingress-nginx versions differ in
-which of the two marks stable traffic), the stable side is either of them.
 
 Judgement, in order: no value (empty result, NaN, Inf) fails with Flagger's "no values
 found" wording; a value outside ``thresholdRange`` fails; with ``compareToStable`` a
@@ -49,6 +45,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from rollout import providers
 from rollout.models import Metric
 from rollout.promresult import MAX_RESULT_BYTES as MAX_RESULT_BYTES
 from rollout.promresult import MAX_SAMPLES as MAX_SAMPLES
@@ -61,32 +58,15 @@ log = logging.getLogger("canary_bot.analysis")
 
 _T = TypeVar("_T")
 
-REQUEST_SUCCESS_RATE = "request-success-rate"
-REQUEST_DURATION = "request-duration"
-BUILTIN_METRICS = (REQUEST_SUCCESS_RATE, REQUEST_DURATION)
-
-# ingress-nginx marks stable-side requests with an empty canary label (older versions
-# used "-"); a Prometheus regex matcher is anchored, so "|-" means exactly "" or "-".
-_CANARY_SIDE = 'canary!~"|-"'
-_STABLE_SIDE = 'canary=~"|-"'
-
-_SUCCESS_RATE_QUERY = (
-    'sum(rate(nginx_ingress_controller_requests{{{selector},status!~"5.."}}[{window}]))'
-    " / "
-    "sum(rate(nginx_ingress_controller_requests{{{selector}}}[{window}]))"
-    " * 100"
-)
-_DURATION_QUERY = (
-    "histogram_quantile(0.99, sum by (le) ("
-    "rate(nginx_ingress_controller_request_duration_seconds_bucket{{{selector}}}[{window}])"
-    ")) * 1000"
-)
+# The built-in metric names (their queries: rollout.providers, per data plane).
+REQUEST_SUCCESS_RATE = providers.REQUEST_SUCCESS_RATE
+REQUEST_DURATION = providers.REQUEST_DURATION
+BUILTIN_METRICS = providers.BUILTIN_METRICS
 
 _LOAD_TEST_HINT = (
     "add a load-test webhook (type rollout, e.g. flagger-loadtester running hey against "
     "the ingress host) so the canary gets requests"
 )
-_NGINX_HINT = "; check that Prometheus scrapes the ingress-nginx controller's metrics"
 _CUSTOM_HINT = "; check that the query returns data for this release"
 
 # Errors from Prometheus are user-visible; keep them to one readable line.
@@ -108,6 +88,9 @@ class QueryContext:
     service: str
     port: int
     release: str
+    # whose metrics the built-ins read (``spec.provider``; None: a routeRef without one)
+    provider: str | None = "nginx"
+    route: str = ""
 
     @property
     def canary(self) -> str:
@@ -180,7 +163,7 @@ TEMPLATE_VARIABLES: dict[str, str] = {
     "target": "the target Deployment's name (`spec.targetRef.name`)",
     "service": "the stable Service's name (the target's name)",
     "ingress": "the main Ingress's name (`spec.ingressRef.name`)",
-    "route": "the target's name, as Flagger gives it without a Gateway API `routeRef`",
+    "route": "the `routeRef`'s name (without one: the target's name, as Flagger gives it)",
     "interval": "the metric's `interval` (the rate window), e.g. `1m`",
     "variables.<key>": "the metric's `templateVariables` entry `<key>` (Flagger's variables map)",
     "canary": "canary-bot only: the canary upstream as ingress-nginx labels it "
@@ -197,7 +180,7 @@ def query_variables(ctx: QueryContext, metric: Metric) -> dict[str, str]:
         "target": ctx.target,
         "service": ctx.service,
         "ingress": ctx.ingress,
-        "route": ctx.target,
+        "route": ctx.route or ctx.target,
         "interval": metric.interval,
         "canary": ctx.canary,
         "release": ctx.release,
@@ -207,16 +190,11 @@ def query_variables(ctx: QueryContext, metric: Metric) -> dict[str, str]:
 
 
 def builtin_query(ctx: QueryContext, name: str, interval: str, *, stable: bool = False) -> str:
-    """The PromQL of a built-in metric for the canary side (or the stable side)."""
-    selector = (
-        f'namespace="{ctx.namespace}",ingress="{ctx.ingress}",'
-        f"{_STABLE_SIDE if stable else _CANARY_SIDE}"
-    )
-    if name == REQUEST_SUCCESS_RATE:
-        return _SUCCESS_RATE_QUERY.format(selector=selector, window=interval)
-    if name == REQUEST_DURATION:
-        return _DURATION_QUERY.format(selector=selector, window=interval)
-    raise ValueError(f"{name!r} is not a built-in metric; built-ins: {', '.join(BUILTIN_METRICS)}")
+    """The PromQL of a built-in metric for the canary side (or the stable side), as the
+    release's data plane (``ctx.provider``) exports it."""
+    service = ctx.service if stable else f"{ctx.target}-canary"
+    side = providers.Side(ctx.namespace, ctx.ingress, service, ctx.port, canary=not stable)
+    return providers.builtin_query(ctx.provider, side, name, interval)
 
 
 # -- judgement (pure) --------------------------------------------------------------------
@@ -251,9 +229,9 @@ def no_value_message(ctx: QueryContext, metric: Metric) -> str:
     """Flagger's wording for a metric without data, with a hint on what to do."""
     builtin = _is_builtin(metric)
     return (
-        f"no values found for {'nginx' if builtin else 'custom'} metric {metric.name} "
+        f"no values found for {(ctx.provider or 'built-in') if builtin else 'custom'} metric {metric.name} "
         f"probably {ctx.target}.{ctx.namespace} is not receiving traffic: {_LOAD_TEST_HINT}"
-        f"{_NGINX_HINT if builtin else _CUSTOM_HINT}"
+        f"{'; ' + providers.no_values_hint(ctx.provider) if builtin else _CUSTOM_HINT}"
     )
 
 

@@ -31,6 +31,8 @@ from rollout.models import (
 MAX_EVENTS = 40
 MAX_AUDIT = 50
 MAX_HISTORY = 240
+# The condition that says whether the route carries the weight written last (Gateway API).
+ROUTE_READY = "RouteReady"
 
 ACTIVE_PHASES = frozenset(
     {
@@ -89,6 +91,8 @@ class Workloads:
     problems: tuple[str, ...] = ()
     # when the target's Deployment controller last reported progress (None: unknown)
     target_progressed_at: datetime | None = None
+    # why the weight written last is not in force yet ('' when it is; Gateway API routes)
+    route_waiting: str = ""
 
 
 class CheckStage(StrEnum):
@@ -252,7 +256,8 @@ def plan_checks(release: CanaryRelease, workloads: Workloads, now: datetime) -> 
     if status.phase == Phase.PROGRESSING and analysis_due(release, now):
         if release.spec.skip_analysis:
             return CheckStage.NONE
-        return CheckStage.ANALYSIS if workloads.canary_ready else CheckStage.NONE
+        ready = workloads.canary_ready and not workloads.route_waiting
+        return CheckStage.ANALYSIS if ready else CheckStage.NONE
     if (
         status.phase == Phase.WAITING_PROMOTION
         and analysis.webhooks_of("confirm-promotion")
@@ -323,12 +328,16 @@ class _Builder:
         self.act(SetWeight(weight))
 
     def condition(
-        self, status: Literal["True", "False", "Unknown"], reason: str, message: str
+        self,
+        status: Literal["True", "False", "Unknown"],
+        reason: str,
+        message: str,
+        kind: str = "Promoted",
     ) -> None:
-        kept = [c for c in self.status.conditions if c.type != "Promoted"]
+        kept = [c for c in self.status.conditions if c.type != kind]
         kept.append(
             Condition(
-                type="Promoted",
+                type=kind,
                 status=status,
                 reason=reason,
                 message=message,
@@ -553,6 +562,8 @@ def _progress(b: _Builder, workloads: Workloads, checks: Checks) -> None:
         elif analysis_due(release, b.now):
             b.update(message=f"canary not ready: {workloads.canary_message}")
         return
+    if not _route_in_force(b, workloads):
+        return
     if checks.stage != CheckStage.ANALYSIS:
         return
     _record_metrics(b, checks)
@@ -589,6 +600,22 @@ def _progress(b: _Builder, workloads: Workloads, checks: Checks) -> None:
     weight = next_weight(release, b.status.canary_weight)
     b.set_weight(weight)
     b.event("StepAdvanced", f"Advance {b.name} canary weight {weight}")
+
+
+def _route_in_force(b: _Builder, workloads: Workloads) -> bool:
+    """The ``RouteReady`` condition: metrics count only once the route is in force."""
+    current = next((c for c in b.status.conditions if c.type == ROUTE_READY), None)
+    waiting = workloads.route_waiting
+    if not waiting:
+        if current is not None and current.status != "True":
+            b.condition("True", "RouteInForce", "every parent accepted the route", ROUTE_READY)
+        return True
+    if _elapsed(b.status.last_step_at, b.now) > b.release.spec.progress_deadline_seconds:
+        b.rollback(f"progress deadline exceeded: route not in force ({waiting})")
+    elif current is None or current.status != "False" or current.message != waiting:
+        b.condition("False", "RouteNotInForce", waiting, ROUTE_READY)
+        b.update(message="analysis waits until the route is in force")
+    return False
 
 
 def _initialize(b: _Builder, workloads: Workloads) -> None:

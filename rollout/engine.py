@@ -61,8 +61,10 @@ from rollout.models import (
 from rollout.notify import Notifier, undelivered
 from rollout.owner import owned_by
 from rollout.preflight import check_start, protected_refusal
-from rollout.router import NginxRouter, Router
+from rollout.router import Router
+from rollout.routers.select import ReleaseRouter
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
+from rollout.timeline import query_context
 from rollout.webhooks import WebhookResult, WebhookRunner, payload
 from rollout.workloads import Workloads as CanaryWorkloads
 from rollout.workloads import container_images, readiness
@@ -111,7 +113,7 @@ class Engine:
         self.store = ReleaseStore(kube)
         self.metrics = metrics
         self.webhooks = webhooks or WebhookRunner()
-        self.router: Router = router or NginxRouter(kube)
+        self.router: Router = router or ReleaseRouter(kube)
         self.workloads = CanaryWorkloads(kube)
         self.notifier = notifier
         self.clock = clock
@@ -175,17 +177,17 @@ class Engine:
     # -- observe ----------------------------------------------------------------------------
 
     async def _observe(self, release: CanaryRelease) -> Workloads:
-        target, canary, weight = await asyncio.gather(
+        target, canary, weight, route_waiting = await asyncio.gather(
             self.workloads.target(release),
             self.workloads.canary(release),
             self.router.get_weight(release),
+            self._route_waiting(release),
         )
         problems: tuple[str, ...] = ()
         if release.status.phase == Phase.INITIALIZING:
+            meta = release.metadata
             problems = tuple(
-                await check_start(
-                    self.kube, release.metadata.namespace, release.metadata.name, release.spec
-                )
+                await check_start(self.kube, meta.namespace, meta.name, release.spec, meta.uid)
             )
         if not owned_by(canary, release):
             canary = None  # another release's canary (e.g. a refused duplicate): not ours
@@ -202,19 +204,19 @@ class Engine:
             router_weight=weight,
             problems=problems,
             target_progressed_at=target_state.progressed_at,
+            route_waiting=route_waiting,
         )
+
+    async def _route_waiting(self, release: CanaryRelease) -> str:
+        """Why the route is not in force yet, while analysing (a step's metrics wait)."""
+        if release.status.phase != Phase.PROGRESSING:
+            return ""
+        return await self.router.waiting_for(release)
 
     # -- checks -----------------------------------------------------------------------------
 
     def _context(self, release: CanaryRelease) -> QueryContext:
-        return QueryContext(
-            namespace=release.metadata.namespace,
-            target=release.spec.target_ref.name,
-            ingress=release.spec.ingress_ref.name,
-            service=release.spec.target_ref.name,
-            port=release.spec.service.port,
-            release=release.metadata.name,
-        )
+        return query_context(release)
 
     async def _hooks(self, release: CanaryRelease, kind: WebhookType) -> tuple[HookCheck, ...]:
         hooks: list[Webhook] = release.spec.analysis.webhooks_of(kind)

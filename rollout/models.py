@@ -387,6 +387,39 @@ class ObjectRef(_Model):
         return value
 
 
+# Built-in metric sets by data plane (Flagger's provider names; rollout/providers.py).
+Provider = Literal["nginx", "contour", "gatewayapi:v1", "istio", "traefik"]
+
+
+class RouteRef(_Model):
+    """The Gateway API route whose weights the release shifts (instead of ``ingressRef``).
+
+    ``namespace`` defaults to the release's; a route elsewhere needs a ReferenceGrant in
+    the release's namespace that lets routes of that namespace use the canary Service.
+    """
+
+    api_version: Literal["gateway.networking.k8s.io/v1"] = Field(
+        default="gateway.networking.k8s.io/v1", alias="apiVersion"
+    )
+    kind: Literal["HTTPRoute", "GRPCRoute"] = "HTTPRoute"
+    name: str = Field(max_length=253)
+    namespace: str | None = Field(default=None, max_length=63)
+
+    @field_validator("name")
+    @classmethod
+    def _route_name(cls, value: str) -> str:
+        if not is_dns_subdomain(value):
+            raise ValueError(f"{value!r} is not a valid Kubernetes object name")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _route_namespace(cls, value: str | None) -> str | None:
+        if value is not None and not is_dns_label(value):
+            raise ValueError(f"{value!r} is not a valid namespace name")
+        return value
+
+
 class ServicePort(_Model):
     """The port the canary Service exposes and the container port it targets."""
 
@@ -426,7 +459,11 @@ class CanaryReleaseSpec(_Model):
     """What the user asked for."""
 
     target_ref: ObjectRef = Field(alias="targetRef")
-    ingress_ref: ObjectRef = Field(alias="ingressRef")
+    # Exactly one of the two says where traffic is shifted.
+    ingress_ref: ObjectRef | None = Field(default=None, alias="ingressRef")
+    route_ref: RouteRef | None = Field(default=None, alias="routeRef")
+    # Whose metrics the built-in checks read; default: nginx with ingressRef.
+    provider: Provider | None = None
     images: dict[ContainerName, ImageRef] = Field(min_length=1, max_length=MAX_IMAGES)
     service: ServicePort = Field(default_factory=ServicePort)
     analysis: Analysis = Field(default_factory=Analysis)
@@ -443,6 +480,22 @@ class CanaryReleaseSpec(_Model):
     control_requests: list[ControlRequest] = Field(
         default_factory=list, alias="controlRequests", max_length=MAX_CONTROL_REQUESTS
     )
+
+    @model_validator(mode="after")
+    def _one_router(self) -> CanaryReleaseSpec:
+        if (self.ingress_ref is None) == (self.route_ref is None):
+            raise ValueError(
+                "needs exactly one of ingressRef (ingress-nginx) and routeRef "
+                "(Gateway API HTTPRoute)"
+            )
+        return self
+
+    @property
+    def metrics_provider(self) -> Provider | None:
+        """The provider of the built-in metrics: ``provider``, or nginx with ingressRef."""
+        if self.provider is not None:
+            return self.provider
+        return "nginx" if self.ingress_ref is not None else None
 
     @field_validator("canary_replicas")
     @classmethod
@@ -474,6 +527,8 @@ class CanaryReleaseSpec(_Model):
 IMMUTABLE_SPEC_FIELDS = (
     "targetRef",
     "ingressRef",
+    "routeRef",
+    "provider",
     "images",
     "service",
     "analysis",

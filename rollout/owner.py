@@ -21,8 +21,9 @@ def canary_name(release: CanaryRelease) -> str:
 
 
 def canary_ingress_name(release: CanaryRelease) -> str:
-    """``<ingress>-canary``."""
-    return f"{release.spec.ingress_ref.name}-canary"
+    """``<ingress>-canary`` (with a routeRef there is no canary Ingress: ``<target>-canary``)."""
+    ref = release.spec.ingress_ref
+    return f"{ref.name if ref is not None else release.spec.target_ref.name}-canary"
 
 
 def owned_metadata(

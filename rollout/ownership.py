@@ -37,11 +37,10 @@ async def ownership_problems(
 
 def _canary_objects(spec: CanaryReleaseSpec) -> list[tuple[Resource, str, str]]:
     canary = f"{spec.target_ref.name}-canary"
-    return [
-        (DEPLOYMENTS, "Deployment", canary),
-        (SERVICES, "Service", canary),
-        (INGRESSES, "Ingress", f"{spec.ingress_ref.name}-canary"),
-    ]
+    objects = [(DEPLOYMENTS, "Deployment", canary), (SERVICES, "Service", canary)]
+    if spec.ingress_ref is not None:  # a routeRef's route is checked by its router
+        objects.append((INGRESSES, "Ingress", f"{spec.ingress_ref.name}-canary"))
+    return objects
 
 
 async def _taken(
@@ -91,6 +90,8 @@ def _ingress_in_use(
     releases: list[JsonObject], namespace: str, name: str, spec: CanaryReleaseSpec
 ) -> str | None:
     """An earlier active release of another Deployment behind the same Ingress."""
+    if spec.ingress_ref is None:
+        return None
     mine = next((r for r in releases if r["metadata"]["name"] == name), None)
     for raw in sorted(releases, key=_created):
         other = raw["metadata"]["name"]
@@ -100,7 +101,8 @@ def _ingress_in_use(
             continue  # the later release is the one refused
         other_spec = raw.get("spec") or {}
         phase = (raw.get("status") or {}).get("phase", Phase.INITIALIZING.value)
-        if phase in _FINAL or other_spec.get("ingressRef", {}).get("name") != spec.ingress_ref.name:
+        other_ingress = (other_spec.get("ingressRef") or {}).get("name")
+        if phase in _FINAL or other_ingress != spec.ingress_ref.name:
             continue
         if other_spec.get("targetRef", {}).get("name") == spec.target_ref.name:
             continue  # same Deployment: preflight's "already has a rollout" says it

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, Kube
 from rollout.models import CanaryReleaseSpec, Phase
 from rollout.ownership import ownership_problems
+from rollout.routers.select import route_problems
 
 # Namespaces canary-bot never acts in, whatever a CanaryRelease there asks: the cluster's
 # own, where a copy of a system Deployment's pod template (its ServiceAccount, secrets
@@ -44,8 +45,13 @@ def protected_refusal(namespace: str, protected: frozenset[str]) -> str | None:
     )
 
 
-async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryReleaseSpec) -> list[str]:
-    """Problems that make the release impossible, each saying how to fix it; [] if fine."""
+async def check_start(
+    kube: Kube, namespace: str, name: str, spec: CanaryReleaseSpec, uid: str = ""
+) -> list[str]:
+    """Problems that make the release impossible, each saying how to fix it; [] if fine.
+
+    ``uid``: the release's, once it exists (its own earlier edit of a route is fine).
+    """
     problems: list[str] = []
     target = spec.target_ref.name
     deployment = await kube.get(DEPLOYMENTS, namespace, target)
@@ -73,11 +79,14 @@ async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryRelease
                     f"container {container} of Deployment {target} already runs {image}; "
                     "nothing to release"
                 )
-    if await kube.get(INGRESSES, namespace, spec.ingress_ref.name) is None:
+    if spec.ingress_ref is not None and (
+        await kube.get(INGRESSES, namespace, spec.ingress_ref.name) is None
+    ):
         problems.append(
             f"Ingress {spec.ingress_ref.name} not found in namespace {namespace}; the canary "
             "needs the app's Ingress to shift traffic (set it with ingress=<name>)"
         )
+    problems += await route_problems(kube, namespace, spec, uid)
     for raw in await kube.list_objects(RELEASES, namespace):
         other = raw["metadata"]["name"]
         if other == name:

@@ -40,6 +40,11 @@ class Router(Protocol):
         """Remove the canary route (the caller sets weight 0 first)."""
         ...
 
+    async def waiting_for(self, release: CanaryRelease) -> str:
+        """Why the weight written last is not in force yet ('' when it is): a step's
+        metrics count only once it is."""
+        ...
+
 
 class RouterError(Exception):
     """The route cannot be built (e.g. the main Ingress is gone)."""
@@ -135,9 +140,12 @@ class NginxRouter:
                 raise
             await self._patch_if_owned(release, weight)
             return
-        main = await self.kube.get(INGRESSES, namespace, release.spec.ingress_ref.name)
+        ref = release.spec.ingress_ref
+        if ref is None:
+            raise RouterError(f"{release.key} has no ingressRef; it routes with its routeRef")
+        main = await self.kube.get(INGRESSES, namespace, ref.name)
         if main is None:
-            raise RouterError(f"Ingress {release.spec.ingress_ref.name} not found in {namespace}")
+            raise RouterError(f"Ingress {ref.name} not found in {namespace}")
         try:
             await self.kube.create(INGRESSES, namespace, canary_ingress(release, main, weight))
         except Conflict:
@@ -164,6 +172,10 @@ class NginxRouter:
         if ingress is None or not owned_by(ingress, release):
             return None
         return weight_of(ingress)
+
+    async def waiting_for(self, release: CanaryRelease) -> str:
+        """'': ingress-nginx reports no per-Ingress status to wait for."""
+        return ""
 
     async def finalize(self, release: CanaryRelease) -> None:
         """Delete the canary Ingress if it is this release's."""

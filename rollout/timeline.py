@@ -141,10 +141,12 @@ def query_context(release: CanaryRelease) -> QueryContext:
     return QueryContext(
         namespace=release.metadata.namespace,
         target=release.spec.target_ref.name,
-        ingress=release.spec.ingress_ref.name,
+        ingress=release.spec.ingress_ref.name if release.spec.ingress_ref else "",
         service=release.spec.target_ref.name,
         port=release.spec.service.port,
         release=release.metadata.name,
+        provider=release.spec.metrics_provider,
+        route=release.spec.route_ref.name if release.spec.route_ref else "",
     )
 
 

@@ -147,6 +147,17 @@ def headline_mrkdwn(release: CanaryRelease) -> str:
     return escape(headline(release))
 
 
+def route_waiting(release: CanaryRelease) -> str:
+    """Which Gateway and condition the route still waits for ('' when none), while the
+    release is running (the ``RouteReady`` condition)."""
+    if release.status.phase.is_final:
+        return ""
+    for condition in release.status.conditions:
+        if condition.type == "RouteReady" and condition.status == "False":
+            return condition.message
+    return ""
+
+
 def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
     """The status card's blocks."""
     status, analysis = release.status, release.spec.analysis
@@ -207,6 +218,10 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
                 ]
             )
         )
+    route = route_waiting(release)
+    if route:
+        text = f":hourglass_flowing_sand: *Route not in force yet*: {escape(route)}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(text, 3000))))
     if status.message:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=clip(escape(status.message), 3000))])

@@ -56,6 +56,7 @@ __all__ = [
     "Sides",
     "canary_weight",
     "check_route",
+    "check_use",
     "grants_canary",
     "header_matches",
     "match_rule_name",
@@ -417,6 +418,22 @@ def grants_canary(grants: list[JsonObject], route_kind: str, route_ns: str, cana
     return False
 
 
+async def check_use(kube: Kube, route: JsonObject, sides: Sides, owner: str) -> None:
+    """``check_route``, and for a route in another namespace than the Services, the
+    ReferenceGrant that lets it use the canary Service."""
+    check_route(route, sides, owner)
+    ns, kind, name = _namespace(route), str(route.get("kind")), route["metadata"]["name"]
+    if ns != sides.namespace:
+        grants = await kube.list_objects(REFERENCEGRANTS, sides.namespace)
+        if not grants_canary(grants, kind, ns, sides.canary):
+            raise RouterError(
+                f"{kind} {ns}/{name} is in another namespace than Service "
+                f"{sides.namespace}/{sides.canary}; add a ReferenceGrant in "
+                f"{sides.namespace} from {kind} in {ns} to Service {sides.canary} "
+                "(or to all Services)"
+            )
+
+
 # ------------------------------------------------------------------------ router
 
 
@@ -452,18 +469,7 @@ class GatewayRouter:
         await self._check(release, await self._get(release))
 
     async def _check(self, release: CanaryRelease, route: JsonObject) -> None:
-        ref, _, ns = self._where(release)
-        sides = Sides.of(release)
-        check_route(route, sides, release.metadata.uid)
-        if ns != sides.namespace:
-            grants = await self.kube.list_objects(REFERENCEGRANTS, sides.namespace)
-            if not grants_canary(grants, ref.kind, ns, sides.canary):
-                raise RouterError(
-                    f"{ref.kind} {ns}/{ref.name} is in another namespace than Service "
-                    f"{sides.namespace}/{sides.canary}; add a ReferenceGrant in "
-                    f"{sides.namespace} from {ref.kind} in {ns} to Service {sides.canary} "
-                    "(or to all Services)"
-                )
+        await check_use(self.kube, route, Sides.of(release), release.metadata.uid)
 
     async def _update(
         self,
@@ -524,6 +530,15 @@ class GatewayRouter:
             await self._update(release, lambda route: restored(route, sides, owner))
         except RouterError:
             return  # the route is gone: nothing of ours is left on it
+
+    async def waiting_for(self, release: CanaryRelease) -> str:
+        """Which parent and condition the route still waits for; '' when it is in force."""
+        ref, _, ns = self._where(release)
+        try:
+            readiness = route_ready(await self._get(release))
+        except RouterError as exc:
+            return str(exc)
+        return "" if readiness.ready else f"{ref.kind} {ns}/{ref.name}: {readiness.waiting_for}"
 
     async def ready(self, release: CanaryRelease) -> Readiness:
         """``route_ready`` on the route as it is now."""

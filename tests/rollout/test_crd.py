@@ -57,7 +57,7 @@ def test_schema_is_structural_and_names_fields_as_users_write_them() -> None:
     assert "$ref" not in text and "anyOf" not in text and "title" not in text
     spec = schema["properties"]["spec"]
     analysis = spec["properties"]["analysis"]["properties"]
-    assert spec["required"] == ["targetRef", "ingressRef", "images"]
+    assert spec["required"] == ["targetRef", "images"]
     assert analysis["maxWeight"]["minimum"] == 1 and analysis["maxWeight"]["maximum"] == 100
     assert analysis["stepWeight"]["maximum"] == 100
     assert analysis["threshold"]["minimum"] == 1
@@ -398,3 +398,58 @@ def test_status_is_cut_to_its_bounds_instead_of_refused() -> None:
     assert len(fitted.message) == STATUS_MESSAGE_LENGTH and fitted.message.endswith("…")
     assert [e.seq for e in fitted.events] == list(range(50, 150))
     assert fit_status(CanaryReleaseStatus()) == CanaryReleaseStatus()
+
+
+def _with_refs(**refs: Any) -> str:
+    obj = yaml.safe_load(TUTORIAL)
+    obj["spec"].pop("ingressRef")
+    obj["spec"].update(refs)
+    return yaml.safe_dump(obj)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    ("refs", "expected"),
+    [
+        ({}, "needs exactly one of ingressRef (ingress-nginx) and routeRef"),
+        (
+            {"ingressRef": {"name": "podinfo"}, "routeRef": {"name": "podinfo"}},
+            "needs exactly one of ingressRef (ingress-nginx) and routeRef",
+        ),
+        (
+            {"routeRef": {"kind": "Ingress", "name": "podinfo"}},
+            'spec.routeRef.kind: Unsupported value: "Ingress"',
+        ),
+        (
+            {"routeRef": {"apiVersion": "networking.k8s.io/v1", "name": "podinfo"}},
+            'spec.routeRef.apiVersion: Unsupported value: "networking.k8s.io/v1"',
+        ),
+        ({"routeRef": {"name": "podinfo"}, "provider": "linkerd"}, "spec.provider: Unsupported"),
+    ],
+)
+def test_a_release_names_exactly_one_route(
+    kubectl: Kubectl, namespace: str, refs: dict[str, Any], expected: str
+) -> None:
+    done = kubectl("apply", "-n", namespace, "-f", "-", stdin=_with_refs(**refs), check=False)
+
+    assert done.returncode != 0
+    assert expected in done.stderr, done.stderr
+
+
+@pytest.mark.cluster
+def test_a_route_release_is_accepted_and_its_route_cannot_change(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "name": "web"}
+    kubectl(
+        "apply", "-n", namespace, "-f", "-", stdin=_with_refs(routeRef=route, provider="contour")
+    )
+    stored = yaml.safe_load(kubectl("get", "-n", namespace, "crel", "podinfo", "-o", "yaml").stdout)
+    release = CanaryRelease.from_object(stored)
+    assert release.spec.route_ref is not None and release.spec.route_ref.name == "web"
+    assert release.spec.metrics_provider == "contour"
+
+    moved = _with_refs(routeRef={**route, "name": "other"}, provider="contour")
+    done = kubectl("apply", "-n", namespace, "-f", "-", stdin=moved, check=False)
+    assert done.returncode != 0
+    assert "routeRef cannot change after the release is created" in done.stderr, done.stderr

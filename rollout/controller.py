@@ -301,6 +301,20 @@ class Controller:
 
     # -- scheduling -------------------------------------------------------------------------
 
+    async def _resync(self) -> str:
+        """List every release, (re)schedule the active ones, run each once now."""
+        result = await self.kube.request("GET", RELEASES.path(self.settings.namespace))
+        listed = set()
+        for obj in result.get("items", []):
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            if isinstance(meta, dict):
+                listed.add(f"{meta.get('namespace')}/{meta.get('name')}")
+            self._observe(obj, force=True)
+        # deleted while no watch was running (a watch gap, a new term): forget them too
+        for key in set(self._generations) - listed:
+            self._forget(key)
+        return str(result.get("metadata", {}).get("resourceVersion", ""))
+
     def _observe_safely(self, obj: JsonObject, force: bool = False) -> None:
         """``_observe`` for one object; a failure is that object's alone.
 

@@ -35,17 +35,13 @@ from kubernetes.client.exceptions import ApiException
 from bench.core import Options, Progress, Result, mean, now_iso, percentile
 from bench.engine import BenchEngine
 from bench.env import (
-    INGRESSES_PATH,
-    RELEASES_PATH,
     Cluster,
     Prometheus,
-    Watcher,
-    ingress_weight,
     scratch,
-    status_of,
     wait_until,
 )
 from bench.scenario import Traffic, analysis, create_release, release_spec
+from bench.watch import INGRESSES_PATH, RELEASES_PATH, Watcher, ingress_weight, status_of
 from rollout.kube import Kube
 from rollout.models import ControlRequest
 from rollout.store import ReleaseStore

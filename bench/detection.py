@@ -29,17 +29,13 @@ from typing import Any
 from bench.core import Options, Progress, Result, mean, now_iso, percentile, ratio
 from bench.engine import BenchEngine
 from bench.env import (
-    INGRESSES_PATH,
-    RELEASES_PATH,
     Cluster,
     Prometheus,
-    Watcher,
-    ingress_weight,
     scratch,
-    status_of,
     wait_until,
 )
 from bench.scenario import Traffic, analysis, create_release, release_spec
+from bench.watch import INGRESSES_PATH, RELEASES_PATH, Watcher, ingress_weight, status_of
 
 NAME = "detection"
 TITLE = "Detection latency: 50 % 5xx on the canary -> rolled back (Failed, weight 0)"

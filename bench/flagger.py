@@ -42,17 +42,14 @@ from bench import procstat
 from bench.core import Options, Progress, Result, mean, now_iso, ratio
 from bench.engine import BenchEngine
 from bench.env import (
-    INGRESSES_PATH,
     Cluster,
     Identity,
     Prometheus,
-    Watcher,
-    ingress_weight,
     scratch,
-    status_of,
     wait_until,
 )
 from bench.scenario import NEW, Traffic, analysis, create_release, release_spec
+from bench.watch import INGRESSES_PATH, Watcher, ingress_weight, status_of
 from sandbox.ports import free_port
 
 NAME = "flagger"

@@ -37,17 +37,15 @@ from bench import procstat
 from bench.core import Options, Progress, Result, now_iso, percentile, ratio
 from bench.engine import BenchEngine
 from bench.env import (
-    RELEASES_PATH,
     Cluster,
     Prometheus,
-    Watcher,
     counter_delta,
     scratch,
-    status_of,
     wait_until,
 )
 from bench.scenario import analysis, create_release, release_spec
 from bench.trafficpool import TrafficPool
+from bench.watch import RELEASES_PATH, Watcher, status_of
 
 NAME = "scale"
 TITLE = "Scale: tick lag, API and Prometheus requests per step, CPU and RSS vs rollout count"

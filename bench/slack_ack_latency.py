@@ -53,17 +53,15 @@ import aiohttp
 from bench import procstat
 from bench.core import Options, Progress, Result, now_iso, percentile, ratio
 from bench.env import (
-    RELEASES_PATH,
     REPO,
     Cluster,
     Prometheus,
-    Watcher,
     scratch,
-    status_of,
     wait_until,
 )
 from bench.scenario import analysis, create_release, release_spec
 from bench.trafficpool import TrafficPool
+from bench.watch import RELEASES_PATH, Watcher, status_of
 from sandbox import slack_requests
 from sandbox.ports import free_port
 from sandbox.slack_fake import SlackFake

@@ -39,6 +39,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
 from rollout.models import CanaryRelease, format_duration
+from rollout.text import clip
 from rollout.timeline import Sample, Timeline
 
 WIDTH_PX = 1000
@@ -163,7 +164,7 @@ def _draw(fig: Figure, release: CanaryRelease, timeline: Timeline) -> None:
 
 
 def _header(fig: Figure, release: CanaryRelease, timeline: Timeline, colour: str | None) -> None:
-    title = _clip(f"{release.metadata.name} · {release.metadata.namespace}", _TITLE_CHARS)
+    title = clip(f"{release.metadata.name} · {release.metadata.namespace}", _TITLE_CHARS)
     fig.text(0.03, 1 - 14 / HEIGHT_PX, title, fontsize=TITLE_PT, fontweight="bold", va="top")
     start = timeline.start.astimezone(UTC) if timeline.start.tzinfo else timeline.start
     # month names spelled here: strftime's %b follows the process locale
@@ -408,7 +409,7 @@ def _image_change(release: CanaryRelease) -> str:
     text = changes[0] if changes else ""
     if len(changes) > 1:
         text += f" (+{len(changes) - 1} more)"
-    return _clip(text, _TEXT_CHARS)
+    return clip(text, _TEXT_CHARS)
 
 
 def _one_change(old: str, new: str) -> str:
@@ -435,10 +436,6 @@ def _split_image(ref: str) -> tuple[str, str]:
 
 def _short(repo: str) -> str:
     return repo.rsplit("/", 1)[-1]
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 __all__ = [

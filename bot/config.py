@@ -81,6 +81,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollout.egress import has_credentials, parse_networks
 from rollout.models import Analysis, format_duration, is_dns_label, parse_duration
+from rollout.text import validation_problems
 
 Verb = Literal["start", "promote", "abort", "pause", "resume", "approve", "skip-analysis"]
 VERBS: tuple[Verb, ...] = (
@@ -477,14 +478,8 @@ class BotConfig(_Frozen):
 
 def describe_errors(error: ValidationError) -> str:
     """One line per problem, naming the field as written in the YAML file."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling against the documented fields"
-        lines.append(f"  {where}: {message}" if where else f"  {message}")
-    return "\n".join(lines)
+    hint = "unknown field; check its spelling against the documented fields"
+    return "\n".join(f"  {line}" for line in validation_problems(error, unknown_field=hint))
 
 
 def parse_config(text: str, source: str = "config") -> BotConfig:

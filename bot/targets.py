@@ -7,6 +7,7 @@ never writes them.
 from __future__ import annotations
 
 from rollout.kube import DEPLOYMENTS, Kube
+from rollout.workloads import container_images
 
 
 async def deployment_containers(kube: Kube, namespace: str, name: str) -> dict[str, str] | None:
@@ -14,5 +15,4 @@ async def deployment_containers(kube: Kube, namespace: str, name: str) -> dict[s
     deployment = await kube.get(DEPLOYMENTS, namespace, name)
     if deployment is None:
         return None
-    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
-    return {str(c["name"]): str(c.get("image", "")) for c in containers or []}
+    return container_images(deployment)

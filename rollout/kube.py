@@ -258,29 +258,56 @@ class Kube:
         plural = resource_of(path)
         timeout = self._budget(method, timeout)
         self.requests.add(method, plural)
+        response = self._call_api(
+            method,
+            path,
+            query=query or [],
+            headers={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            # a (connect, read) pair: the client ignores a float (no timeout at all)
+            timeout=(timeout, timeout),
+            errors_of=plural,
+        )
+        data = response.data
+        return json.loads(data) if data else {}
+
+    def _call_api(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        timeout: tuple[float, float],
+        body: Any = None,
+        errors_of: str | None = None,
+    ) -> Any:
+        """The client's raw call, its errors mapped to ``KubeError`` and its subclasses.
+
+        ``errors_of`` names the resource a failure is counted against (None: not counted).
+        """
         try:
-            response = self._api.call_api(
+            return self._api.call_api(
                 path,
                 method,
-                query_params=query or [],
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                query_params=query,
+                header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _return_http_data_only=True,
-                # a (connect, read) pair: the client ignores a float (no timeout at all)
-                _request_timeout=(timeout, timeout),
+                _request_timeout=timeout,
             )
         except ApiException as exc:
-            self.requests.error(plural, exc.status or 0)
+            if errors_of is not None:
+                self.requests.error(errors_of, exc.status or 0)
             raise _translate(exc) from None
         except Exception as exc:  # urllib3/network errors: the server is unreachable
-            self.requests.error(plural, 0)
+            if errors_of is not None:
+                self.requests.error(errors_of, 0)
             raise KubeError(
                 0, "Unavailable", f"API server unreachable: {error_text(exc)}"
             ) from None
-        data = response.data
-        return json.loads(data) if data else {}
 
     async def request(
         self,
@@ -506,29 +533,19 @@ class Kube:
         """
         path = resource.path(namespace)
         self.requests.add("WATCH", resource.plural)
-        try:
-            response = self._api.call_api(
-                path,
-                "GET",
-                query_params=[
-                    ("watch", "true"),
-                    ("resourceVersion", resource_version),
-                    ("allowWatchBookmarks", "true"),
-                    ("timeoutSeconds", str(timeout_seconds)),
-                    *([("labelSelector", label_selector)] if label_selector else []),
-                ],
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=(10, timeout_seconds + 10),
-            )
-        except ApiException as exc:
-            raise _translate(exc) from None
-        except Exception as exc:
-            raise KubeError(
-                0, "Unavailable", f"API server unreachable: {error_text(exc)}"
-            ) from None
+        response = self._call_api(
+            "GET",
+            path,
+            query=[
+                ("watch", "true"),
+                ("resourceVersion", resource_version),
+                ("allowWatchBookmarks", "true"),
+                ("timeoutSeconds", str(timeout_seconds)),
+                *([("labelSelector", label_selector)] if label_selector else []),
+            ],
+            headers={"Accept": "application/json"},
+            timeout=(10, timeout_seconds + 10),
+        )
         buffer = b""
         try:
             for chunk in response.stream(amt=None, decode_content=True):

@@ -13,6 +13,7 @@ from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, Kube
 from rollout.models import CanaryReleaseSpec, Phase
 from rollout.ownership import ownership_problems
 from rollout.routers.select import route_problems
+from rollout.workloads import container_images
 
 # Namespaces canary-bot never acts in, whatever a CanaryRelease there asks: the cluster's
 # own, where a copy of a system Deployment's pod template (its ServiceAccount, secrets
@@ -61,10 +62,7 @@ async def check_start(
             f"check the name with `kubectl get deployments -n {namespace}`"
         )
     else:
-        containers = {
-            c["name"]: c.get("image", "")
-            for c in deployment["spec"]["template"]["spec"].get("containers", [])
-        }
+        containers = container_images(deployment)
         for container, image in spec.images.items():
             if container not in containers:
                 # images only replace the target's containers: a new one would run code

@@ -23,6 +23,7 @@ from rollout.models import (
     NotificationState,
     new_object,
 )
+from rollout.text import clip, validation_problems
 
 log = logging.getLogger("canary_bot.store")
 
@@ -71,16 +72,7 @@ def _meta(raw: Any) -> dict[str, Any]:
 
 def describe_validation_error(error: ValidationError) -> str:
     """One readable line per problem: ``spec.analysis.maxWeight: must be ...``."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{where}: {message}" if where else message)
-    return _clip("; ".join(lines))
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "\u2026"
+    return clip("; ".join(validation_problems(error)), MAX_REASON_CHARS)
 
 
 def parse_release(raw: JsonObject) -> CanaryRelease:
@@ -100,7 +92,9 @@ def parse_release(raw: JsonObject) -> CanaryRelease:
             _meta(raw).get("name"),
             type(exc).__name__,
         )
-        raise InvalidRelease(raw, _clip(f"cannot be read: {type(exc).__name__}: {exc}")) from None
+        raise InvalidRelease(
+            raw, clip(f"cannot be read: {type(exc).__name__}: {exc}", MAX_REASON_CHARS)
+        ) from None
 
 
 class ReleaseStore:
@@ -183,37 +177,50 @@ class ReleaseStore:
         self, release: CanaryRelease, status: CanaryReleaseStatus
     ) -> CanaryRelease:
         """Replace the status if the object is unchanged since it was read."""
-        body = {
-            "apiVersion": "canarybot.io/v1alpha1",
-            "kind": "CanaryRelease",
-            "metadata": {
-                "name": release.metadata.name,
-                "namespace": release.metadata.namespace,
-                "resourceVersion": release.metadata.resource_version,
-            },
-            "status": fit_status(status).model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-        raw = await self.kube.replace(
-            RELEASES, release.metadata.namespace, release.metadata.name, body, sub="status"
+        meta = release.metadata
+        raw = await self._replace_status(
+            "canarybot.io/v1alpha1",
+            "CanaryRelease",
+            meta.namespace,
+            meta.name,
+            meta.resource_version,
+            status,
         )
         return parse_release(raw)
 
     async def write_raw_status(self, raw: JsonObject, status: CanaryReleaseStatus) -> JsonObject:
         """Status of an object whose spec does not validate (to report why)."""
         meta = raw["metadata"]
+        return await self._replace_status(
+            raw["apiVersion"],
+            raw["kind"],
+            meta["namespace"],
+            meta["name"],
+            meta["resourceVersion"],
+            status,
+        )
+
+    async def _replace_status(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        resource_version: str | None,
+        status: CanaryReleaseStatus,
+    ) -> JsonObject:
+        # The resourceVersion makes the write conditional: a changed object is a Conflict.
         body = {
-            "apiVersion": raw["apiVersion"],
-            "kind": raw["kind"],
+            "apiVersion": api_version,
+            "kind": kind,
             "metadata": {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "resourceVersion": meta["resourceVersion"],
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": resource_version,
             },
             "status": fit_status(status).model_dump(mode="json", by_alias=True, exclude_none=True),
         }
-        return await self.kube.replace(
-            RELEASES, meta["namespace"], meta["name"], body, sub="status"
-        )
+        return await self.kube.replace(RELEASES, namespace, name, body, sub="status")
 
     async def write_notification(
         self, release: CanaryRelease, state: NotificationState

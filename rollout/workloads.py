@@ -79,11 +79,11 @@ def _rollout_state(deployment: JsonObject) -> Readiness:
 
 
 def container_images(deployment: JsonObject | None) -> dict[str, str]:
-    """Container name -> image of a Deployment's pod template."""
+    """Container name -> image of a Deployment's pod template ({} for no Deployment)."""
     if deployment is None:
         return {}
-    containers = deployment["spec"]["template"]["spec"].get("containers", [])
-    return {c["name"]: c.get("image", "") for c in containers}
+    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+    return {str(c["name"]): str(c.get("image", "")) for c in containers or []}
 
 
 def _canary_labels(labels: dict[str, str], selector: dict[str, str]) -> dict[str, str]:

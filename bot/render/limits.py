@@ -7,6 +7,9 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block
 
+# Re-exported: the renderers clip with the rule every front shares.
+from rollout.text import clip as clip
+
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 MAX_FIELDS = 10
@@ -14,11 +17,6 @@ MAX_FIELD_TEXT = 2000
 MAX_ACTIONS = 25
 MAX_HEADER_TEXT = 150
 MAX_MESSAGE_TEXT = 40000
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class MessageTooLarge(ValueError):

@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,8 +25,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.controlplane import ControlPlane
+from sandbox.polling import WaitTimeout, wait_for
 from sandbox.ports import free_port
-from tests.deploy.kubectl import NAMESPACE, create_namespace, engine, lease_holder, wait_for
+from tests.deploy.kubectl import NAMESPACE, create_namespace, engine, lease_holder
 from tests.sandbox.test_make_run import ROOT, Terminal
 
 pytestmark = pytest.mark.cluster
@@ -40,12 +40,10 @@ NO_PROMETHEUS = "http://127.0.0.1:9"
 
 def until(condition: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> None:
     """Poll ``condition``; on timeout fail with what ``describe`` says then."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {describe()}")
+    try:
+        wait_for(condition, timeout, "the condition", interval=0.2)
+    except WaitTimeout:
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {describe()}")
 
 
 def metrics(port: int) -> str:

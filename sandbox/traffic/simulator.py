@@ -1,309 +1,33 @@
-"""An ingress-nginx data-plane simulator.
-
-A :class:`TrafficSimulator` stands in for the ingress controller in front of one
-Ingress. Every tick it reads the canary Ingress (``<ingress>-canary``) from the
-Kubernetes API, produces a steady stream of synthetic requests split between the
-stable and the canary upstream exactly as the canary annotations say, applies the
-error rate and latency configured for each side, and exports what ingress-nginx would
-export for those requests:
-
-* ``nginx_ingress_controller_requests`` (counter)
-* ``nginx_ingress_controller_request_duration_seconds`` (histogram, default buckets)
-* ``nginx_ingress_controller_response_duration_seconds`` (histogram; Flagger's
-  request-duration check reads its ``_sum`` and ``_count``)
-
-with ingress-nginx's label set. Series are labelled with the *main* Ingress name for
-both sides; the ``canary`` label holds the canary upstream name on the canary side and
-is empty on the stable side, which is what the Flagger queries filter on.
-
-Counts are deterministic: request, canary-share and error fractions are carried over
-from tick to tick instead of being drawn at random, so a 50 % error rate yields 50 % of
-the requests as 5xx, give or take one request.
-
-Settings can be changed at runtime through the Python API or the HTTP control
-endpoint (``GET``/``POST /control``) served next to ``/metrics``.
-"""
+"""The :class:`TrafficSimulator`: ticks, request accounting, routing refresh, lifecycle."""
 
 from __future__ import annotations
 
-import argparse
 import bisect
-import json
 import math
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Literal, Self
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-__all__ = [
-    "DEFAULT_BUCKETS",
-    "CanaryRouting",
-    "ControlError",
-    "SideSettings",
-    "TrafficSimulator",
-    "main",
-]
-
-#: ingress-nginx's default duration buckets (the Go client's DefBuckets), in seconds.
-DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
-REQUESTS = "nginx_ingress_controller_requests"
-REQUEST_DURATION = "nginx_ingress_controller_request_duration_seconds"
-RESPONSE_DURATION = "nginx_ingress_controller_response_duration_seconds"
-LABEL_NAMES: tuple[str, ...] = (
-    "canary",
-    "controller_class",
-    "controller_namespace",
-    "controller_pod",
-    "ingress",
-    "method",
-    "namespace",
-    "path",
-    "service",
-    "status",
+from sandbox.traffic.control import make_handler
+from sandbox.traffic.metrics import (
+    DEFAULT_BUCKETS,
+    LABEL_NAMES,
+    REQUESTS,
+    IngressCollector,
+    Series,
 )
+from sandbox.traffic.routing import CanaryRouting
+from sandbox.traffic.settings import MAX_RPS, SIDES, ControlError, Side, SideSettings, number
 
-Side = Literal["stable", "canary"]
-SIDES: tuple[Side, Side] = ("stable", "canary")
 # Latency jitter walks the golden-ratio sequence: evenly spread, deterministic values.
 _GOLDEN = (math.sqrt(5) - 1) / 2
-_MAX_RPS = 10_000.0
-_MAX_LATENCY_MS = 600_000.0
-
-
-class ControlError(ValueError):
-    """A settings update was rejected; the message says which field and why."""
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class SideSettings:
-    """Behaviour of one upstream (stable or canary).
-
-    ``error_rate`` is the fraction (0..1) of requests answered with ``error_status``;
-    each request takes ``latency_ms`` ± ``jitter_ms`` (evenly spread, never below 0).
-    """
-
-    error_rate: float = 0.0
-    latency_ms: float = 20.0
-    jitter_ms: float = 5.0
-    error_status: int = 500
-
-    def updated(self, changes: Mapping[str, Any], where: str) -> SideSettings:
-        """A copy with ``changes`` applied; raises ControlError on bad input."""
-        if not isinstance(changes, Mapping):
-            raise ControlError(f"{where} must be an object, got {type(changes).__name__}")
-        values: dict[str, Any] = {}
-        for key, raw in changes.items():
-            path = f"{where}.{key}"
-            if key == "error_rate":
-                values[key] = _number(raw, path, 0.0, 1.0, hint=" (a fraction: 0.5 = 50 %)")
-            elif key in ("latency_ms", "jitter_ms"):
-                values[key] = _number(raw, path, 0.0, _MAX_LATENCY_MS)
-            elif key == "error_status":
-                if isinstance(raw, bool) or not isinstance(raw, int) or not 500 <= raw <= 599:
-                    raise ControlError(f"{path} must be an integer 5xx status, got {raw!r}")
-                values[key] = raw
-            else:
-                allowed = ", ".join(f.name for f in fields(SideSettings))
-                raise ControlError(f"unknown field {path!r}; allowed: {allowed}")
-        return replace(self, **values)
-
-
-def _number(raw: Any, path: str, low: float, high: float, hint: str = "") -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise ControlError(f"{path} must be a number, got {raw!r}")
-    value = float(raw)
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ControlError(f"{path} must be between {low:g} and {high:g}{hint}, got {raw!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class CanaryRouting:
-    """The canary configuration ingress-nginx derives from the canary Ingress.
-
-    ``enabled`` is False when there is no canary Ingress or its ``canary`` annotation
-    is not ``"true"``; then every request goes to the stable upstream.
-    """
-
-    enabled: bool = False
-    weight: float = 0.0
-    weight_total: float = 100.0
-    header: str | None = None
-    header_value: str | None = None
-    header_pattern: str | None = None
-    cookie: str | None = None
-    backend_service: str | None = None
-    backend_port: str | None = None
-
-    @classmethod
-    def weighted(cls, weight: float, total: float = 100.0) -> CanaryRouting:
-        """Plain weight-based routing, as Flagger sets it during an analysis."""
-        return cls(enabled=True, weight=weight, weight_total=total)
-
-    @classmethod
-    def from_ingress(cls, ingress: Any) -> CanaryRouting:
-        """Read a ``V1Ingress`` (or None for a missing Ingress) like ingress-nginx does."""
-        if ingress is None:
-            return cls()
-        annotations: dict[str, str] = dict(ingress.metadata.annotations or {})
-        service, port = _first_backend(ingress)
-        return cls.from_annotations(annotations, backend_service=service, backend_port=port)
-
-    @classmethod
-    def from_annotations(
-        cls,
-        annotations: Mapping[str, str],
-        *,
-        backend_service: str | None = None,
-        backend_port: str | None = None,
-    ) -> CanaryRouting:
-        """Interpret ``nginx.ingress.kubernetes.io/canary*`` annotations."""
-
-        def get(name: str) -> str | None:
-            value = annotations.get(ANNOTATION_PREFIX + name)
-            return value if value else None
-
-        if (get("canary") or "").strip().lower() != "true":
-            return cls(backend_service=backend_service, backend_port=backend_port)
-        # ingress-nginx ignores a malformed number and falls back to the default.
-        weight = _int_or(get("canary-weight"), 0)
-        total = _int_or(get("canary-weight-total"), 100)
-        if total <= 0:
-            total = 100
-        return cls(
-            enabled=True,
-            weight=float(max(weight, 0)),
-            weight_total=float(total),
-            header=get("canary-by-header"),
-            header_value=get("canary-by-header-value"),
-            header_pattern=get("canary-by-header-pattern"),
-            cookie=get("canary-by-cookie"),
-            backend_service=backend_service,
-            backend_port=backend_port,
-        )
-
-    @property
-    def weight_share(self) -> float:
-        """Fraction of weight-routed requests sent to the canary."""
-        if not self.enabled or self.weight_total <= 0:
-            return 0.0
-        return min(max(self.weight / self.weight_total, 0.0), 1.0)
-
-    def canary_share(self, header_share: float = 0.0, cookie_share: float = 0.0) -> float:
-        """Fraction of all requests routed to the canary.
-
-        ``header_share`` of the requests carry the canary header (with the configured
-        value, or ``always``) and ``cookie_share`` carry the canary cookie set to
-        ``always``. The header is looked at first, then the cookie, then the weight;
-        shares only count when the matching annotation is present.
-        """
-        if not self.enabled:
-            return 0.0
-        remaining = 1.0
-        share = 0.0
-        if self.header:
-            share += remaining * header_share
-            remaining *= 1.0 - header_share
-        if self.cookie:
-            share += remaining * cookie_share
-            remaining *= 1.0 - cookie_share
-        return share + remaining * self.weight_share
-
-
-def _int_or(raw: str | None, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        return int(raw.strip())
-    except ValueError:
-        return default
-
-
-def _first_backend(ingress: Any) -> tuple[str | None, str | None]:
-    spec = ingress.spec
-    backend = None
-    for rule in (spec.rules or []) if spec is not None else []:
-        paths = rule.http.paths if rule.http is not None else []
-        if paths:
-            backend = paths[0].backend
-            break
-    if backend is None and spec is not None:
-        backend = spec.default_backend
-    if backend is None or backend.service is None:
-        return None, None
-    port = backend.service.port
-    port_text = None
-    if port is not None:
-        port_text = str(port.number) if port.number is not None else port.name
-    name: str | None = backend.service.name
-    return name, port_text
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-@dataclass
-class _Series:
-    count: int = 0
-    duration_sum: float = 0.0
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(DEFAULT_BUCKETS) + 1))
-
-
-def _le(bound: float) -> str:
-    # Go's client writes bucket bounds like 0.005, 1, 2.5 (no trailing ".0").
-    return format(bound, "g")
-
-
-class _IngressCollector(Collector):
-    """Exports the simulator's series in ingress-nginx's shape."""
-
-    def __init__(self, sim: TrafficSimulator) -> None:
-        self._sim = sim
-
-    def collect(self) -> Iterable[Metric]:
-        series = self._sim._series_snapshot()
-        requests = Metric(REQUESTS, "Client requests served, by status (simulated)", "counter")
-        request_duration = HistogramMetricFamily(
-            REQUEST_DURATION,
-            "Time to serve a request, in seconds (simulated)",
-            labels=LABEL_NAMES,
-        )
-        response_duration = HistogramMetricFamily(
-            RESPONSE_DURATION,
-            "Time the upstream took to answer, in seconds (simulated)",
-            labels=LABEL_NAMES,
-        )
-        for labels, state in sorted(series.items()):
-            label_dict = dict(zip(LABEL_NAMES, labels, strict=True))
-            requests.add_sample(REQUESTS, label_dict, float(state.count))
-            cumulative: list[tuple[str, float]] = []
-            running = 0
-            for bound, count in zip(DEFAULT_BUCKETS, state.buckets, strict=False):
-                running += count
-                cumulative.append((_le(bound), float(running)))
-            cumulative.append(("+Inf", float(state.count)))
-            # The simulator has no nginx overhead: upstream time is the request time.
-            request_duration.add_metric(list(labels), cumulative, state.duration_sum)
-            response_duration.add_metric(list(labels), cumulative, state.duration_sum)
-        return [requests, request_duration, response_duration]
-
-
-# --------------------------------------------------------------------------- simulator
 
 
 def _whole(carry: float) -> int:
@@ -396,11 +120,11 @@ class TrafficSimulator:
         self._canary_carry = 0.0
         self._error_carry: dict[Side, float] = {"stable": 0.0, "canary": 0.0}
         self._sequence: dict[Side, int] = {"stable": 0, "canary": 0}
-        self._series: dict[tuple[str, ...], _Series] = {}
+        self._series: dict[tuple[str, ...], Series] = {}
         self._totals: dict[Side, dict[str, int]] = {"stable": {}, "canary": {}}
 
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_IngressCollector(self))
+        self.registry.register(IngressCollector(self))
 
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -546,9 +270,9 @@ class TrafficSimulator:
             sides = dict(self._sides)
             for key, raw in update.items():
                 if key == "rps":
-                    rps = _number(raw, "rps", 0.0, _MAX_RPS)
+                    rps = number(raw, "rps", 0.0, MAX_RPS)
                 elif key in shares:
-                    shares[key] = _number(raw, key, 0.0, 1.0)
+                    shares[key] = number(raw, key, 0.0, 1.0)
                 elif key in SIDES:
                     sides[key] = sides[key].updated(raw, key)
                 else:
@@ -697,7 +421,7 @@ class TrafficSimulator:
             labels = self._labels(status, canary_label)
             series = self._series.get(labels)
             if series is None:
-                series = self._series[labels] = _Series()
+                series = self._series[labels] = Series()
             for _ in range(n):
                 seconds = self._next_latency(side, settings)
                 series.count += 1
@@ -727,10 +451,10 @@ class TrafficSimulator:
         }
         return tuple(values[name] for name in LABEL_NAMES)
 
-    def _series_snapshot(self) -> dict[tuple[str, ...], _Series]:
+    def _series_snapshot(self) -> dict[tuple[str, ...], Series]:
         with self._lock:
             return {
-                labels: _Series(s.count, s.duration_sum, list(s.buckets))
+                labels: Series(s.count, s.duration_sum, list(s.buckets))
                 for labels, s in self._series.items()
             }
 
@@ -750,7 +474,7 @@ class TrafficSimulator:
         """Serve ``/metrics`` and ``/control`` and start the tick loop."""
         if self._thread is not None:
             raise RuntimeError("the simulator is already started")
-        self._server = ThreadingHTTPServer(self._listen, _make_handler(self))
+        self._server = ThreadingHTTPServer(self._listen, make_handler(self))
         self._server.daemon_threads = True
         # A short poll interval keeps stop() fast; serve_forever only checks for
         # shutdown between polls.
@@ -819,104 +543,3 @@ class TrafficSimulator:
                     f"after {timeout:g}s (last error: {self.last_error})"
                 )
             time.sleep(self.tick_seconds / 2)
-
-
-# --------------------------------------------------------------------------- HTTP
-
-
-def _make_handler(sim: TrafficSimulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, payload: Any) -> None:
-            self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
-
-        def do_GET(self) -> None:
-            route = self.path.split("?", 1)[0]
-            if route == "/metrics":
-                self._send(200, sim.render_metrics(), "text/plain; version=0.0.4; charset=utf-8")
-            elif route == "/control":
-                self._json(200, sim.state())
-            else:
-                self._json(404, {"error": f"no such path {route}; try /metrics or /control"})
-
-        def do_POST(self) -> None:
-            route = self.path.split("?", 1)[0]
-            if route != "/control":
-                self._json(404, {"error": f"no such path {route}; POST /control"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length > 0 else b""
-            try:
-                update = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                self._json(400, {"error": f"the body is not valid JSON: {exc}"})
-                return
-            try:
-                state = sim.apply_control(update)
-            except ControlError as exc:
-                self._json(400, {"error": str(exc)})
-                return
-            self._json(200, state)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # scraped every second; access logs would drown everything else
-
-    return Handler
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one simulator until SIGINT/SIGTERM (``python -m sandbox.traffic``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m sandbox.traffic",
-        description=(
-            "Simulate ingress-nginx traffic for one Ingress: read the canary weight from "
-            "the API server, export ingress-nginx metrics, accept settings on /control."
-        ),
-    )
-    parser.add_argument("--namespace", required=True, help="namespace of the Ingress")
-    parser.add_argument("--ingress", required=True, help="name of the main Ingress")
-    parser.add_argument("--service", required=True, help="backend Service of the main Ingress")
-    parser.add_argument("--port", default="80", help="Service port (default 80)")
-    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG)")
-    parser.add_argument("--rps", type=float, default=10.0, help="requests per second (10)")
-    parser.add_argument("--tick", type=float, default=0.25, help="seconds per tick (0.25)")
-    parser.add_argument("--listen-host", default="127.0.0.1", help="HTTP bind address")
-    parser.add_argument("--listen-port", type=int, default=0, help="HTTP port (0 = free port)")
-    args = parser.parse_args(argv)
-
-    sim = TrafficSimulator(
-        args.namespace,
-        args.ingress,
-        args.service,
-        args.port,
-        kubeconfig=args.kubeconfig,
-        rps=args.rps,
-        tick=args.tick,
-        listen_host=args.listen_host,
-        listen_port=args.listen_port,
-    )
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    with sim:
-        print(f"metrics: {sim.url}/metrics", flush=True)
-        print(f"control: {sim.url}/control", flush=True)
-        done.wait()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

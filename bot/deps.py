@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.backlog import Backlog
 from bot.config import BotConfig
 from bot.metrics import BotMetrics
 from bot.operations import Operations
@@ -39,5 +38,3 @@ class Deps:
     metrics: BotMetrics
     client: AsyncWebClient
     audit: AuditTrail = field(default_factory=AuditTrail)
-    # the work after each command's ack, bounded (bot/backlog.py)
-    backlog: Backlog = field(default_factory=Backlog)

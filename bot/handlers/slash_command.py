@@ -67,37 +67,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
             deps.metrics.ack_seconds.observe(time.perf_counter() - received)
             deps.metrics.commands.labels(verb="help", outcome="ok").inc()
             return
-        if deps.backlog.full:
-            await ack(text=deps.backlog.busy_text(), response_type="ephemeral")
-            deps.metrics.ack_seconds.observe(time.perf_counter() - received)
-            deps.metrics.commands.labels(verb=parsed.verb, outcome="busy").inc()
-            return
         await ack()
         deps.metrics.ack_seconds.observe(time.perf_counter() - received)
-        async with deps.backlog.turn():
-            await _carry_out(deps, parsed, command, respond, client)
-
-
-async def _carry_out(
-    deps: Deps,
-    parsed: Command,
-    command: dict[str, Any],
-    respond: AsyncRespond,
-    client: AsyncWebClient,
-) -> None:
-    """Run an acked command and answer; a failure is answered, never raised."""
-    actor = Actor(
-        user=str(command.get("user_id", "")),
-        user_name=str(command.get("user_name", "")),
-        channel=str(command.get("channel_id", "")),
-    )
-    try:
-        await run(deps, parsed, actor, command, respond, client)
-        deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()
-    except Exception as exc:
-        log.exception("/canary %s failed", parsed.verb)
-        deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
-        await send_reply(respond, Reply(describe_failure(exc)))
+        actor = Actor(
+            user=str(command.get("user_id", "")),
+            user_name=str(command.get("user_name", "")),
+            channel=str(command.get("channel_id", "")),
+        )
+        try:
+            await run(deps, parsed, actor, command, respond, client)
+            deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()
+        except Exception as exc:
+            log.exception("/canary %s failed", parsed.verb)
+            deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
+            await send_reply(respond, Reply(describe_failure(exc)))
 
 
 async def run(

@@ -337,7 +337,7 @@ def _rows(result: Result, point: dict[str, Any]) -> None:
         "engine CPU / RSS per rollout",
         ratio(point["engine_cpu_percent"], n),
         "% of a core",
-        f"RSS {ratio(point['engine_rss_mib'], n) or 0:.3f} MiB per rollout",
+        f"RSS {ratio(point['engine_rss_mib'], n) or 0:.3f} MiB per rollout (RSS / N, floor included)",
     )
     by_kind = point.get("client_by_resource", {})
     result.add(

@@ -32,7 +32,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--aborts", type=int, default=50, help="abort: aborts to time (50)")
     parser.add_argument("--runs", type=int, default=5, help="detection: rollbacks per variant (5)")
     parser.add_argument(
-        "--counts", type=int, nargs="+", default=None, help="scale: rollout counts (10 100 500)"
+        "--counts",
+        type=int,
+        nargs="+",
+        default=None,
+        help="scale: rollout counts (10 100 500 1000)",
     )
     parser.add_argument(
         "--window", type=float, default=None, help="scale: seconds measured per count (60)"
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in BENCHMARKS:
             print(f"{name:<12} {load(name).TITLE}")
         return 0
-    counts = args.counts or ((10, 50) if args.quick else (10, 100, 500))
+    counts = args.counts or ((10, 50) if args.quick else (10, 100, 500, 1000))
     window = args.window or (40.0 if args.quick else 60.0)
     options = Options(
         quick=args.quick,

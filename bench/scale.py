@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -153,6 +154,7 @@ def _measure(count: int, options: Options, progress: Progress) -> dict[str, Any]
             pool_traffic.stop()
             prometheus.stop()
         point["engine_log_tail"] = engine.log_tail(15)
+    point["load_average"] = list(os.getloadavg())
     return point
 
 
@@ -330,6 +332,25 @@ def _rows(result: Result, point: dict[str, Any]) -> None:
     result.add(case, "engine CPU", point["engine_cpu_percent"], "% of a core")
     result.add(
         case,
+        "engine CPU / RSS per rollout",
+        ratio(point["engine_cpu_percent"], n),
+        "% of a core",
+        f"RSS {ratio(point['engine_rss_mib'], n) or 0:.3f} MiB per rollout (RSS / N, floor included)",
+    )
+    by_kind = point.get("client_by_resource", {})
+    result.add(
+        case,
+        "engine requests per step by kind",
+        None,
+        "",
+        ", ".join(
+            f"{kind} {ratio(count, steps) or 0:.2f}"
+            for kind, count in sorted(by_kind.items())
+            if not kind.startswith("WATCH")
+        )[:120],
+    )
+    result.add(
+        case,
         "engine RSS (end / max in window)",
         point["engine_rss_mib"],
         "MiB",
@@ -363,6 +384,8 @@ def _rows(result: Result, point: dict[str, Any]) -> None:
         "",
         f"reached after {point['settle_s']:.0f}s; apps ready in {point['apps_ready_s']:.0f}s",
     )
+    load = point.get("load_average") or [0.0, 0.0, 0.0]
+    result.add(case, "machine load average at the end (1 / 5 min)", round(load[0], 2), "", f"5 min {load[1]:.2f}")
 
 
 def _growth(result: Result, points: list[dict[str, Any]]) -> None:

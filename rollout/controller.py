@@ -302,14 +302,14 @@ class Controller:
             meta = obj.get("metadata") if isinstance(obj, dict) else None
             if isinstance(meta, dict):
                 listed.add(f"{meta.get('namespace')}/{meta.get('name')}")
-            self._observe(obj, force=True)
+            self._on_release(obj, force=True)
         # deleted while no watch was running (a watch gap, a new term): forget them too
         for key in set(self._generations) - listed:
             self._forget(key)
         return str(result.get("metadata", {}).get("resourceVersion", ""))
 
-    def _observe_safely(self, obj: JsonObject, force: bool = False) -> None:
-        """``_observe`` for one object; a failure is that object's alone.
+    def _on_release(self, obj: JsonObject, force: bool = False) -> None:
+        """React to a release as listed or watched; a failure is that object's alone.
 
         The object is still handed to ``advance``, which marks one it cannot read as
         Failed with the reason (status and an Event); the other releases keep running.
@@ -323,10 +323,6 @@ class Controller:
             log.exception("cannot schedule CanaryRelease %s/%s", namespace, name)
             if isinstance(namespace, str) and isinstance(name, str):
                 self.trigger(namespace, name)
-
-    def _observe(self, obj: JsonObject, force: bool = False) -> None:
-        """React to a release as listed or watched (never raises: see ``_observe_safely``)."""
-        self._observe_safely(obj, force)
 
     def _react(self, obj: JsonObject, force: bool = False) -> None:
         meta = obj.get("metadata", {})
@@ -484,7 +480,7 @@ class Controller:
                         key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
                         loop.call_soon_threadsafe(self._forget, key)
                         continue
-                    loop.call_soon_threadsafe(self._observe, obj)
+                    loop.call_soon_threadsafe(self._on_release, obj)
             except KubeError as exc:
                 if stop.is_set():
                     return

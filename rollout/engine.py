@@ -31,6 +31,7 @@ from rollout.decide import (
     Action,
     Checks,
     CheckStage,
+    ClusterState,
     Decision,
     DeleteCanary,
     EnsureCanary,
@@ -41,7 +42,6 @@ from rollout.decide import (
     RevertTarget,
     SetWeight,
     StoreDecision,
-    Workloads,
     decide,
     plan_checks,
     rollback_due,
@@ -64,8 +64,7 @@ from rollout.preflight import check_start, protected_refusal
 from rollout.router import NginxRouter, Router
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
 from rollout.webhooks import WebhookResult, WebhookRunner, payload
-from rollout.workloads import Workloads as CanaryWorkloads
-from rollout.workloads import container_images, readiness
+from rollout.workloads import CanaryWorkloads, container_images, readiness
 
 log = logging.getLogger("canary_bot.engine")
 
@@ -139,7 +138,7 @@ class Engine:
         if release.metadata.deletion_timestamp is not None:
             return release
         now = self.clock()
-        observed = await self._observe(release)
+        observed = await self._observe_cluster(release)
         stage = plan_checks(release, observed, now)
         checks = await self._run_checks(release, stage, rollback_due(release, now))
         try:
@@ -174,7 +173,7 @@ class Engine:
 
     # -- observe ----------------------------------------------------------------------------
 
-    async def _observe(self, release: CanaryRelease) -> Workloads:
+    async def _observe_cluster(self, release: CanaryRelease) -> ClusterState:
         target, canary, weight = await asyncio.gather(
             self.workloads.target(release),
             self.workloads.canary(release),
@@ -191,7 +190,7 @@ class Engine:
             canary = None  # another release's canary (e.g. a refused duplicate): not ours
         target_state = readiness(target)
         canary_state = readiness(canary)
-        return Workloads(
+        return ClusterState(
             target_exists=target is not None,
             target_images=container_images(target),
             target_ready=target_state.ready,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from rollout.decide import (
     Checks,
     CheckStage,
+    ClusterState,
     DeleteCanary,
     EnsureCanary,
     HookCheck,
@@ -25,7 +26,6 @@ from rollout.decide import (
     PromoteTarget,
     RevertTarget,
     SetWeight,
-    Workloads,
     decide,
     plan_checks,
     rollback_due,
@@ -90,8 +90,8 @@ class World:
     actions: list[object] = field(default_factory=list)
     problems: tuple[str, ...] = ()
 
-    def workloads(self) -> Workloads:
-        return Workloads(
+    def workloads(self) -> ClusterState:
+        return ClusterState(
             target_exists=True,
             target_images=dict(self.target_images),
             target_ready=True,

@@ -49,7 +49,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from rollout.models import Metric
+from rollout.models import CanaryRelease, Metric
 from rollout.promresult import MAX_RESULT_BYTES as MAX_RESULT_BYTES
 from rollout.promresult import MAX_SAMPLES as MAX_SAMPLES
 from rollout.promresult import MAX_SERIES as MAX_SERIES
@@ -108,6 +108,19 @@ class QueryContext:
     service: str
     port: int
     release: str
+
+    @classmethod
+    def of(cls, release: CanaryRelease) -> QueryContext:
+        """The names ``release``'s traffic is reported under (the analysis and the chart
+        query the same ones)."""
+        return cls(
+            namespace=release.metadata.namespace,
+            target=release.spec.target_ref.name,
+            ingress=release.spec.ingress_ref.name,
+            service=release.spec.target_ref.name,
+            port=release.spec.service.port,
+            release=release.metadata.name,
+        )
 
     @property
     def canary(self) -> str:

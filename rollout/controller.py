@@ -44,7 +44,7 @@ from rollout.kube import (
 )
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
-from rollout.models import CanaryRelease, Phase, parse_duration
+from rollout.models import FINAL_PHASES, CanaryRelease, parse_duration
 from rollout.notify import Notifier, undelivered
 from rollout.outbox import Outbox
 from rollout.preflight import protected_namespaces
@@ -53,7 +53,6 @@ from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
 
-FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 # Never tick one release more often than this, whatever its spec says.
 MIN_TICK_SECONDS = 1.0
 # advance runs in a row for one trigger at most (coalesced triggers, conflicts)
@@ -332,7 +331,7 @@ class Controller:
         spec_changed = self._generations.get(key) != generation
         self._generations[key] = generation
         self.retention.observe(obj)
-        if phase in FINAL:
+        if phase in FINAL_PHASES:
             status = obj.get("status") or {}
             delivered = int((status.get("notification") or {}).get("deliveredSeq", 0))
             if int(status.get("eventSeq", 0)) > delivered:

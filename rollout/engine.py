@@ -63,7 +63,7 @@ from rollout.owner import owned_by
 from rollout.preflight import check_start, protected_refusal
 from rollout.router import NginxRouter, Router
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
-from rollout.webhooks import WebhookResult, WebhookRunner, payload
+from rollout.webhooks import WebhookPayload, WebhookResult, WebhookRunner, payload
 from rollout.workloads import CanaryWorkloads, container_images, readiness
 
 log = logging.getLogger("canary_bot.engine")
@@ -205,28 +205,11 @@ class Engine:
 
     # -- checks -----------------------------------------------------------------------------
 
-    def _context(self, release: CanaryRelease) -> QueryContext:
-        return QueryContext(
-            namespace=release.metadata.namespace,
-            target=release.spec.target_ref.name,
-            ingress=release.spec.ingress_ref.name,
-            service=release.spec.target_ref.name,
-            port=release.spec.service.port,
-            release=release.metadata.name,
-        )
-
     async def _hooks(self, release: CanaryRelease, kind: WebhookType) -> tuple[HookCheck, ...]:
         hooks: list[Webhook] = release.spec.analysis.webhooks_of(kind)
         if not hooks:
             return ()
-        body = payload(
-            release.spec.target_ref.name,
-            release.metadata.namespace,
-            release.status.phase,
-            spec_checksum(release),
-            {},
-        )
-        results: list[WebhookResult] = await self.webhooks.call_all(hooks, body)
+        results: list[WebhookResult] = await self.webhooks.call_all(hooks, hook_body(release))
         return tuple(
             HookCheck(r.name, r.type, r.ok, r.message, mute_alert=hook.mute_alert)
             for hook, r in zip(hooks, results, strict=True)
@@ -252,7 +235,7 @@ class Engine:
             return Checks(stage=stage, gates=rollout_gates, hooks=pre)
         if stage == CheckStage.ANALYSIS:
             results, hooks = await asyncio.gather(
-                run_checks(self.metrics, self._context(release), release.spec.analysis.metrics),
+                run_checks(self.metrics, QueryContext.of(release), release.spec.analysis.metrics),
                 self._hooks(release, "rollout"),
             )
             gates: tuple[HookCheck, ...] = ()
@@ -293,14 +276,7 @@ class Engine:
         elif isinstance(action, NotifyHooks):
             hooks = release.spec.analysis.webhooks_of(action.type)
             if hooks:
-                body = payload(
-                    release.spec.target_ref.name,
-                    release.metadata.namespace,
-                    release.status.phase,
-                    spec_checksum(release),
-                    {},
-                )
-                results = await self.webhooks.call_all(hooks, body)
+                results = await self.webhooks.call_all(hooks, hook_body(release))
                 for result in results:
                     if not result.ok:
                         log.warning("webhook %s failed: %s", result.name, result.message)
@@ -374,14 +350,7 @@ class Engine:
         if not hooks or not events:
             return
         for event in events:
-            body = payload(
-                release.spec.target_ref.name,
-                release.metadata.namespace,
-                release.status.phase,
-                spec_checksum(release),
-                {},
-                event=(event.message, "Warning" if event.severity != "info" else "Normal"),
-            )
+            body = hook_body(release, event)
             for result in await self.webhooks.call_all(hooks, body):
                 if not result.ok:
                     log.warning("event webhook %s failed: %s", result.name, result.message)
@@ -417,6 +386,22 @@ class Engine:
             await self.kube.record_event(raw, reason, f"Refused: {message}", warning=True)
         except KubeError as exc:
             log.warning("could not record the event of a refused release: %s", exc)
+
+
+def hook_body(release: CanaryRelease, event: RolloutEvent | None = None) -> WebhookPayload:
+    """Flagger's webhook payload for ``release`` as it is now (with ``event``: an event
+    hook's, which adds the event's message and type)."""
+    told = None
+    if event is not None:
+        told = (event.message, "Warning" if event.severity != "info" else "Normal")
+    return payload(
+        release.spec.target_ref.name,
+        release.metadata.namespace,
+        release.status.phase,
+        spec_checksum(release),
+        {},
+        event=told,
+    )
 
 
 def spec_checksum(release: CanaryRelease) -> str:

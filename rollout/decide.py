@@ -30,14 +30,14 @@ from rollout.decision import (
     DeleteCanary,
     EnsureCanary,
     HookCheck,
-    MetricCheck,
+    Measurement,
     NotifyHooks,
     PromoteTarget,
     RevertTarget,
     SetWeight,
     StoreDecision,
 )
-from rollout.models import CanaryRelease, MetricStatus, Phase, WeightPoint
+from rollout.models import CanaryRelease, Phase, WeightPoint
 from rollout.promotion import finish_promotion, promotion_or_wait, start_promotion
 
 ACTIVE_PHASES = frozenset(p for p in Phase if not p.is_final)
@@ -81,18 +81,7 @@ def plan_checks(release: CanaryRelease, workloads: ClusterState, now: datetime) 
 
 
 def _record_metrics(b: Builder, checks: Checks) -> None:
-    statuses = [
-        MetricStatus(
-            name=m.name,
-            value=m.value,
-            stable_value=m.stable_value,
-            threshold=m.threshold,
-            ok=m.ok,
-            message=m.message,
-            measured_at=b.now,
-        )
-        for m in checks.metrics
-    ]
+    statuses = [m.status(b.now) for m in checks.metrics]
     point = WeightPoint(
         at=b.now,
         weight=b.status.canary_weight,
@@ -327,7 +316,7 @@ __all__ = [
     "DeleteCanary",
     "EnsureCanary",
     "HookCheck",
-    "MetricCheck",
+    "Measurement",
     "NotifyHooks",
     "PromoteTarget",
     "RevertTarget",

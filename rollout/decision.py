@@ -11,14 +11,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from rollout.models import CanaryReleaseStatus, RolloutEvent
+from rollout.models import CanaryReleaseStatus, MetricStatus, RolloutEvent
 
 # --- observations --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class MetricCheck:
-    """One metric measurement, as the analysis module reports it."""
+class Measurement:
+    """One metric measured and judged: what the analysis returns, the decision weighs
+    and the status keeps (``status``), carried as one value from query to card.
+
+    ``value`` is the canary side's value (None when there was none), ``stable_value`` the
+    stable side's in comparison mode, ``threshold`` the accepted range as shown (``>= 99``)
+    and ``query`` the canary-side PromQL that ran. ``message`` is written for a person,
+    e.g. ``request-success-rate 48.12% (threshold >= 99)``.
+    """
 
     name: str
     value: float | None
@@ -27,6 +34,19 @@ class MetricCheck:
     fail_fast: bool
     message: str
     threshold: str = ""
+    query: str = ""
+
+    def status(self, at: datetime) -> MetricStatus:
+        """The measurement as ``status.metrics`` keeps it."""
+        return MetricStatus(
+            name=self.name,
+            value=self.value,
+            stable_value=self.stable_value,
+            threshold=self.threshold,
+            ok=self.ok,
+            message=self.message,
+            measured_at=at,
+        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class Checks:
     """Results of the checks that were due."""
 
     stage: CheckStage = CheckStage.NONE
-    metrics: tuple[MetricCheck, ...] = ()
+    metrics: tuple[Measurement, ...] = ()
     # pre-rollout hooks (PRE_ROLLOUT) or rollout/load-test hooks (ANALYSIS)
     hooks: tuple[HookCheck, ...] = ()
     # gates: confirm-rollout (PRE_ROLLOUT), confirm-traffic-increase (ANALYSIS),
@@ -161,7 +181,7 @@ __all__ = [
     "DeleteCanary",
     "EnsureCanary",
     "HookCheck",
-    "MetricCheck",
+    "Measurement",
     "NotifyHooks",
     "PromoteTarget",
     "RevertTarget",

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rollout.analysis import MetricProvider, MetricResult, QueryContext, run_checks
+from rollout.analysis import MetricProvider, QueryContext, run_checks
 from rollout.decide import (
     Action,
     Checks,
@@ -36,7 +36,7 @@ from rollout.decide import (
     DeleteCanary,
     EnsureCanary,
     HookCheck,
-    MetricCheck,
+    Measurement,
     NotifyHooks,
     PromoteTarget,
     RevertTarget,
@@ -88,7 +88,7 @@ class AdvanceStats:
     actions: int = 0
     wrote_status: bool = False
     phase: str = ""
-    checks: tuple[MetricCheck, ...] = ()
+    checks: tuple[Measurement, ...] = ()
 
 
 class Engine:
@@ -244,7 +244,7 @@ class Engine:
                 gates = await self._hooks(release, "confirm-traffic-increase")
             return Checks(
                 stage=stage,
-                metrics=tuple(_metric_check(r, release) for r in results),
+                metrics=tuple(results),
                 hooks=hooks,
                 gates=gates,
             )
@@ -424,19 +424,3 @@ def _with_store_last(actions: tuple[Action, ...], unchanged: bool) -> Iterator[A
 
 def _needs_target(actions: tuple[Action, ...]) -> bool:
     return any(isinstance(a, EnsureCanary | PromoteTarget | RevertTarget) for a in actions)
-
-
-def _metric_check(result: MetricResult, release: CanaryRelease) -> MetricCheck:
-    threshold = ""
-    for metric in release.spec.analysis.metrics:
-        if metric.name == result.name:
-            threshold = metric.threshold_range.describe()
-    return MetricCheck(
-        name=result.name,
-        value=result.value,
-        stable_value=result.stable_value,
-        ok=result.ok,
-        fail_fast=result.fail_fast,
-        message=result.message,
-        threshold=threshold,
-    )

@@ -242,3 +242,56 @@ async def test_promote_clicked_before_the_canary_runs_is_refused_in_the_thread(
         current = await store.get(namespace, release.metadata.name)
         assert current is not None and not current.status.phase.is_final
         assert [(a.action, a.result) for a in current.status.audit] == [("promote", "refused")]
+
+
+async def test_approve_clicked_during_the_analysis_pre_approves_the_promotion(
+    kube: Kube,
+    podinfo: str,
+    traffic: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    traffic(namespace, "podinfo", "podinfo", rps=40)
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(
+        env, config_for(namespace), kube, run_engine=True, namespace=namespace
+    ) as bot:
+        await post_signed(
+            bot.bound_port,
+            slack_requests.slash_command(
+                text=f"start podinfo image={NEW} --approval --max 30 --interval 5s"
+            ),
+        )
+        release = await only_release(store, namespace)
+
+        async def progressing() -> bool:
+            current = await store.get(namespace, release.metadata.name)
+            return current is not None and current.status.phase == Phase.PROGRESSING
+
+        await eventually(progressing, within=60, message="the release never progressed")
+
+        def approve_value() -> str | None:
+            roots = [
+                m for m in slack_fake.messages(CHANNEL) if m.get("text", "").startswith("Canary ")
+            ]
+            for block in roots[0].get("blocks", []) if roots else []:
+                for element in block.get("elements", []) if block["type"] == "actions" else []:
+                    if element["action_id"] == "canary_approve":
+                        return str(element["value"])
+            return None
+
+        value = await eventually(approve_value, within=30, message="no approve button")
+        ts = thread_of(slack_fake)[0]
+        click = slack_requests.block_actions("canary_approve", value, message_ts=ts)
+        assert (await post_signed(bot.bound_port, click))[0] == 200
+        done = await finished(store, namespace, release.metadata.name, within=120)
+    assert done.status.phase == Phase.SUCCEEDED, done.status.message
+    [entry] = done.status.audit
+    assert (entry.action, entry.result) == ("approve", "applied")
+    assert entry.message.startswith("pre-approved by ")
+    # it promoted when the analysis passed, without waiting for another approval
+    assert not any(e.type == "WaitingApproval" for e in done.status.events)

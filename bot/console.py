@@ -36,8 +36,8 @@ from bot.commands import (
     usage,
 )
 from bot.operations import Actor, Operations, Reply, describe_failure, request_id
-from bot.render.card import allowed_actions
 from bot.render.text import card_text, event_line
+from rollout.actions import actions_for
 from rollout.models import CanaryRelease, ControlAction, NotificationState, RolloutEvent
 
 # shaped like a Slack user id so the same authorization rules apply
@@ -120,7 +120,7 @@ class ConsoleNotifier:
 
     def offer(self, release: CanaryRelease) -> None:
         """Print the card's buttons as numbered choices."""
-        actions = allowed_actions(release.status.phase)
+        actions = actions_for(release)
         self.choices = [(action, release) for action in actions]
         if self.choices:
             shown = "  ".join(f"[{i}] {a}" for i, (a, _) in enumerate(self.choices, start=1))

@@ -226,19 +226,7 @@ class SlackNotifier:
         # Only the config routes: requestedBy.channel is whatever the object's author wrote.
         channel = state.channel or self._channels.route(release.metadata.namespace)
         if channel is None:
-            if pending:
-                log.warning(
-                    "no Slack thread for %s: no channels.routes entry matches namespace %s "
-                    "and channels.default is not set",
-                    release.key,
-                    release.metadata.namespace,
-                    extra={
-                        "namespace": release.metadata.namespace,
-                        "release": release.metadata.name,
-                    },
-                )
-            last = max([e.seq for e in pending], default=state.delivered_seq)
-            return state.model_copy(update={"delivered_seq": last})
+            return _unrouted(release, pending, state)
         card_text = headline_mrkdwn(release)
         card = check_message(card_blocks(release, self._clock()), card_text)
         posted_root = False
@@ -435,6 +423,22 @@ def _render_chart(release: CanaryRelease, timeline: Timeline) -> tuple[bytes, st
         decision_label(timeline),
         chart_alt_text(release, timeline),
     )
+
+
+def _unrouted(
+    release: CanaryRelease, pending: Sequence[RolloutEvent], state: NotificationState
+) -> NotificationState:
+    """No channel for the release's namespace: say so once per batch, count it delivered."""
+    if pending:
+        log.warning(
+            "no Slack thread for %s: no channels.routes entry matches namespace %s "
+            "and channels.default is not set",
+            release.key,
+            release.metadata.namespace,
+            extra={"namespace": release.metadata.namespace, "release": release.metadata.name},
+        )
+    last = max([e.seq for e in pending], default=state.delivered_seq)
+    return state.model_copy(update={"delivered_seq": last})
 
 
 def _ends_rollout(event: RolloutEvent, release: CanaryRelease) -> bool:

@@ -41,12 +41,14 @@ from bot.releases import (
     releases_of,
     resolve,
 )
-from bot.render.card import allowed_actions, card_blocks, headline_mrkdwn
+from bot.render.card import card_blocks, headline_mrkdwn
 from bot.render.events import AUDIT_VERB, audit_line
 from bot.render.facts import PHASE_EMOJI, elapsed_seconds, requester_text
 from bot.render.limits import clip
 from bot.render.mrkdwn import escape
 from bot.targets import deployment_containers
+from rollout.actions import actions_for
+from rollout.actions import refusal as phase_refusal
 from rollout.egress import mask_url
 from rollout.kube import Kube, KubeError
 from rollout.models import (
@@ -343,8 +345,7 @@ class Operations:
         refusal = await self.authorizer.refusal(actor.user, ns, action)
         if refusal is not None:
             return ControlOutcome(Reply(refusal), release)
-        phase = release.status.phase
-        if action not in allowed_actions(phase):
+        if phase_refusal(release.status.phase, action) is not None:
             return ControlOutcome(Reply(_not_now(release, action)), release)
         if action == "promote" and _awaits_approval(release):
             return ControlOutcome(Reply(_approve_first(release, ns)), release)
@@ -423,7 +424,7 @@ def _not_found(name: str, namespace: str) -> str:
 
 def _not_now(release: CanaryRelease, action: ControlAction) -> str:
     phase = release.status.phase
-    possible = allowed_actions(phase)
+    possible = actions_for(release)
     if not possible:
         return f"`{release.metadata.name}` is {phase.value}; there is nothing left to {action}."
     return (

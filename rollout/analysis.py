@@ -46,7 +46,8 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from rollout import providers
-from rollout.models import Metric
+from rollout.decision import Measurement
+from rollout.models import CanaryRelease, Metric
 from rollout.promresult import MAX_RESULT_BYTES as MAX_RESULT_BYTES
 from rollout.promresult import MAX_SAMPLES as MAX_SAMPLES
 from rollout.promresult import MAX_SERIES as MAX_SERIES
@@ -92,34 +93,31 @@ class QueryContext:
     provider: str | None = "nginx"
     route: str = ""
 
+    @classmethod
+    def of(cls, release: CanaryRelease) -> QueryContext:
+        """The names ``release``'s traffic is reported under (the analysis and the chart
+        query the same ones)."""
+        return cls(
+            namespace=release.metadata.namespace,
+            target=release.spec.target_ref.name,
+            ingress=release.spec.ingress_ref.name if release.spec.ingress_ref else "",
+            service=release.spec.target_ref.name,
+            port=release.spec.service.port,
+            release=release.metadata.name,
+            provider=release.spec.metrics_provider,
+            route=release.spec.route_ref.name if release.spec.route_ref else "",
+        )
+
     @property
     def canary(self) -> str:
         """The canary upstream as ingress-nginx names it (the ``canary`` label's value)."""
         return f"{self.namespace}-{self.target}-canary-{self.port}"
 
 
-@dataclass(frozen=True)
-class MetricResult:
-    """One measured metric and the verdict on it.
-
-    ``value`` is the canary side's value (None when there was none), ``stable_value`` the
-    stable side's in comparison mode. ``message`` is written for a person, e.g.
-    ``request-success-rate 48.12% (threshold >= 99)``.
-    """
-
-    name: str
-    value: float | None
-    stable_value: float | None
-    ok: bool
-    fail_fast: bool
-    message: str
-    query: str
-
-
 class MetricProvider(Protocol):
     """Measures one analysis metric of a release."""
 
-    async def measure(self, ctx: QueryContext, metric: Metric) -> MetricResult:
+    async def measure(self, ctx: QueryContext, metric: Metric) -> Measurement:
         """Query and judge ``metric``; never raises for a failed query (ok=False)."""
         ...
 
@@ -241,10 +239,10 @@ def judge(
     value: float | None,
     stable_value: float | None,
     query: str,
-) -> MetricResult:
+) -> Measurement:
     """Turn measured values into a verdict and a message a person can act on."""
     if value is None:
-        return _failed(metric.name, no_value_message(ctx, metric), query)
+        return _failed(metric, no_value_message(ctx, metric), query)
     threshold = metric.threshold_range
     shown = f"{metric.name} {_format_value(metric.name, value)}"
     if stable_value is not None:
@@ -267,20 +265,22 @@ def judge(
         fail_fast = True
         problems.append(f"beyond fail-fast range {metric.fail_fast.describe()}")
     detail = "; ".join([f"threshold {threshold.describe()}", *problems, *notes])
-    return MetricResult(
+    return Measurement(
         name=metric.name,
         value=value,
         stable_value=stable_value,
         ok=ok and not problems,
         fail_fast=fail_fast,
         message=f"{shown} ({detail})",
+        threshold=threshold.describe(),
         query=query,
     )
 
 
-def _failed(name: str, message: str, query: str = "") -> MetricResult:
+def _failed(metric: Metric, message: str, query: str = "") -> Measurement:
     """A check that produced no usable value."""
-    return MetricResult(name, None, None, False, False, message, query)
+    threshold = metric.threshold_range.describe()
+    return Measurement(metric.name, None, None, False, False, message, threshold, query)
 
 
 def _is_builtin(metric: Metric) -> bool:
@@ -436,12 +436,12 @@ class PrometheusProvider:
             return render_query(template, query_variables(ctx, metric))
         return builtin_query(ctx, metric.name, metric.interval)
 
-    async def measure(self, ctx: QueryContext, metric: Metric) -> MetricResult:
+    async def measure(self, ctx: QueryContext, metric: Metric) -> Measurement:
         """Query the canary side (and the stable side in comparison mode) and judge."""
         try:
             query = self.render(ctx, metric)
         except ValueError as exc:
-            return _failed(metric.name, f"{metric.name} cannot be measured: {exc}")
+            return _failed(metric, f"{metric.name} cannot be measured: {exc}")
         compare = metric.compare_to_stable is not None and _is_builtin(metric)
         try:
             if compare:
@@ -461,11 +461,10 @@ class PrometheusProvider:
                     "error": str(exc),
                 },
             )
-            return _failed(
-                metric.name, f"{metric.name}: Prometheus could not be queried: {exc}", query
+            return _failed(metric, f"{metric.name}: Prometheus could not be queried: {exc}", query
             )
         except UnusableResult as exc:
-            return _failed(metric.name, f"{metric.name}: {exc}", query)
+            return _failed(metric, f"{metric.name}: {exc}", query)
         return judge(ctx, metric, value, stable_value, query)
 
 
@@ -491,20 +490,20 @@ def _root_cause(exc: requests.ConnectionError) -> str:
 
 async def run_checks(
     provider: MetricProvider, ctx: QueryContext, metrics: Sequence[Metric]
-) -> list[MetricResult]:
+) -> list[Measurement]:
     """Measure every metric concurrently; results come back in the metrics' order.
 
     A provider that raises does not take the others down: its metric fails with the
     error in the message.
     """
 
-    async def one(metric: Metric) -> MetricResult:
+    async def one(metric: Metric) -> Measurement:
         try:
             return await provider.measure(ctx, metric)
         except Exception as exc:  # a misbehaving provider must not abort the analysis
             log.exception("metric provider failed", extra={"metric": metric.name})
             message = f"{metric.name} could not be measured: {type(exc).__name__}: {exc}"
-            return _failed(metric.name, message[:500])
+            return _failed(metric, message[:500])
 
     return list(await asyncio.gather(*(one(m) for m in metrics)))
 
@@ -518,7 +517,6 @@ __all__ = [
     "REQUEST_SUCCESS_RATE",
     "TEMPLATE_VARIABLES",
     "MetricProvider",
-    "MetricResult",
     "PrometheusProvider",
     "PrometheusUnavailable",
     "QueryContext",

@@ -44,7 +44,7 @@ from rollout.kube import (
 )
 from rollout.leader import LeaderElector
 from rollout.metrics import EngineMetrics
-from rollout.models import CanaryRelease, Phase, parse_duration
+from rollout.models import FINAL_PHASES, CanaryRelease, parse_duration
 from rollout.notify import Notifier, undelivered
 from rollout.outbox import Outbox
 from rollout.preflight import protected_namespaces
@@ -54,7 +54,6 @@ from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
 
-FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 # Never tick one release more often than this, whatever its spec says.
 MIN_TICK_SECONDS = 1.0
 # advance runs in a row for one trigger at most (coalesced triggers, conflicts)
@@ -309,14 +308,14 @@ class Controller:
             meta = obj.get("metadata") if isinstance(obj, dict) else None
             if isinstance(meta, dict):
                 listed.add(f"{meta.get('namespace')}/{meta.get('name')}")
-            self._observe(obj, force=True)
+            self._on_release(obj, force=True)
         # deleted while no watch was running (a watch gap, a new term): forget them too
         for key in set(self._generations) - listed:
             self._forget(key)
         return str(result.get("metadata", {}).get("resourceVersion", ""))
 
-    def _observe_safely(self, obj: JsonObject, force: bool = False) -> None:
-        """``_observe`` for one object; a failure is that object's alone.
+    def _on_release(self, obj: JsonObject, force: bool = False) -> None:
+        """React to a release as listed or watched; a failure is that object's alone.
 
         The object is still handed to ``advance``, which marks one it cannot read as
         Failed with the reason (status and an Event); the other releases keep running.
@@ -331,10 +330,6 @@ class Controller:
             if isinstance(namespace, str) and isinstance(name, str):
                 self.trigger(namespace, name)
 
-    def _observe(self, obj: JsonObject, force: bool = False) -> None:
-        """React to a release as listed or watched (never raises: see ``_observe_safely``)."""
-        self._observe_safely(obj, force)
-
     def _react(self, obj: JsonObject, force: bool = False) -> None:
         meta = obj.get("metadata", {})
         key = f"{meta.get('namespace')}/{meta.get('name')}"
@@ -343,7 +338,7 @@ class Controller:
         spec_changed = self._generations.get(key) != generation
         self._generations[key] = generation
         self.retention.observe(obj)
-        if phase in FINAL:
+        if phase in FINAL_PHASES:
             status = obj.get("status") or {}
             delivered = int((status.get("notification") or {}).get("deliveredSeq", 0))
             if int(status.get("eventSeq", 0)) > delivered:
@@ -479,4 +474,4 @@ class Controller:
             meta = obj.get("metadata", {})
             loop.call_soon_threadsafe(self._forget, f"{meta.get('namespace')}/{meta.get('name')}")
         else:
-            loop.call_soon_threadsafe(self._observe, obj, kind == "LISTED")
+            loop.call_soon_threadsafe(self._on_release, obj, kind == "LISTED")

@@ -26,22 +26,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rollout.analysis import MetricProvider, MetricResult, QueryContext, run_checks
+from rollout.analysis import MetricProvider, QueryContext, run_checks
 from rollout.decide import (
     Action,
     Checks,
     CheckStage,
+    ClusterState,
     Decision,
     DeleteCanary,
     EnsureCanary,
     HookCheck,
-    MetricCheck,
+    Measurement,
     NotifyHooks,
     PromoteTarget,
     RevertTarget,
     SetWeight,
     StoreDecision,
-    Workloads,
     decide,
     plan_checks,
     rollback_due,
@@ -64,10 +64,8 @@ from rollout.preflight import check_start, protected_refusal
 from rollout.router import Router
 from rollout.routers.select import ReleaseRouter
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
-from rollout.timeline import query_context
-from rollout.webhooks import WebhookResult, WebhookRunner, payload
-from rollout.workloads import Workloads as CanaryWorkloads
-from rollout.workloads import container_images, readiness
+from rollout.webhooks import WebhookPayload, WebhookResult, WebhookRunner, payload
+from rollout.workloads import CanaryWorkloads, container_images, readiness
 
 log = logging.getLogger("canary_bot.engine")
 
@@ -91,7 +89,7 @@ class AdvanceStats:
     actions: int = 0
     wrote_status: bool = False
     phase: str = ""
-    checks: tuple[MetricCheck, ...] = ()
+    checks: tuple[Measurement, ...] = ()
 
 
 class Engine:
@@ -141,7 +139,7 @@ class Engine:
         if release.metadata.deletion_timestamp is not None:
             return release
         now = self.clock()
-        observed = await self._observe(release)
+        observed = await self._observe_cluster(release)
         stage = plan_checks(release, observed, now)
         checks = await self._run_checks(release, stage, rollback_due(release, now))
         try:
@@ -176,7 +174,7 @@ class Engine:
 
     # -- observe ----------------------------------------------------------------------------
 
-    async def _observe(self, release: CanaryRelease) -> Workloads:
+    async def _observe_cluster(self, release: CanaryRelease) -> ClusterState:
         target, canary, weight, route_waiting = await asyncio.gather(
             self.workloads.target(release),
             self.workloads.canary(release),
@@ -193,7 +191,7 @@ class Engine:
             canary = None  # another release's canary (e.g. a refused duplicate): not ours
         target_state = readiness(target)
         canary_state = readiness(canary)
-        return Workloads(
+        return ClusterState(
             target_exists=target is not None,
             target_images=container_images(target),
             target_ready=target_state.ready,
@@ -215,21 +213,11 @@ class Engine:
 
     # -- checks -----------------------------------------------------------------------------
 
-    def _context(self, release: CanaryRelease) -> QueryContext:
-        return query_context(release)
-
     async def _hooks(self, release: CanaryRelease, kind: WebhookType) -> tuple[HookCheck, ...]:
         hooks: list[Webhook] = release.spec.analysis.webhooks_of(kind)
         if not hooks:
             return ()
-        body = payload(
-            release.spec.target_ref.name,
-            release.metadata.namespace,
-            release.status.phase,
-            spec_checksum(release),
-            {},
-        )
-        results: list[WebhookResult] = await self.webhooks.call_all(hooks, body)
+        results: list[WebhookResult] = await self.webhooks.call_all(hooks, hook_body(release))
         return tuple(
             HookCheck(r.name, r.type, r.ok, r.message, mute_alert=hook.mute_alert)
             for hook, r in zip(hooks, results, strict=True)
@@ -255,7 +243,7 @@ class Engine:
             return Checks(stage=stage, gates=rollout_gates, hooks=pre)
         if stage == CheckStage.ANALYSIS:
             results, hooks = await asyncio.gather(
-                run_checks(self.metrics, self._context(release), release.spec.analysis.metrics),
+                run_checks(self.metrics, QueryContext.of(release), release.spec.analysis.metrics),
                 self._hooks(release, "rollout"),
             )
             gates: tuple[HookCheck, ...] = ()
@@ -264,7 +252,7 @@ class Engine:
                 gates = await self._hooks(release, "confirm-traffic-increase")
             return Checks(
                 stage=stage,
-                metrics=tuple(_metric_check(r, release) for r in results),
+                metrics=tuple(results),
                 hooks=hooks,
                 gates=gates,
             )
@@ -296,14 +284,7 @@ class Engine:
         elif isinstance(action, NotifyHooks):
             hooks = release.spec.analysis.webhooks_of(action.type)
             if hooks:
-                body = payload(
-                    release.spec.target_ref.name,
-                    release.metadata.namespace,
-                    release.status.phase,
-                    spec_checksum(release),
-                    {},
-                )
-                results = await self.webhooks.call_all(hooks, body)
+                results = await self.webhooks.call_all(hooks, hook_body(release))
                 for result in results:
                     if not result.ok:
                         log.warning("webhook %s failed: %s", result.name, result.message)
@@ -377,14 +358,7 @@ class Engine:
         if not hooks or not events:
             return
         for event in events:
-            body = payload(
-                release.spec.target_ref.name,
-                release.metadata.namespace,
-                release.status.phase,
-                spec_checksum(release),
-                {},
-                event=(event.message, "Warning" if event.severity != "info" else "Normal"),
-            )
+            body = hook_body(release, event)
             for result in await self.webhooks.call_all(hooks, body):
                 if not result.ok:
                     log.warning("event webhook %s failed: %s", result.name, result.message)
@@ -422,6 +396,22 @@ class Engine:
             log.warning("could not record the event of a refused release: %s", exc)
 
 
+def hook_body(release: CanaryRelease, event: RolloutEvent | None = None) -> WebhookPayload:
+    """Flagger's webhook payload for ``release`` as it is now (with ``event``: an event
+    hook's, which adds the event's message and type)."""
+    told = None
+    if event is not None:
+        told = (event.message, "Warning" if event.severity != "info" else "Normal")
+    return payload(
+        release.spec.target_ref.name,
+        release.metadata.namespace,
+        release.status.phase,
+        spec_checksum(release),
+        {},
+        event=told,
+    )
+
+
 def spec_checksum(release: CanaryRelease) -> str:
     """A hash of what is being released (images and analysis), like Flagger's checksum."""
     spec = release.spec.model_dump(mode="json", by_alias=True, exclude={"control_requests"})
@@ -442,19 +432,3 @@ def _with_store_last(actions: tuple[Action, ...], unchanged: bool) -> Iterator[A
 
 def _needs_target(actions: tuple[Action, ...]) -> bool:
     return any(isinstance(a, EnsureCanary | PromoteTarget | RevertTarget) for a in actions)
-
-
-def _metric_check(result: MetricResult, release: CanaryRelease) -> MetricCheck:
-    threshold = ""
-    for metric in release.spec.analysis.metrics:
-        if metric.name == result.name:
-            threshold = metric.threshold_range.describe()
-    return MetricCheck(
-        name=result.name,
-        value=result.value,
-        stable_value=result.stable_value,
-        ok=result.ok,
-        fail_fast=result.fail_fast,
-        message=result.message,
-        threshold=threshold,
-    )

@@ -46,11 +46,6 @@ class KubeError(Exception):
         self.reason = reason
         self.message = message
 
-    @property
-    def temporary(self) -> bool:
-        """Worth retrying on the next tick (server or network trouble, conflicts)."""
-        return self.status in (0, 409, 429) or self.status >= 500
-
 
 class NotLeading(KubeError):
     """A write refused before it was sent: this process may no longer act (fencing)."""
@@ -102,7 +97,6 @@ SERVICES = Resource("", "v1", "services")
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 EVENTS = Resource("", "v1", "events")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
-NAMESPACES = Resource("", "v1", "namespaces")
 RELEASES = Resource(GROUP, VERSION, PLURAL)
 # Only ``read_secret_key`` uses it: one named Secret key, read when a webhook is called.
 SECRETS = Resource("", "v1", "secrets")

@@ -557,7 +557,12 @@ class Phase(StrEnum):
     @property
     def is_final(self) -> bool:
         """Whether the release has ended."""
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
+        return self in FINAL_PHASES
+
+
+# The phases a release ends in; as strings too (a StrEnum equals its value), so raw
+# objects' ``status.phase`` can be tested without parsing them.
+FINAL_PHASES: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 
 
 class MetricStatus(_Model):

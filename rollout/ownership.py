@@ -13,10 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, SERVICES, JsonObject, Kube, Resource
-from rollout.models import CanaryReleaseSpec, Phase
+from rollout.models import FINAL_PHASES, CanaryReleaseSpec, Phase
 from rollout.owner import created_by_release, describe_owner
-
-_FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 
 
 async def ownership_problems(
@@ -59,7 +57,7 @@ async def _taken(
     if owner.startswith("CanaryRelease "):
         other = owner.removeprefix("CanaryRelease ").split(" ", 1)[0]
         phase = _phase_of(releases, other)
-        if phase in _FINAL:
+        if phase in FINAL_PHASES:
             # a finished release's canary, deleted right after its outcome was stored: the
             # new release creates its own once it is gone (ensure_canary waits for that)
             return None
@@ -102,7 +100,7 @@ def _ingress_in_use(
         other_spec = raw.get("spec") or {}
         phase = (raw.get("status") or {}).get("phase", Phase.INITIALIZING.value)
         other_ingress = (other_spec.get("ingressRef") or {}).get("name")
-        if phase in _FINAL or other_ingress != spec.ingress_ref.name:
+        if phase in FINAL_PHASES or other_ingress != spec.ingress_ref.name:
             continue
         if other_spec.get("targetRef", {}).get("name") == spec.target_ref.name:
             continue  # same Deployment: preflight's "already has a rollout" says it

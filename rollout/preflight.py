@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, Kube
-from rollout.models import CanaryReleaseSpec, Phase
+from rollout.models import FINAL_PHASES, CanaryReleaseSpec, Phase
 from rollout.ownership import ownership_problems
 from rollout.routers.select import route_problems
 from rollout.workloads import container_images
@@ -91,7 +91,7 @@ async def check_start(
             continue
         phase = raw.get("status", {}).get("phase", Phase.INITIALIZING.value)
         other_target = raw.get("spec", {}).get("targetRef", {}).get("name")
-        if other_target == target and phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        if other_target == target and phase not in FINAL_PHASES:
             problems.append(
                 f"Deployment {target} already has a rollout in progress ({other}, {phase}); "
                 f"wait for it or abort it with `/canary abort {other} -n {namespace}`"

@@ -23,18 +23,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollout.kube import RELEASES, Conflict, JsonObject, Kube, KubeError, NotFound
-from rollout.models import Phase
+from rollout.models import FINAL_PHASES
 
 log = logging.getLogger("canary_bot.retention")
 
-FINISHED = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 DEFAULT_KEEP = 10
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def is_finished(obj: JsonObject) -> bool:
     """Whether the release reached Succeeded or Failed."""
-    return (obj.get("status") or {}).get("phase", "") in FINISHED
+    return (obj.get("status") or {}).get("phase", "") in FINAL_PHASES
 
 
 def needs_advance(obj: JsonObject) -> bool:

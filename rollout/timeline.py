@@ -136,20 +136,6 @@ class RangeQuerier(Protocol):
 TimelineSource = Callable[[CanaryRelease], Awaitable[Timeline]]
 
 
-def query_context(release: CanaryRelease) -> QueryContext:
-    """The names a release's traffic is reported under (as the engine builds them)."""
-    return QueryContext(
-        namespace=release.metadata.namespace,
-        target=release.spec.target_ref.name,
-        ingress=release.spec.ingress_ref.name if release.spec.ingress_ref else "",
-        service=release.spec.target_ref.name,
-        port=release.spec.service.port,
-        release=release.metadata.name,
-        provider=release.spec.metrics_provider,
-        route=release.spec.route_ref.name if release.spec.route_ref else "",
-    )
-
-
 def effective_step(start: datetime, end: datetime, step_seconds: float) -> float:
     """``step_seconds``, made coarser when the span would need more than MAX_POINTS."""
     if step_seconds <= 0:
@@ -237,7 +223,7 @@ async def release_timeline(
         span = (end - start).total_seconds()
         step_seconds = min(DEFAULT_STEP_SECONDS, max(1.0, float(math.ceil(span / _AUTO_POINTS))))
     return await rollout_timeline(
-        provider, query_context(release), start, end, step_seconds, release=release
+        provider, QueryContext.of(release), start, end, step_seconds, release=release
     )
 
 
@@ -361,7 +347,6 @@ __all__ = [
     "TimelineSource",
     "WeightStep",
     "effective_step",
-    "query_context",
     "release_timeline",
     "rollout_timeline",
     "rollout_window",

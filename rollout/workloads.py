@@ -153,7 +153,7 @@ def canary_service(
     }
 
 
-class Workloads:
+class CanaryWorkloads:
     """Creates, observes, promotes and removes the canary workload."""
 
     def __init__(self, kube: Kube) -> None:

@@ -40,7 +40,8 @@ USAGE: dict[str, str] = {
     "resume": "`/canary resume [name] [-n ns]`\nContinue a paused release.",
     "approve": (
         "`/canary approve [name] [-n ns]`\n"
-        "Approve a release waiting for promotion (started with `--approval`)."
+        "Approve the promotion of a release started with `--approval`: while it waits, or "
+        "ahead of time during its analysis (it then promotes as soon as the analysis passes)."
     ),
     "help": "`/canary help [subcommand]`\nShow this help, or one subcommand's.",
 }

@@ -31,6 +31,7 @@ from bot.render.facts import (
 )
 from bot.render.limits import clip
 from bot.render.mrkdwn import code, escape
+from rollout.actions import actions_for
 from rollout.models import CanaryRelease, ControlAction, Phase
 
 ACTION_PREFIX = "canary_"
@@ -66,19 +67,6 @@ BUTTONS: dict[ControlAction, ButtonSpec] = {
 }
 
 
-def allowed_actions(phase: Phase) -> list[ControlAction]:
-    """The control buttons that make sense in ``phase``, in display order."""
-    if phase in (Phase.INITIALIZING, Phase.INITIALIZED, Phase.WAITING):
-        return ["pause", "abort"]
-    if phase is Phase.PROGRESSING:
-        return ["promote", "pause", "abort"]
-    if phase is Phase.WAITING_PROMOTION:
-        return ["approve", "promote", "pause", "abort"]
-    if phase is Phase.PAUSED:
-        return ["resume", "promote", "abort"]
-    return []  # promoting, finalising or finished: nothing left to steer
-
-
 def button_value(release: CanaryRelease) -> str:
     """``namespace/name@seq``: which release, and which version of the card was clicked.
 
@@ -101,11 +89,7 @@ def buttons(release: CanaryRelease) -> list[ButtonElement]:
     """The buttons of the card, with confirmation dialogs for destructive ones."""
     target = release.spec.target_ref.name
     elements = []
-    # promote cannot stand in for a pending manual approval: no button that only refuses
-    awaiting = release.spec.approval == "manual" and not release.status.approved
-    for action in allowed_actions(release.status.phase):
-        if action == "promote" and awaiting:
-            continue
+    for action in actions_for(release):  # rollout.actions: what the engine takes now
         spec = BUTTONS[action]
         confirm = None
         if spec.confirm is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.render.card import allowed_actions, headline
+from bot.render.card import headline
 from bot.render.facts import (
     images_change,
     metric_lines,
@@ -12,6 +12,7 @@ from bot.render.facts import (
     requester_text,
     time_line,
 )
+from rollout.actions import actions_for
 from rollout.models import CanaryRelease, RolloutEvent
 
 
@@ -38,7 +39,7 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
         rows.append(("metric", f"{line.text()} {mark}"))
     if status.message:
         rows.append(("note", status.message))
-    actions = allowed_actions(status.phase)
+    actions = actions_for(release)
     if actions:
         rows.append(("actions", " | ".join(actions)))
     width = max(len(label) for label, _ in rows)

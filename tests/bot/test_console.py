@@ -56,8 +56,9 @@ async def test_console_starts_a_release_and_a_numbered_choice_aborts_it(
     [release] = await store.list_objects(podinfo)
 
     notifier.offer(release)
-    assert "choose: [1] pause  [2] abort" in out.getvalue()
-    assert "Abort requested" in await console.handle("2")
+    # the engine's table (rollout.actions): promote is offered before the canary runs
+    assert "choose: [1] promote  [2] pause  [3] abort" in out.getvalue()
+    assert "Abort requested" in await console.handle("3")
     stored = await store.get(podinfo, release.metadata.name)
     assert stored is not None
     [request] = stored.spec.control_requests

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from rollout.kube import Kube
 from rollout.models import CanaryRelease, Phase
@@ -150,6 +151,13 @@ async def test_card_buttons_steer_the_release(
         )
         release = await only_release(store, namespace)
 
+        async def progressing() -> bool:
+            current = await store.get(namespace, release.metadata.name)
+            return current is not None and current.status.phase == Phase.PROGRESSING
+
+        # promote is offered from the start but refused until the canary runs
+        await eventually(progressing, within=60, message="the release never progressed")
+
         def card_with_button() -> str | None:
             roots = [
                 m for m in slack_fake.messages(CHANNEL) if m.get("text", "").startswith("Canary ")
@@ -180,3 +188,110 @@ async def test_card_buttons_steer_the_release(
         await eventually(audit_line, within=30, message=f"no audit line {audit!r} in the thread")
     assert release.status.phase == final, release.status.message
     assert [a.action for a in release.status.audit] == [button]
+
+
+async def test_promote_clicked_before_the_canary_runs_is_refused_in_the_thread(
+    kube: Kube,
+    kube_api_client: Any,
+    podinfo: str,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    # the namespace may run only the two stable pods: the canary never becomes ready
+    k8s.CoreV1Api(kube_api_client).create_namespaced_resource_quota(
+        namespace, {"metadata": {"name": "two-pods"}, "spec": {"hard": {"pods": "2"}}}
+    )
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(
+        env, config_for(namespace), kube, run_engine=True, namespace=namespace
+    ) as bot:
+        await post_signed(
+            bot.bound_port, slack_requests.slash_command(text=f"start podinfo image={NEW}")
+        )
+        release = await only_release(store, namespace)
+
+        def card_ts() -> str | None:
+            roots = [
+                m for m in slack_fake.messages(CHANNEL) if m.get("text", "").startswith("Canary ")
+            ]
+            blocks = json.dumps(roots[0].get("blocks")) if roots else ""
+            return str(roots[0]["ts"]) if "canary_promote" in blocks else None
+
+        ts = await eventually(card_ts, within=60, message="no promote button")
+        value = next(
+            e["value"]
+            for b in slack_fake.message(CHANNEL, ts)["blocks"]
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "canary_promote"
+        )
+        click = slack_requests.block_actions("canary_promote", value, message_ts=ts)
+        assert (await post_signed(bot.bound_port, click))[0] == 200
+
+        refused = "refused: the canary is not ready yet; try again once it runs"
+
+        def told() -> bool:
+            replies = [m["text"] for m in slack_fake.thread(CHANNEL, ts)[1:]]
+            return any(t.startswith("Promote by ") and refused in t for t in replies)
+
+        await eventually(told, within=60, message=f"no {refused!r} in the thread")
+        current = await store.get(namespace, release.metadata.name)
+        assert current is not None and not current.status.phase.is_final
+        assert [(a.action, a.result) for a in current.status.audit] == [("promote", "refused")]
+
+
+async def test_approve_clicked_during_the_analysis_pre_approves_the_promotion(
+    kube: Kube,
+    podinfo: str,
+    traffic: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    traffic(namespace, "podinfo", "podinfo", rps=40)
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(
+        env, config_for(namespace), kube, run_engine=True, namespace=namespace
+    ) as bot:
+        await post_signed(
+            bot.bound_port,
+            slack_requests.slash_command(
+                text=f"start podinfo image={NEW} --approval --max 30 --interval 5s"
+            ),
+        )
+        release = await only_release(store, namespace)
+
+        async def progressing() -> bool:
+            current = await store.get(namespace, release.metadata.name)
+            return current is not None and current.status.phase == Phase.PROGRESSING
+
+        await eventually(progressing, within=60, message="the release never progressed")
+
+        def approve_value() -> str | None:
+            roots = [
+                m for m in slack_fake.messages(CHANNEL) if m.get("text", "").startswith("Canary ")
+            ]
+            for block in roots[0].get("blocks", []) if roots else []:
+                for element in block.get("elements", []) if block["type"] == "actions" else []:
+                    if element["action_id"] == "canary_approve":
+                        return str(element["value"])
+            return None
+
+        value = await eventually(approve_value, within=30, message="no approve button")
+        ts = thread_of(slack_fake)[0]
+        click = slack_requests.block_actions("canary_approve", value, message_ts=ts)
+        assert (await post_signed(bot.bound_port, click))[0] == 200
+        done = await finished(store, namespace, release.metadata.name, within=120)
+    assert done.status.phase == Phase.SUCCEEDED, done.status.message
+    [entry] = done.status.audit
+    assert (entry.action, entry.result) == ("approve", "applied")
+    assert entry.message.startswith("pre-approved by ")
+    # it promoted when the analysis passed, without waiting for another approval
+    assert not any(e.type == "WaitingApproval" for e in done.status.events)

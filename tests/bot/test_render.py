@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from bot.render.card import allowed_actions, button_value, card_blocks, parse_button_value
+from bot.render.card import button_value, card_blocks, parse_button_value
 from bot.render.events import audit_line, event_reply, failure_alert
 from bot.render.limits import MessageTooLarge, check_message
 from bot.render.text import card_text
-from rollout.models import Phase, RolloutEvent
+from rollout.actions import actions_for, allowed_actions
+from rollout.models import CanaryRelease, Phase, RolloutEvent
 from tests.bot.factories import NOW, event, release
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -44,7 +45,7 @@ def button_ids(blocks: list[dict[str, Any]]) -> list[str]:
 @pytest.mark.parametrize("phase", list(Phase))
 def test_every_phase_renders_within_slack_limits(phase: Phase) -> None:
     blocks = check_message(card_blocks(release(phase), NOW))
-    assert button_ids(blocks) == [f"canary_{a}" for a in allowed_actions(phase)]
+    assert button_ids(blocks) == [f"canary_{a}" for a in actions_for(release(phase))]
 
 
 def test_progressing_card_shows_the_facts() -> None:
@@ -65,11 +66,33 @@ def test_progressing_card_shows_the_facts() -> None:
     snapshot("card_progressing.json", json.dumps(blocks, indent=1, ensure_ascii=False) + "\n")
 
 
-def test_buttons_by_phase() -> None:
-    assert allowed_actions(Phase.WAITING_PROMOTION) == ["approve", "promote", "pause", "abort"]
-    assert allowed_actions(Phase.PAUSED) == ["resume", "promote", "abort"]
-    assert allowed_actions(Phase.SUCCEEDED) == []
-    assert allowed_actions(Phase.PROMOTING) == []
+def manual(base: CanaryRelease, approved: bool = False) -> CanaryRelease:
+    status = base.status.model_copy(update={"approved": approved})
+    spec = base.spec.model_copy(update={"approval": "manual"})
+    return base.model_copy(update={"spec": spec, "status": status})
+
+
+def buttons_of(one: CanaryRelease) -> list[str]:
+    return [i.removeprefix("canary_") for i in button_ids(check_message(card_blocks(one, NOW)))]
+
+
+def test_buttons_by_phase_are_what_the_engine_takes() -> None:
+    # automatic approval: promote is offered from the start (refused until the canary runs)
+    for phase in (Phase.INITIALIZED, Phase.WAITING, Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+        assert buttons_of(release(phase)) == ["promote", "pause", "abort"], phase
+    assert buttons_of(release(Phase.PAUSED)) == ["resume", "promote", "abort"]
+    # the target is rolling out: only a rollback is left
+    assert buttons_of(release(Phase.PROMOTING)) == ["abort"]
+    assert buttons_of(release(Phase.SUCCEEDED)) == buttons_of(release(Phase.FAILED)) == []
+    # manual approval: approve (ahead of time too) instead of promote, until approved
+    assert buttons_of(manual(release(Phase.PROGRESSING))) == ["approve", "pause", "abort"]
+    assert buttons_of(manual(release(Phase.WAITING_PROMOTION))) == ["approve", "pause", "abort"]
+    approved = manual(release(Phase.PROGRESSING), approved=True)
+    assert buttons_of(approved) == ["promote", "pause", "abort"]
+    # every offered button is one the engine's table takes in that phase
+    for phase in Phase:
+        for one in (release(phase), manual(release(phase))):
+            assert set(buttons_of(one)) <= set(allowed_actions(phase))
 
 
 def test_destructive_buttons_ask_for_confirmation() -> None:
@@ -79,8 +102,11 @@ def test_destructive_buttons_ask_for_confirmation() -> None:
     assert "stable version" in elements["canary_abort"]["confirm"]["text"]["text"]
     assert elements["canary_abort"]["style"] == "danger"
     assert "confirm" in elements["canary_promote"]
-    assert "confirm" in elements["canary_approve"]
     assert "confirm" not in elements["canary_pause"]
+    manual_blocks = check_message(card_blocks(manual(release(Phase.WAITING_PROMOTION)), NOW))
+    assert "confirm" in {
+        e["action_id"]: e for b in manual_blocks if b["type"] == "actions" for e in b["elements"]
+    }["canary_approve"]
 
 
 def test_finished_card_has_duration_and_no_buttons() -> None:

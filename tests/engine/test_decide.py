@@ -17,15 +17,15 @@ from hypothesis import strategies as st
 from rollout.decide import (
     Checks,
     CheckStage,
+    ClusterState,
     DeleteCanary,
     EnsureCanary,
     HookCheck,
-    MetricCheck,
+    Measurement,
     NotifyHooks,
     PromoteTarget,
     RevertTarget,
     SetWeight,
-    Workloads,
     decide,
     plan_checks,
     rollback_due,
@@ -90,8 +90,8 @@ class World:
     actions: list[object] = field(default_factory=list)
     problems: tuple[str, ...] = ()
 
-    def workloads(self) -> Workloads:
-        return Workloads(
+    def workloads(self) -> ClusterState:
+        return ClusterState(
             target_exists=True,
             target_images=dict(self.target_images),
             target_ready=True,
@@ -125,8 +125,8 @@ class World:
 MetricFn = "object"
 
 
-def ok_metric(value: float = 100.0) -> MetricCheck:
-    return MetricCheck(
+def ok_metric(value: float = 100.0) -> Measurement:
+    return Measurement(
         "request-success-rate",
         value,
         None,
@@ -137,8 +137,8 @@ def ok_metric(value: float = 100.0) -> MetricCheck:
     )
 
 
-def no_values() -> MetricCheck:
-    return MetricCheck(
+def no_values() -> Measurement:
+    return Measurement(
         "request-success-rate",
         None,
         None,
@@ -372,8 +372,8 @@ def test_ab_iterations_promote_after_the_count() -> None:
 def test_fail_fast_rolls_back_on_the_first_catastrophic_check() -> None:
     world = World()
 
-    def catastrophic() -> MetricCheck:
-        return MetricCheck(
+    def catastrophic() -> Measurement:
+        return Measurement(
             "request-success-rate", 10.0, None, False, True, "request-success-rate 10%", ">= 99"
         )
 
@@ -416,11 +416,11 @@ def test_invariants_hold_for_any_sequence_of_outcomes(
     release = new_release(spec)
     results = iter(outcomes * 3)
 
-    def metric() -> MetricCheck:
+    def metric() -> Measurement:
         kind = next(results, "ok")
         if kind == "none":
             return no_values()
-        return MetricCheck(
+        return Measurement(
             "request-success-rate",
             100.0 if kind == "ok" else 50.0,
             None,

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 from rollout.decide import (
     Checks,
+    ClusterState,
     DeleteCanary,
     NotifyHooks,
     PromoteTarget,
     RevertTarget,
     SetWeight,
     StoreDecision,
-    Workloads,
     decide,
 )
 from rollout.models import (
@@ -60,9 +60,9 @@ def promoting(requests: tuple[ControlRequest, ...] = ()) -> CanaryRelease:
     )
 
 
-def half_rolled(progressed_at: datetime | None) -> Workloads:
+def half_rolled(progressed_at: datetime | None) -> ClusterState:
     """The target patched to NEW, its rolling update under way (not ready yet)."""
-    return Workloads(
+    return ClusterState(
         target_exists=True,
         target_images={"podinfod": NEW},
         target_ready=False,
@@ -131,7 +131,7 @@ def test_abort_during_promotion_routes_to_the_target_and_reverts_it() -> None:
 
 def test_a_promoted_and_ready_target_gets_all_traffic_then_the_canary_goes() -> None:
     now = START + timedelta(seconds=30)
-    ready = Workloads(
+    ready = ClusterState(
         target_exists=True,
         target_images={"podinfod": NEW},
         target_ready=True,

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.render.card import card_blocks
-from rollout.decide import ROUTE_READY, Checks, CheckStage, Workloads, decide, plan_checks
+from rollout.decide import ROUTE_READY, decide, plan_checks
+from rollout.decision import Checks, CheckStage, ClusterState
 from rollout.models import CanaryRelease, Phase
 from tests.engine.test_decide import World, new_release, ok_metric, run, tutorial_spec
 
@@ -19,11 +20,11 @@ class RouteWorld(World):
 
     waiting: int = 0
 
-    def workloads(self) -> Workloads:
+    def workloads(self) -> ClusterState:
         observed = super().workloads()
         if self.waiting > 0:
             self.waiting -= 1
-            return Workloads(**{**observed.__dict__, "route_waiting": WAITING})
+            return ClusterState(**{**observed.__dict__, "route_waiting": WAITING})
         return observed
 
 

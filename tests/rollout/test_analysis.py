@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from rollout.analysis import MetricResult, PrometheusProvider, QueryContext, run_checks
+from rollout.analysis import PrometheusProvider, QueryContext, run_checks
+from rollout.decision import Measurement
 from rollout.models import Metric
 from sandbox.prometheus import PrometheusServer
 from tests.fixtures.prometheus import TrafficFactory
@@ -60,11 +61,11 @@ async def measure_until(
     provider: PrometheusProvider,
     ctx: QueryContext,
     metric: Metric,
-    accept: Callable[[MetricResult], bool],
+    accept: Callable[[Measurement], bool],
     *,
     what: str,
     timeout: float = 30,
-) -> MetricResult:
+) -> Measurement:
     """Measure until ``accept`` holds (Prometheus needs a few scrapes of new series)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -76,7 +77,7 @@ async def measure_until(
         await asyncio.sleep(0.5)
 
 
-def has_value(result: MetricResult) -> bool:
+def has_value(result: Measurement) -> bool:
     return result.value is not None
 
 

@@ -29,7 +29,7 @@ from rollout.models import CanaryRelease, Phase
 from rollout.notify import LoggingNotifier
 from rollout.preflight import protected_namespaces
 from rollout.store import ReleaseStore
-from rollout.workloads import Workloads
+from rollout.workloads import CanaryWorkloads
 from sandbox.sample_app import deploy_podinfo
 from tests.deploy.kubectl import MANIFESTS, SA_USER, Kubectl
 from tests.security.conftest import NEW, apply, release
@@ -290,7 +290,7 @@ async def test_promotion_never_adds_a_container_to_the_target(
     stored = await ReleaseStore(kube).get(namespace, "podinfo")
     assert isinstance(stored, CanaryRelease)
 
-    await Workloads(kube).set_target_images(stored, {"podinfod": NEW, "miner": "evil/miner:1"})
+    await CanaryWorkloads(kube).set_target_images(stored, {"podinfod": NEW, "miner": "evil/miner:1"})
 
     target = k8s.AppsV1Api(kube_api_client).read_namespaced_deployment("podinfo", namespace)
     containers = {c.name: c.image for c in target.spec.template.spec.containers}

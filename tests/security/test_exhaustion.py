@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from rollout.analysis import MAX_RESULT_BYTES, PrometheusProvider, QueryContext
-from rollout.decide import MetricCheck
+from rollout.decide import Measurement
 from rollout.engine import AdvanceStats
 from rollout.kube import RequestCounter
 from rollout.metrics import EngineMetrics
@@ -149,8 +149,8 @@ def test_metric_names_from_specs_are_not_label_values() -> None:
         {**VALID, "metadata": {"name": "p", "namespace": "apps"}}
     )
     checks = (
-        MetricCheck(chosen, 1.0, None, True, False, "ok"),
-        MetricCheck("request-success-rate", 99.9, None, True, False, "ok"),
+        Measurement(chosen, 1.0, None, True, False, "ok"),
+        Measurement("request-success-rate", 99.9, None, True, False, "ok"),
     )
 
     metrics.observe(release, AdvanceStats(checks=checks))

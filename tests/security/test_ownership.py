@@ -22,7 +22,7 @@ from rollout.models import CanaryReleaseSpec, Phase
 from rollout.owner import NotOwned
 from rollout.router import WEIGHT, NginxRouter
 from rollout.store import ReleaseStore
-from rollout.workloads import Workloads
+from rollout.workloads import CanaryWorkloads
 from sandbox.sample_app import deploy_podinfo
 from tests.engine.test_rollout import NEW, wait_phase
 from tests.fixtures.engine import ControllerFactory, async_wait_for
@@ -225,7 +225,7 @@ async def test_router_and_workloads_do_not_write_to_objects_they_do_not_own(
     }
     await kube.create(DEPLOYMENTS, namespace, stranger)
     with pytest.raises(NotOwned, match=r"^NotOwned \(409\): Deployment podinfo-canary was not"):
-        await Workloads(kube).ensure_canary(release, target)
+        await CanaryWorkloads(kube).ensure_canary(release, target)
     kept = await kube.get(DEPLOYMENTS, namespace, "podinfo-canary")
     assert kept is not None
     assert kept["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:1.36"

@@ -176,6 +176,14 @@ def _namespace(api: k8s.ApiClient, name: str) -> str:
     return name
 
 
+def _remove(api: k8s.ApiClient, ns: str) -> None:
+    """The namespace goes, and its route at once: every run's route serves one host."""
+    k8s.CustomObjectsApi(api).delete_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", ns, "httproutes", "web"
+    )
+    k8s.CoreV1Api(api).delete_namespace(ns, propagation_policy="Background")
+
+
 def _app(api: k8s.ApiClient, plane: DataPlane, ns: str, canary: bool) -> BackendSimulator:
     create_app(api, ns, canary=canary)
     k8s.CoreV1Api(api).create_namespaced_service(ns, service("api", "api"))
@@ -221,6 +229,7 @@ async def _split(
         return share
     finally:
         sim.stop()
+        _remove(api, ns)
 
 
 def _abort_spec() -> CanaryReleaseSpec:
@@ -268,6 +277,7 @@ async def _aborts(
                 zero, last = await _one_abort(api, store, plane, sim, ns)
             finally:
                 sim.stop()
+                _remove(api, ns)
             to_zero.append(zero)
             to_last.append(last)
             progress(f"abort {i + 1}/{count}: weight 0 after {zero:.3f}s, last canary {last:.3f}s")

@@ -274,13 +274,16 @@ async def _aborts(
             try:
                 sim.wait_serving({"stable": 2})
                 create_route(api, user_route(ns, plane.parent_ref))
-                zero, last = await _one_abort(api, store, plane, sim, ns)
+                zero, last, rate = await _one_abort(api, store, plane, sim, ns)
             finally:
                 sim.stop()
                 _remove(api, ns)
             to_zero.append(zero)
             to_last.append(last)
-            progress(f"abort {i + 1}/{count}: weight 0 after {zero:.3f}s, last canary {last:.3f}s")
+            progress(
+                f"abort {i + 1}/{count}: weight 0 after {zero:.3f}s, last canary request "
+                f"{last:.3f}s (canary served {rate} requests/s before)"
+            )
     finally:
         await controller.stop()
     return to_zero, to_last
@@ -288,7 +291,7 @@ async def _aborts(
 
 async def _one_abort(
     api: k8s.ApiClient, store: ReleaseStore, plane: DataPlane, sim: BackendSimulator, ns: str
-) -> tuple[float, float]:
+) -> tuple[float, float, int]:
     await store.create(ns, "web", _abort_spec())
     with _Load(plane.url):
         await asyncio.to_thread(
@@ -297,10 +300,15 @@ async def _one_abort(
         await asyncio.to_thread(
             wait_until, lambda: sim.counts()["canary"] > 0, 60, "canary requests through Envoy"
         )
-        requested = time.monotonic()
+        # How many requests a second the canary serves just before (what "last" resolves).
+        before = sim.counts()["canary"]
+        await asyncio.sleep(1.0)
+        # The count before the write: canary requests served while it is under way count.
+        last_count = sim.counts()["canary"]
+        rate = last_count - before
+        requested = last_at = time.monotonic()
         await store.request_control(ns, "web", ControlRequest(id=f"abort-{ns}", action="abort"))
         zero = None
-        last_count, last_at = sim.counts()["canary"], requested
         while time.monotonic() - last_at < 3.0:
             now = time.monotonic()
             if zero is None and await asyncio.to_thread(_route_weight, api, ns) == 0:
@@ -311,4 +319,4 @@ async def _one_abort(
             if now - requested > 60:
                 raise TimeoutError("canary requests did not stop within 60s of the abort")
             await asyncio.sleep(0.01)
-    return (zero if zero is not None else float("nan")), last_at - requested
+    return (zero if zero is not None else float("nan")), last_at - requested, rate

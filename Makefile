@@ -13,6 +13,7 @@ help:
 	@echo "make run           start canary-bot: the sandbox when no Slack or cluster is configured;"
 	@echo "                   with a kube context, console mode (front only; ARGS=--engine for an engine)"
 	@echo "make run SANDBOX=1 always the local sandbox, whatever is configured"
+	@echo "make run ROUTER=gateway  the sandbox on Gateway API: real Contour + Envoy (needs root)"
 	@echo "make test          install everything, build the control plane, helm and the image, lint and run all tests"
 	@echo "make helm          build helm for the chart tests (cached; pinned in hack/versions.env)"
 	@echo "make image         build the container image with buildah, no Docker engine (needs root)"
@@ -65,7 +66,7 @@ test: control-plane helm image lint
 
 # The control plane is built only when the sandbox is what runs (hack/run.sh decides).
 run: venv
-	@VENV=$(VENV) SANDBOX=$(SANDBOX) bash hack/run.sh $(ARGS)
+	@VENV=$(VENV) SANDBOX=$(SANDBOX) ROUTER=$(ROUTER) bash hack/run.sh $(ARGS)
 
 cluster-up: control-plane
 	@$(PY) -m sandbox.controlplane up

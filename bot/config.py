@@ -80,7 +80,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollout.egress import has_credentials, parse_networks
-from rollout.models import Analysis, format_duration, is_dns_label, parse_duration
+from rollout.models import Analysis, Provider, format_duration, is_dns_label, parse_duration
 from rollout.text import validation_problems
 
 Verb = Literal["start", "promote", "abort", "pause", "resume", "approve", "skip-analysis"]
@@ -365,6 +365,11 @@ class Defaults(_Frozen):
     port: int = Field(default=80, ge=1, le=65535)
     target_port: int | str | None = Field(default=None, alias="targetPort")
     approval: Literal["auto", "manual"] = "auto"
+    # How `/canary start` routes: "ingress" (ingressRef, the --ingress flag) or "gateway"
+    # (routeRef to the HTTPRoute named like the Deployment, or --ingress's name).
+    router: Literal["ingress", "gateway"] = "ingress"
+    # The releases' spec.provider (None: nginx with ingress, required with gateway).
+    provider: Provider | None = None
 
     @field_validator("namespace")
     @classmethod

@@ -169,11 +169,16 @@ def build_spec(
     service: dict[str, Any] = {"port": options.port or config.defaults.port}
     if config.defaults.target_port is not None:
         service["targetPort"] = config.defaults.target_port
+    route: dict[str, Any] = {"ingressRef": {"name": ingress}}
+    if config.defaults.router == "gateway":
+        route = {"routeRef": {"kind": "HTTPRoute", "name": ingress}}
+    if config.defaults.provider is not None:
+        route["provider"] = config.defaults.provider
     try:
         return CanaryReleaseSpec.model_validate(
             {
                 "targetRef": {"name": options.deployment},
-                "ingressRef": {"name": ingress},
+                **route,
                 "images": choose_images(options, containers),
                 "service": service,
                 "analysis": analysis.model_dump(mode="json", by_alias=True, exclude_none=True),

@@ -9,6 +9,9 @@
 #   (canary-bot/canary-bot-leader), so it stands by while the installed engine leads.
 #   The test control plane is not built for this.
 # - Nothing configured: the sandbox (the control plane is built on first use).
+# - ROUTER=gateway (`make run ROUTER=gateway`): the sandbox's data plane is Gateway API,
+#   real Contour and Envoy from an HTTPRoute (needs root; Contour is built on first use);
+#   the default, ROUTER=ingress, simulates ingress-nginx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VENV:-.venv}"

@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workdir", type=Path, help="keep the sandbox's files here (default: a temp dir)"
     )
+    parser.add_argument(
+        "--router",
+        choices=("ingress", "gateway"),
+        default=os.environ.get("ROUTER") or "ingress",
+        help="the data plane: ingress (simulated ingress-nginx, default) or gateway (real "
+        "Envoy programmed by Contour from an HTTPRoute; needs root); env ROUTER",
+    )
     return parser
 
 
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
     configure(level="WARNING", json_lines=False)
-    sandbox = LocalSandbox(args.workdir, rps=args.rps)
+    sandbox = LocalSandbox(args.workdir, rps=args.rps, router=args.router)
     try:
         sandbox.start()
     except Exception as exc:

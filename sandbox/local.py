@@ -5,6 +5,11 @@ CanaryRelease CRD, deploys the tutorial's podinfo app (Deployment, Service, Ingr
 namespace ``test``, starts Prometheus, the ingress-nginx traffic simulator for podinfo,
 and a flagger-loadtester stand-in. Only the data plane is simulated: error injection
 (the tutorial's ``curl /status/500``) sets the canary side's error rate.
+
+With ``router="gateway"`` (``make run ROUTER=gateway``, needs root) the data plane is
+real instead: Contour and Envoy serve an HTTPRoute ``podinfo``, real requests reach
+backends that answer for the podinfo pods, Prometheus scrapes Envoy, and releases use
+``routeRef`` with the ``contour`` metrics (``sandbox.gateway.sandbox``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.controlplane import ControlPlane
+from sandbox.gateway.sandbox import GatewayTraffic
 from sandbox.loadtester import LoadRequest, LoadTester
 from sandbox.prometheus import PrometheusServer
 from sandbox.sample_app import deploy_podinfo
@@ -50,7 +56,11 @@ class LocalSandbox:
         namespace: str = NAMESPACE,
         rps: float = BASE_RPS,
         progress: Callable[[str], None] = _say,
+        router: str = "ingress",
     ) -> None:
+        if router not in ("ingress", "gateway"):
+            raise SandboxError(f"router must be ingress or gateway, got {router!r}")
+        self.router = router
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="canary-bot-sandbox-"))
         self.namespace = namespace
         self.rps = rps
@@ -59,6 +69,7 @@ class LocalSandbox:
         self.prometheus = PrometheusServer(self.workdir / "prometheus")
         self.loadtester = LoadTester(on_load=self._on_load)
         self.traffic: TrafficSimulator | None = None
+        self.gateway: GatewayTraffic | None = None
         self._api: k8s.ApiClient | None = None
 
     @property
@@ -88,19 +99,40 @@ class LocalSandbox:
             self._deploy_app()
             self.progress("starting Prometheus (scrapes every second)")
             self.prometheus.start()
-            self.progress("starting the ingress-nginx traffic simulator and the load tester")
-            self.traffic = TrafficSimulator(
-                self.namespace, "podinfo", "podinfo", 80, kubeconfig=self.kubeconfig, rps=self.rps
-            ).start()
-            self.prometheus.add_target(self.traffic.address, {"job": "ingress-nginx"})
+            if self.router == "gateway":
+                self._start_gateway()
+            else:
+                self.progress("starting the ingress-nginx traffic simulator and the load tester")
+                self.traffic = TrafficSimulator(
+                    self.namespace, "podinfo", "podinfo", 80, kubeconfig=self.kubeconfig, rps=self.rps
+                ).start()
+                self.prometheus.add_target(self.traffic.address, {"job": "ingress-nginx"})
             self.loadtester.start()
         except Exception as exc:
             self.stop()
             raise SandboxError(f"the sandbox could not start: {exc}") from exc
         self.progress(f"ready in {time.monotonic() - started:.1f}s")
 
+    def _start_gateway(self) -> None:
+        assert self._api is not None
+        self.progress(
+            "starting the Gateway API data plane: Contour and Envoy (a few minutes to build "
+            "Contour on first use), the podinfo HTTPRoute and backends for its pods"
+        )
+        self.gateway = GatewayTraffic(
+            self.kubeconfig,
+            self.control_plane.bin_dir / "kubectl",
+            self.workdir / "gateway",
+            self.namespace,
+            self.rps,
+        )
+        self.gateway.start(self._api, self.prometheus)
+
     def stop(self) -> None:
         """Stop everything (safe to call twice)."""
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
         if self.traffic is not None:
             self.traffic.stop()
             self.traffic = None
@@ -122,15 +154,19 @@ class LocalSandbox:
 
     def inject_errors(self, rate: float = 0.5) -> None:
         """The tutorial's ``curl /status/500`` loop: the canary answers 5xx at ``rate``."""
+        if self.gateway is not None:
+            self.gateway.set_side("canary", error_rate=rate)
+            return
         if self.traffic is None:
             raise SandboxError("the sandbox is not running")
         self.traffic.set_side("canary", error_rate=rate)
 
     def heal(self) -> None:
         """Stop injecting errors on both sides."""
-        if self.traffic is not None:
-            self.traffic.set_side("canary", error_rate=0.0)
-            self.traffic.set_side("stable", error_rate=0.0)
+        for data_plane in (self.traffic, self.gateway):
+            if data_plane is not None:
+                data_plane.set_side("canary", error_rate=0.0)
+                data_plane.set_side("stable", error_rate=0.0)
 
     def config(self) -> dict[str, Any]:
         """A canary-bot config for the sandbox: the tutorial's analysis, shorter interval."""
@@ -153,13 +189,16 @@ class LocalSandbox:
                 "metadata": {"cmd": "hey -z 1m -q 10 -c 2 http://app.example.com/"},
             },
         ]
+        defaults: dict[str, Any] = {
+            "namespace": self.namespace,
+            "profile": "tutorial",
+            "progressDeadlineSeconds": 60,
+        }
+        if self.router == "gateway":
+            defaults.update(router="gateway", provider="contour")
         return {
             "cluster": "sandbox",
-            "defaults": {
-                "namespace": self.namespace,
-                "profile": "tutorial",
-                "progressDeadlineSeconds": 60,
-            },
+            "defaults": defaults,
             "profiles": {
                 "tutorial": {
                     "interval": "5s",
@@ -186,7 +225,12 @@ class LocalSandbox:
 
     def summary(self) -> str:
         """What is running where, for the person at the terminal."""
+        if self.gateway is not None:
+            plane = f"Gateway API: Contour + Envoy at {self.gateway.url} (HTTPRoute podinfo)"
+        else:
+            plane = "ingress-nginx: the traffic simulator (canary Ingress weights)"
         lines = [
+            f"data plane: {plane}",
             f"kubectl:    KUBECONFIG={self.kubeconfig} {self.control_plane.bin_dir}/kubectl get canaryreleases -A",
             f"Prometheus: {self.prometheus_url}",
         ]
@@ -259,3 +303,5 @@ class LocalSandbox:
         extra = load.total_rps or 0.0
         if self.traffic is not None and extra:
             self.traffic.set_rps(self.rps + extra)
+        if self.gateway is not None and extra:
+            self.gateway.rps = self.rps + extra

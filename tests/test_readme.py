@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bot.commands.help import USAGE
 from rollout import analysis, router
 from rollout.models import Analysis
+from rollout.routers import gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -65,9 +66,10 @@ def test_readme_build_time_is_what_the_build_script_prints() -> None:
 
 
 def test_comparison_rows_on_what_canary_bot_lacks_are_true_of_the_code() -> None:
-    # ingress-nginx is the only traffic router, Prometheus the only metric provider
+    # ingress-nginx and Gateway API are the traffic routers, Prometheus the only metric provider
     routers = [n for n, v in vars(router).items() if isinstance(v, type) and n.endswith("Router")]
-    assert sorted(routers) == ["NginxRouter", "Router"]  # the protocol and its one implementation
+    assert sorted(routers) == ["NginxRouter", "Router"]  # the protocol and ingress-nginx's
+    assert isinstance(vars(gateway).get("GatewayRouter"), type)  # and Gateway API's
     providers = [
         n for n, v in vars(analysis).items() if isinstance(v, type) and n.endswith("Provider")
     ]
@@ -75,5 +77,5 @@ def test_comparison_rows_on_what_canary_bot_lacks_are_true_of_the_code() -> None
     # a pasted mirror field is refused, naming the field
     with pytest.raises(ValidationError, match=r"analysis\.mirror is a Flagger field"):
         Analysis.model_validate({"mirror": True, "mirrorWeight": 10})
-    for row in ("**ingress-nginx only**", "**Prometheus only**", "**not yet**", "**no**"):
+    for row in ("**Prometheus only**", "**no**"):
         assert row in README

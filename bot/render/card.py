@@ -142,6 +142,14 @@ def route_waiting(release: CanaryRelease) -> str:
     return ""
 
 
+def _route_blocks(release: CanaryRelease) -> list[Block]:
+    route = route_waiting(release)
+    if not route:
+        return []
+    text = f":hourglass_flowing_sand: *Route not in force yet*: {escape(route)}"
+    return [SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))]
+
+
 def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
     """The status card's blocks."""
     status, analysis = release.status, release.spec.analysis
@@ -202,10 +210,7 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
                 ]
             )
         )
-    route = route_waiting(release)
-    if route:
-        text = f":hourglass_flowing_sand: *Route not in force yet*: {escape(route)}"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(text, 3000))))
+    blocks.extend(_route_blocks(release))
     if status.message:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=clip(escape(status.message), 3000))])

@@ -292,9 +292,14 @@ class BackendSimulator:
                 self.last_error = f"cannot listen on {address}:{port} for {pod.name}: {exc}"
                 continue
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
             with self._lock:
-                self._servers[(address, port)] = (pod, server)
+                stopped = self._stop.is_set()
+                if not stopped:
+                    self._servers[(address, port)] = (pod, server)
+            if stopped:  # stop() ran meanwhile: it did not see this one, so close it here
+                server.server_close()
+                continue
+            threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def _listen(self, address: str, port: int, pod: _Pod) -> ThreadingHTTPServer:
         """Bind and listen on ``address:port`` in ``netns``; served from any thread."""

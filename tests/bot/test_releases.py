@@ -22,7 +22,7 @@ def test_the_tutorial_profile_and_defaults_make_the_spec() -> None:
         {"podinfod": "stefanprodan/podinfo:6.0.0"},
     )
     assert spec.images == {"podinfod": "stefanprodan/podinfo:6.0.3"}
-    assert spec.ingress_ref.name == "podinfo"
+    assert spec.ingress_ref is not None and spec.ingress_ref.name == "podinfo"
     assert spec.analysis.interval == "10s"
     assert spec.analysis.threshold == 10
     assert spec.analysis.weights()[:3] == [5, 10, 15]
@@ -89,3 +89,20 @@ def test_plan_describes_steps_and_time() -> None:
     text = plan.describe()
     assert "10 steps: 5% → 10%" in text and "at least 1m50s to promotion" in text
     assert "10 failed checks in a row roll back (after 1m40s at the earliest)" in text
+
+
+def test_a_gateway_config_starts_releases_on_the_route_with_its_provider() -> None:
+    defaults = CONFIG.defaults.model_copy(update={"router": "gateway", "provider": "contour"})
+    config = CONFIG.model_copy(update={"defaults": defaults})
+
+    spec = build_spec(
+        ReleaseOptions("podinfo", image="stefanprodan/podinfo:6.0.3"),
+        config,
+        ALICE,
+        {"podinfod": "stefanprodan/podinfo:6.0.0"},
+    )
+
+    assert spec.ingress_ref is None
+    assert spec.route_ref is not None
+    assert (spec.route_ref.kind, spec.route_ref.name) == ("HTTPRoute", "podinfo")
+    assert spec.metrics_provider == "contour"

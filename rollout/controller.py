@@ -8,6 +8,8 @@
 - ``advance`` never runs twice at once for one release; triggers that arrive meanwhile
   are coalesced into one more run. Events are delivered afterwards, outside that lock
   (``rollout.outbox``), so Slack's speed never delays an advance.
+- Canaries: a loop next to the scheduler turns revisions of managed Deployments into
+  CanaryReleases (rollout/revisions.py), on the leader only and through the same fence.
 - Every write of the engine goes through a fenced ``Kube``: immediately before each
   mutating request it asks whether this process still leads and renewed its Lease within
   the renew deadline (``LeaderElector.write_budget``), and refuses otherwise. Losing the
@@ -49,6 +51,7 @@ from rollout.notify import Notifier, undelivered
 from rollout.outbox import Outbox
 from rollout.preflight import protected_namespaces
 from rollout.retention import DEFAULT_KEEP, Retention, needs_advance
+from rollout.revisions import ProfileLookup, Revisions
 from rollout.shards import release_selector
 from rollout.webhooks import WebhookRunner
 
@@ -97,6 +100,10 @@ class EngineSettings:
     watch_cache: bool = True
     # Only releases labelled canarybot.io/shard=<shard>; None: only unlabelled ones.
     shard: str | None = None
+    # Canaries (rollout/revisions.py): how often each managed Deployment is compared
+    # with its stable revision; off: Canaries are ignored (Deployments stay as they are).
+    revisions: bool = True
+    revision_interval_seconds: float = 2.0
 
 
 def _own_namespace(settings: EngineSettings) -> str:
@@ -140,6 +147,7 @@ class Controller:
         webhooks: WebhookRunner | None = None,
         clock: Clock = utc_now,
         registry: CollectorRegistry | None = None,
+        profiles: ProfileLookup | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -186,6 +194,14 @@ class Controller:
         self._stopping = False
         self._elector: LeaderElector | None = None
         self.retention = Retention(fenced, settings.keep_finished, lambda: self.is_leader)
+        self.revisions = Revisions(
+            fenced,
+            namespace=settings.namespace,
+            interval=settings.revision_interval_seconds,
+            profiles=profiles,
+            clock=clock,
+        )
+        self._revision_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -277,9 +293,15 @@ class Controller:
         # stall its Lease renewals or die. Each start is a fresh term: a thread of an
         # earlier term still blocked in its request ends rather than being revived.
         self.cache.start()
+        if self.settings.revisions:
+            self._revision_task = asyncio.get_running_loop().create_task(self.revisions.run())
 
     async def _stop_leading(self) -> None:
         self.leading.clear()  # from here on the write guard refuses every engine write
+        if self._revision_task is not None:
+            self._revision_task.cancel()
+            await asyncio.gather(self._revision_task, return_exceptions=True)
+            self._revision_task = None
         if self.metrics is not None:
             self.metrics.leader.set(0)
         self.cache.stop()

@@ -231,6 +231,8 @@ def _convert_metadata(meta: dict[str, Any], note: _Notes) -> dict[str, Any]:
 def _convert_spec(spec: dict[str, Any], note: _Notes) -> dict[str, Any]:
     out: dict[str, Any] = {}
     _check_provider(spec.get("provider"), "ingressRef" in spec, note)
+    if spec.get("provider") == "nginx":
+        out["provider"] = "nginx"
     out["targetRef"] = _ref(spec.get("targetRef"), "spec.targetRef", "apps/v1", "Deployment", note)
     if "ingressRef" not in spec:
         raise note.error(

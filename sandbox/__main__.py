@@ -61,7 +61,21 @@ def sandbox_commands(sandbox: LocalSandbox) -> dict[str, ExtraCommand]:
     def where(words: list[str]) -> str:
         return sandbox.summary()
 
-    return {"errors": errors, "heal": heal, "sandbox": where}
+    def kubectl(words: list[str]) -> str:
+        if not words or words[0] != "set":
+            return (
+                "Only `kubectl set image ...` runs in the console; use the kubectl line "
+                "that `sandbox` prints for anything else."
+            )
+        return sandbox.set_image(words[1:])
+
+    return {
+        "errors": errors,
+        "heal": heal,
+        "sandbox": where,
+        "set": sandbox.set_image,
+        "kubectl": kubectl,
+    }
 
 
 async def _serve(sandbox: LocalSandbox, port: int) -> None:

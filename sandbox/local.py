@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from sandbox import set_image
 from sandbox.controlplane import ControlPlane
 from sandbox.loadtester import LoadRequest, LoadTester
 from sandbox.prometheus import PrometheusServer
@@ -125,6 +126,23 @@ class LocalSandbox:
         if self.traffic is None:
             raise SandboxError("the sandbox is not running")
         self.traffic.set_side("canary", error_rate=rate)
+
+    def set_image(self, words: list[str]) -> str:
+        """The tutorial's ``kubectl set image``: applied through the API, and the real
+        kubectl line to type next time. ``words`` follow ``set`` (or ``kubectl set``)."""
+        if self._api is None:
+            raise SandboxError("the sandbox is not running")
+        try:
+            change = set_image.parse(words, self.namespace)
+            set_image.apply(self._api, change)
+        except set_image.SetImageProblem as exc:
+            return str(exc)
+        images = ", ".join(f"{c}={i}" for c, i in change.images.items())
+        return (
+            f"deployment.apps/{change.deployment} image updated ({images}) in {change.namespace}.\n"
+            "The same change with kubectl, against the sandbox:\n"
+            f"  {change.kubectl_line(self.control_plane.bin_dir / 'kubectl', self.kubeconfig)}"
+        )
 
     def heal(self) -> None:
         """Stop injecting errors on both sides."""

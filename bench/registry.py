@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "scale": "bench.scale",
     "flagger": "bench.flagger",
     "slack-ack": "bench.slack_ack_latency",
+    "revision": "bench.revision",
 }
 
 

@@ -29,12 +29,21 @@ from bot.commands import (
     overview,
 )
 from bot.config import BotConfig
+from bot.managed import (
+    Protection,
+    analysis_flags,
+    managed_image_problem,
+    protection_of,
+    wait_for_release,
+    write_images,
+)
 from bot.releases import (
     TARGET_LABEL,
     RequestProblem,
     approval_of,
     build_analysis,
     build_spec,
+    choose_images,
     is_active,
     plan_of,
     release_name,
@@ -83,6 +92,8 @@ class Reply:
     text: str
     blocks: list[Block] | None = None
     public: bool = False
+    # (channel, thread ts) of the release thread the reply is about; Slack adds its link
+    thread: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,9 @@ class Operations:
             return Reply(refusal)
         try:
             containers = await deployment_containers(self.kube, namespace, options.deployment)
+            protection = await self._protection(namespace, options.deployment)
+            if protection is not None and containers is not None:
+                return await self._start_managed(options, actor, protection, containers)
             requester = Requester(
                 user=actor.user,
                 user_name=actor.user_name,
@@ -165,6 +179,63 @@ class Operations:
         )
         slack = actor.source == "slack"
         return Reply(self._started(release.metadata.name, options, namespace, spec, slack))
+
+    async def _protection(self, namespace: str, deployment: str) -> Protection | None:
+        """The Canary protecting ``deployment``; None without the Canary CRD or rights."""
+        try:
+            return await protection_of(self.kube, namespace, deployment)
+        except KubeError as exc:
+            if exc.status in (403, 404):  # no Canary CRD, or a bot not allowed to list them
+                return None
+            raise RequestProblem(
+                f"could not check for a Canary protecting {deployment}: {exc}"
+            ) from None
+
+    async def _start_managed(
+        self,
+        options: ReleaseOptions,
+        actor: Actor,
+        protection: Protection,
+        containers: dict[str, str],
+    ) -> Reply:
+        """Write the image(s) into a protected Deployment; the revision path releases it."""
+        deployment, namespace = options.deployment, protection.namespace
+        guarded = f"{deployment} is protected by Canary {protection.canary} in {namespace}"
+        flags = analysis_flags(options)
+        if flags:
+            return Reply(
+                f":warning: {escape(guarded)}: every revision runs with the Canary's analysis, "
+                f"so {', '.join(flags)} cannot apply. Leave them out, or change the Canary."
+            )
+        images = choose_images(options, containers)
+        problem = managed_image_problem(deployment, images, containers)
+        if problem is not None:
+            return Reply(f":warning: {escape(problem)}")
+        known = {r.metadata.name for r in await releases_of(self.store, namespace, deployment)}
+        try:
+            await write_images(self.kube, namespace, deployment, images, actor.user)
+        except KubeError as exc:
+            return Reply(f":warning: Nothing changed: could not write the image: {escape(str(exc))}")
+        log.info(
+            "template image written for a protected Deployment",
+            extra={"namespace": namespace, "deployment": deployment, "user": actor.user},
+        )
+        release = await wait_for_release(self.store, namespace, deployment, images, known)
+        shown = escape(", ".join(f"{c}={i}" for c, i in sorted(images.items())))
+        text = f":seedling: Wrote {shown} into {escape(guarded)}'s pod template."
+        if release is None:
+            return Reply(
+                text + " The release has not appeared yet: `/canary status "
+                f"{deployment} -n {namespace}` shows it once canary-bot has picked it up."
+            )
+        name = release.metadata.name
+        text += f" Release `{name}` runs it with the Canary's analysis."
+        thread = release.status.notification
+        if thread.channel and thread.thread_ts:
+            return Reply(text, thread=(thread.channel, thread.thread_ts))
+        if actor.source == "slack":
+            text += " Its status card follows in the namespace's channel."
+        return Reply(text)
 
     def _started(
         self,

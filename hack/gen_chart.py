@@ -6,7 +6,7 @@
 
 Six outputs, so the chart and the kustomize install cannot drift apart:
 
-- ``charts/canary-bot/crds/``: the CanaryRelease CRD, rendered by hack/gen_crd.py's
+- ``charts/canary-bot/crds/``: the CanaryRelease and Canary CRDs, rendered by hack/gen_crd.py's
   generator from rollout/models.py (the same text as the kustomize install's CRD);
 - ``charts/canary-bot/templates/_rules.tpl``: the RBAC rules, taken from the objects in
   manifests/ (the ClusterRole ``canary-bot``, the namespaced overlay's Role
@@ -47,6 +47,7 @@ import gen_crd  # noqa: E402
 MANIFESTS = ROOT / "manifests"
 CHART = ROOT / "charts" / "canary-bot"
 CRD_FILE = CHART / "crds" / "canaryreleases.canarybot.io.yaml"
+CANARY_CRD_FILE = CHART / "crds" / "canaries.canarybot.io.yaml"
 RULES_FILE = CHART / "templates" / "_rules.tpl"
 POLICY_SOURCE = MANIFESTS / "admission" / "policy.yaml"
 POLICY_FILE = CHART / "templates" / "admissionpolicy.yaml"
@@ -239,6 +240,19 @@ def render_crd() -> str:
     return header + text[len(gen_crd.HEADER) :]
 
 
+def render_canary_crd() -> str:
+    """The chart's Canary CRD: hack/gen_crd.py's rendering under this chart's own header."""
+    text = gen_crd.render_canary()
+    assert text.startswith(gen_crd.CANARY_HEADER)
+    header = (
+        "# The Canary CustomResourceDefinition (Helm installs crds/ before the templates,\n"
+        "# never upgrades or deletes it).\n"
+        "# Generated from rollout/canaries.py by hack/gen_chart.py (hack/gen_crd.py's\n"
+        "# generator); do not edit by hand.\n"
+    )
+    return header + text[len(gen_crd.CANARY_HEADER) :]
+
+
 # --- the values schema's config node ---------------------------------------------------
 
 
@@ -371,6 +385,7 @@ def outputs() -> dict[Path, str]:
     """Every generated file and its wanted text."""
     return {
         CRD_FILE: render_crd(),
+        CANARY_CRD_FILE: render_canary_crd(),
         RULES_FILE: render_rules(),
         POLICY_FILE: render_policy(),
         ALERTS_FILE: render_alerts(),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate manifests/crds/crd.yaml, the CanaryRelease CRD, from the pydantic models.
+"""Generate manifests/crds/: the CanaryRelease and Canary CRDs, from the pydantic models.
 
-    python hack/gen_crd.py           # rewrite manifests/crds/crd.yaml
+    python hack/gen_crd.py           # rewrite manifests/crds/crd.yaml and canaries.yaml
     python hack/gen_crd.py --check   # exit 1 if the committed file is out of date
 
 The models in rollout/models.py are the one definition of the resource. Their JSON
@@ -39,9 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from rollout import limits, models  # noqa: E402
+from rollout import canaries, limits, models  # noqa: E402
 
 CRD_PATH = ROOT / "manifests" / "crds" / "crd.yaml"
+CANARY_CRD_PATH = ROOT / "manifests" / "crds" / "canaries.yaml"
 
 Schema = dict[str, Any]
 
@@ -58,6 +59,8 @@ DURATION_SCHEMA: Schema = {
 # ``None`` marks a rule with no schema form; the engine reports it in status instead.
 FIELD_RULES: dict[str, Schema | None] = {
     "ObjectRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "TargetRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "IngressRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
     "Webhook._http_url": {"pattern": "^https?://"},
     "SecretKeyRef._secret_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
     "SecretKeyRef._secret_key": {"pattern": models._SECRET_KEY.pattern},
@@ -72,6 +75,16 @@ FIELD_RULES: dict[str, Schema | None] = {
         ],
     },
     "CanaryReleaseSpec._canary_replicas_range": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "type(self) == string ? self == 'auto' : "
+                f"(self >= 1 && self <= {models.MAX_CANARY_REPLICAS})",
+                "message": "canaryReplicas must be auto or a number from 1 to "
+                f"{models.MAX_CANARY_REPLICAS}",
+            }
+        ]
+    },
+    "CanarySpec._canary_replicas_range": {
         "x-kubernetes-validations": [
             {
                 "rule": "type(self) == string ? self == 'auto' : "
@@ -126,6 +139,48 @@ MODEL_RULES["Webhook._one_url"] = {
     ]
 }
 
+
+
+# The type each refused Flagger field has in Flagger's Canary: CEL needs a typed field.
+_OBJECT: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+_TEXT: Schema = {"type": "string", "maxLength": 1024}
+_FLAG: Schema = {"type": "boolean"}
+_FLAGGER_TYPES: dict[str, Schema] = {
+    "metricsServer": _TEXT,
+    "revertOnDeletion": _FLAG,
+    "suspend": _FLAG,
+    "portDiscovery": _FLAG,
+    "portName": _TEXT,
+    "appProtocol": _TEXT,
+    "timeout": _TEXT,
+    "meshName": _TEXT,
+    "delegation": _FLAG,
+    "gateways": {"type": "array", "maxItems": 64, "items": _TEXT},
+    "hosts": {"type": "array", "maxItems": 64, "items": _TEXT},
+    "backends": {"type": "array", "maxItems": 64, "items": _TEXT},
+    "gatewayRefs": {"type": "array", "maxItems": 64, "items": _OBJECT},
+    "match": {"type": "array", "maxItems": 64, "items": _OBJECT},
+}
+
+
+def refused_fields(refused: dict[str, str], prefix: str) -> Schema:
+    """Flagger fields canary-bot cannot honour: declared with Flagger's type (so no
+    client's field validation prunes them silently) and refused by a rule that names the
+    field and says what to do instead."""
+    return {
+        "properties": {name: _FLAGGER_TYPES.get(name, _OBJECT) for name in refused},
+        "x-kubernetes-validations": [
+            {
+                "rule": f"!has(self.{name})",
+                "message": f"{prefix}{name} is not supported: {why}",
+                "fieldPath": f".{name}",
+                "reason": "FieldValueForbidden",
+            }
+            for name, why in refused.items()
+        ],
+    }
+
+
 # Flagger fields canary-bot ignores must survive `kubectl apply` of a pasted block.
 PRESERVE_UNKNOWN = {"Analysis"}
 
@@ -163,6 +218,12 @@ def _merge(base: Schema, extra: Schema) -> Schema:
         else:
             out[key] = value
     return out
+
+
+MODEL_RULES["CanarySpec._refuse_flagger_only"] = _merge(
+    refused_fields(canaries.REFUSED_SPEC_FIELDS, "spec."),
+    {"properties": {"service": refused_fields(canaries.REFUSED_SERVICE_FIELDS, "spec.service.")}},
+)
 
 
 def _models(root: type[BaseModel]) -> Iterator[type[BaseModel]]:
@@ -233,6 +294,8 @@ def structural(root: type[BaseModel]) -> Schema:
         if "anyOf" in node or "oneOf" in node:
             return _union(node, convert)
         out: Schema = {k: v for k, v in node.items() if k in _KEEP}
+        if "const" in node:  # a one-value Literal: structural schemas spell it as an enum
+            out["enum"] = [node["const"]]
         if "properties" in out:
             out["properties"] = {k: convert(v) for k, v in out["properties"].items()}
             out.pop("additionalProperties", None)  # extra="forbid": pruning does that
@@ -389,43 +452,46 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("``", "`").split())
 
 
-def build_crd() -> Schema:
-    """The CustomResourceDefinition object."""
-    spec_schema = structural(models.CanaryReleaseSpec)
-    spec_schema = _merge(
-        spec_schema,
-        immutable_rules(models.IMMUTABLE_SPEC_FIELDS, spec_schema.get("required", [])),
-    )
-    status_schema = structural(models.CanaryReleaseStatus)
+RELEASE_COLUMNS = [
+    {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
+    {"name": "FailedChecks", "type": "integer", "jsonPath": ".status.failedChecks"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.message"},
+]
+
+CANARY_COLUMNS = [
+    {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Images", "type": "string", "jsonPath": ".status.lastImages"},
+    {"name": "Outcome", "type": "string", "jsonPath": ".status.lastRevision.outcome"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.message"},
+]
+
+
+def _definition(
+    names: Schema, spec: Schema, status: Schema, columns: list[Schema], doc: str
+) -> Schema:
+    """A namespaced CRD of canary-bot's group with a status subresource."""
     version = {
         "name": models.VERSION,
         "served": True,
         "storage": True,
         "subresources": {"status": {}},
-        "additionalPrinterColumns": [
-            {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
-            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
-            {"name": "FailedChecks", "type": "integer", "jsonPath": ".status.failedChecks"},
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-            {
-                "name": "Message",
-                "type": "string",
-                "priority": 1,
-                "jsonPath": ".status.message",
-            },
-        ],
+        "additionalPrinterColumns": columns,
         "schema": {
             "openAPIV3Schema": {
-                "description": _clean(models.CanaryRelease.__doc__ or ""),
+                "description": _clean(doc),
                 "type": "object",
                 "required": ["spec"],
                 "properties": {
                     "apiVersion": {"type": "string"},
                     "kind": {"type": "string"},
                     "metadata": {"type": "object"},
-                    "spec": spec_schema,
-                    "status": status_schema,
+                    "spec": spec,
+                    "status": status,
                 },
             }
         },
@@ -433,26 +499,55 @@ def build_crd() -> Schema:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{models.PLURAL}.{models.GROUP}"},
+        "metadata": {"name": f"{names['plural']}.{models.GROUP}"},
         "spec": {
             "group": models.GROUP,
             "scope": "Namespaced",
-            "names": {
-                "kind": models.KIND,
-                "listKind": f"{models.KIND}List",
-                "plural": models.PLURAL,
-                "singular": models.KIND.lower(),
-                "shortNames": [models.SHORT_NAME],
-                "categories": ["all", "canarybot"],
-            },
+            "names": {**names, "categories": ["all", "canarybot"]},
             "versions": [version],
         },
     }
 
 
+def build_crd() -> Schema:
+    """The CanaryRelease CustomResourceDefinition object."""
+    spec_schema = structural(models.CanaryReleaseSpec)
+    spec_schema = _merge(
+        spec_schema,
+        immutable_rules(models.IMMUTABLE_SPEC_FIELDS, spec_schema.get("required", [])),
+    )
+    names = {
+        "kind": models.KIND,
+        "listKind": f"{models.KIND}List",
+        "plural": models.PLURAL,
+        "singular": models.KIND.lower(),
+        "shortNames": [models.SHORT_NAME],
+    }
+    status = structural(models.CanaryReleaseStatus)
+    return _definition(names, spec_schema, status, RELEASE_COLUMNS, models.CanaryRelease.__doc__ or "")
+
+
+def build_canary_crd() -> Schema:
+    """The Canary CustomResourceDefinition object."""
+    names = {
+        "kind": canaries.KIND,
+        "listKind": f"{canaries.KIND}List",
+        "plural": canaries.PLURAL,
+        "singular": canaries.SINGULAR,
+        "shortNames": [canaries.SHORT_NAME],
+    }
+    spec = structural(canaries.CanarySpec)
+    status = structural(canaries.CanaryStatus)
+    return _definition(names, spec, status, CANARY_COLUMNS, canaries.Canary.__doc__ or "")
+
+
 HEADER = (
     "# The CanaryRelease CustomResourceDefinition.\n"
     "# Generated from rollout/models.py by hack/gen_crd.py; do not edit by hand.\n"
+)
+CANARY_HEADER = (
+    "# The Canary CustomResourceDefinition (one Deployment under canary-bot's protection).\n"
+    "# Generated from rollout/canaries.py by hack/gen_crd.py; do not edit by hand.\n"
 )
 
 
@@ -504,13 +599,26 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def render() -> str:
-    """The YAML text of manifests/crds/crd.yaml."""
-    crd = build_crd()
+def _render(crd: Schema, header: str) -> str:
     schema = crd["spec"]["versions"][0]["schema"]
     schema["openAPIV3Schema"] = _ordered(schema["openAPIV3Schema"])
     body = yaml.dump(crd, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
-    return HEADER + body
+    return header + body
+
+
+def render() -> str:
+    """The YAML text of manifests/crds/crd.yaml (CanaryRelease)."""
+    return _render(build_crd(), HEADER)
+
+
+def render_canary() -> str:
+    """The YAML text of manifests/crds/canaries.yaml (Canary)."""
+    return _render(build_canary_crd(), CANARY_HEADER)
+
+
+def outputs() -> dict[Path, str]:
+    """Every file this script writes and its wanted text."""
+    return {CRD_PATH: render(), CANARY_CRD_PATH: render_canary()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -518,21 +626,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="fail if the file is outdated")
     args = parser.parse_args(argv)
-    text = render()
-    current = CRD_PATH.read_text() if CRD_PATH.exists() else ""
-    if args.check:
+    stale = 0
+    for path, text in outputs().items():
+        current = path.read_text() if path.exists() else ""
         if current == text:
-            return 0
-        diff = difflib.unified_diff(
-            current.splitlines(), text.splitlines(), "committed", "generated", lineterm=""
-        )
-        print("\n".join(diff), file=sys.stderr)
-        print(f"{CRD_PATH} is out of date: run python hack/gen_crd.py", file=sys.stderr)
-        return 1
-    CRD_PATH.parent.mkdir(parents=True, exist_ok=True)
-    CRD_PATH.write_text(text)
-    print(f"wrote {CRD_PATH.relative_to(ROOT)}")
-    return 0
+            continue
+        if args.check:
+            diff = difflib.unified_diff(
+                current.splitlines(), text.splitlines(), "committed", "generated", lineterm=""
+            )
+            print("\n".join(diff), file=sys.stderr)
+            print(f"{path} is out of date: run python hack/gen_crd.py", file=sys.stderr)
+            stale = 1
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return stale
 
 
 if __name__ == "__main__":

@@ -356,6 +356,20 @@ class ObjectRef(_Model):
         return value
 
 
+class TargetRef(ObjectRef):
+    """The Deployment a release or a Canary runs for; Flagger's shape (apiVersion, kind) too."""
+
+    api_version: Literal["apps/v1"] | None = Field(default=None, alias="apiVersion")
+    kind: Literal["Deployment"] | None = None
+
+
+class IngressRef(ObjectRef):
+    """The main Ingress; Flagger's shape (apiVersion, kind) is accepted as well."""
+
+    api_version: Literal["networking.k8s.io/v1"] | None = Field(default=None, alias="apiVersion")
+    kind: Literal["Ingress"] | None = None
+
+
 class ServicePort(_Model):
     """The port the canary Service exposes and the container port it targets."""
 
@@ -391,11 +405,21 @@ class ControlRequest(_Model):
     at: datetime | None = None
 
 
+def check_canary_replicas(value: Literal["auto"] | int) -> Literal["auto"] | int:
+    """``value`` if it is ``auto`` or a pod count from 1 to ``MAX_CANARY_REPLICAS``."""
+    if value != "auto" and not 1 <= int(value) <= MAX_CANARY_REPLICAS:
+        raise ValueError(
+            f"canaryReplicas must be auto or a number from 1 to {MAX_CANARY_REPLICAS}, "
+            f"got {value}"
+        )
+    return value
+
+
 class CanaryReleaseSpec(_Model):
     """What the user asked for."""
 
-    target_ref: ObjectRef = Field(alias="targetRef")
-    ingress_ref: ObjectRef = Field(alias="ingressRef")
+    target_ref: TargetRef = Field(alias="targetRef")
+    ingress_ref: IngressRef = Field(alias="ingressRef")
     images: dict[ContainerName, ImageRef] = Field(min_length=1, max_length=MAX_IMAGES)
     service: ServicePort = Field(default_factory=ServicePort)
     analysis: Analysis = Field(default_factory=Analysis)
@@ -409,6 +433,10 @@ class CanaryReleaseSpec(_Model):
     skip_analysis: bool = Field(default=False, alias="skipAnalysis")
     cluster: str = Field(default="", max_length=MAX_NAME_LENGTH)
     requested_by: Requester = Field(default_factory=Requester, alias="requestedBy")
+    # Set on releases opened from a revision of a Deployment that a Canary manages: the
+    # Canary, and who changed the pod template (its field manager, e.g. kubectl-set).
+    canary_ref: ObjectRef | None = Field(default=None, alias="canaryRef")
+    changed_by: ShortText = Field(default="", alias="changedBy")
     control_requests: list[ControlRequest] = Field(
         default_factory=list, alias="controlRequests", max_length=MAX_CONTROL_REQUESTS
     )
@@ -416,12 +444,7 @@ class CanaryReleaseSpec(_Model):
     @field_validator("canary_replicas")
     @classmethod
     def _canary_replicas_range(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
-        if value != "auto" and not 1 <= int(value) <= MAX_CANARY_REPLICAS:
-            raise ValueError(
-                f"canaryReplicas must be auto or a number from 1 to {MAX_CANARY_REPLICAS}, "
-                f"got {value}"
-            )
-        return value
+        return check_canary_replicas(value)
 
     @field_validator("images")
     @classmethod
@@ -451,6 +474,8 @@ IMMUTABLE_SPEC_FIELDS = (
     "skipAnalysis",
     "cluster",
     "requestedBy",
+    "canaryRef",
+    "changedBy",
 )
 
 

@@ -46,6 +46,11 @@ IN_RELEASE_NAMESPACE = [
     Access("update", "canaryreleases", RELEASES_GROUP, why="store.request_control (PUT)"),
     Access("delete", "canaryreleases", RELEASES_GROUP, why="retention (finished beyond N)"),
     Access("update", "canaryreleases", RELEASES_GROUP, "status", why="store.write_status (PUT)"),
+    Access("get", "canaries", RELEASES_GROUP, why="revisions (read a Canary)"),
+    Access("list", "canaries", RELEASES_GROUP, why="revisions resync, find_canary_for"),
+    Access("watch", "canaries", RELEASES_GROUP, why="revisions watch (--namespace)"),
+    Access("update", "canaries", RELEASES_GROUP, why="revisions finalizer (PUT)"),
+    Access("update", "canaries", RELEASES_GROUP, "status", why="revisions status (PUT)"),
     Access("get", "deployments", "apps", why="workloads.target/canary, bot.targets"),
     Access("create", "deployments", "apps", why="workloads.ensure_canary"),
     Access("patch", "deployments", "apps", why="workloads.set_target_images (strategic)"),
@@ -68,6 +73,8 @@ IN_RELEASE_NAMESPACE = [
 CLUSTER_WIDE = [
     Access("list", "canaryreleases", RELEASES_GROUP, why="controller._resync (all namespaces)"),
     Access("watch", "canaryreleases", RELEASES_GROUP, why="controller._watch (all namespaces)"),
+    Access("list", "canaries", RELEASES_GROUP, why="revisions resync (all namespaces)"),
+    Access("watch", "canaries", RELEASES_GROUP, why="revisions watch (all namespaces)"),
 ]
 
 LEASE = "canary-bot-leader"

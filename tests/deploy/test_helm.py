@@ -165,13 +165,16 @@ def test_defaults_install_what_kustomize_installs(
     assert {(o["kind"], o["metadata"]["name"]) for o in chart} == expected
     # the CRD (crds/) is the one hack/gen_crd.py renders from rollout/models.py
     with_crds = helm.template(None, "--include-crds")
-    (crd,) = find(with_crds, "CustomResourceDefinition")
+    crds = {c["metadata"]["name"]: c for c in find(with_crds, "CustomResourceDefinition")}
     sys.path.insert(0, str(ROOT / "hack"))
     try:
         import gen_crd
     finally:
         sys.path.remove(str(ROOT / "hack"))
-    assert crd == yaml.safe_load(gen_crd.render())
+    assert crds == {
+        "canaryreleases.canarybot.io": yaml.safe_load(gen_crd.render()),
+        "canaries.canarybot.io": yaml.safe_load(gen_crd.render_canary()),
+    }
     for kind, name in (
         ("ClusterRole", "canary-bot"),
         ("Role", "canary-bot-leader-election"),

@@ -39,7 +39,7 @@ def test_crds_are_not_part_of_the_bots_kustomization() -> None:
     top = yaml.safe_load(_text(ROOT / "manifests" / "kustomization.yaml"))
     assert not any("crd" in r for r in top["resources"])
     crds = yaml.safe_load(_text(ROOT / "manifests" / "crds" / "kustomization.yaml"))
-    assert crds["resources"] == ["crd.yaml"]
+    assert crds["resources"] == ["crd.yaml", "canaries.yaml"]
 
 
 def test_ports_table_matches_the_command_line() -> None:

@@ -81,15 +81,19 @@ def test_base_installs_the_bot_and_not_the_crd(base: list[Manifest]) -> None:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
 
 
-def test_crds_kustomization_installs_exactly_the_generated_crd(kubectl: Kubectl) -> None:
-    (crd,) = kubectl.render(CRDS)
+def test_crds_kustomization_installs_exactly_the_generated_crds(kubectl: Kubectl) -> None:
+    by_name = {c["metadata"]["name"]: c for c in kubectl.render(CRDS)}
+    assert sorted(by_name) == ["canaries.canarybot.io", "canaryreleases.canarybot.io"]
+    crd, canary_crd = by_name["canaryreleases.canarybot.io"], by_name["canaries.canarybot.io"]
     assert (crd["kind"], crd["metadata"]["name"]) == (
         "CustomResourceDefinition",
         "canaryreleases.canarybot.io",
     )
-    # the generated file, not a copy that could drift from it
+    assert canary_crd["metadata"]["name"] == "canaries.canarybot.io"
+    # the generated files, not copies that could drift from them
     generated = yaml.safe_load((CRDS / "crd.yaml").read_text())
     assert crd["spec"] == generated["spec"]
+    assert canary_crd["spec"] == yaml.safe_load((CRDS / "canaries.yaml").read_text())["spec"]
     assert not (MANIFESTS / "crd.yaml").exists(), "the CRD lives in manifests/crds/ only"
 
 

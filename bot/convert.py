@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rollout.models import Analysis, ServicePort
+from rollout.canaries import API_VERSION, KIND, CanarySpec
 
 FLAGGER_API_VERSION = "flagger.app/v1beta1"
-TARGET_API_VERSION = "canarybot.io/v1alpha1"
+TARGET_API_VERSION = API_VERSION
 # Bounds on what is read: a pasted manifest is small; anything larger is a mistake.
 MAX_INPUT_BYTES = 1024 * 1024
 MAX_DOCUMENTS = 200
@@ -141,7 +141,7 @@ def _first_line(exc: BaseException) -> str:
 def _is_converted(doc: Mapping[str, Any]) -> bool:
     if doc.get("kind") == "List":
         return any(_is_converted(i) for i in doc.get("items") or [] if isinstance(i, dict))
-    return doc.get("apiVersion") == TARGET_API_VERSION and doc.get("kind") == "Canary"
+    return doc.get("apiVersion") == TARGET_API_VERSION and doc.get("kind") == KIND
 
 
 def _no_canary_message(docs: list[Any]) -> str:
@@ -194,7 +194,7 @@ def _convert_canary(doc: dict[str, Any], findings: list[Finding]) -> dict[str, A
     _check_against_model(new_spec, label)
     return {
         "apiVersion": TARGET_API_VERSION,
-        "kind": "Canary",
+        "kind": KIND,
         "metadata": _convert_metadata(meta, note),
         "spec": new_spec,
     }
@@ -368,29 +368,16 @@ def _known_only(item: Any, known: set[str], where: str, note: _Notes) -> Any:
 
 
 def _check_against_model(spec: dict[str, Any], label: str) -> None:
-    """Refuse a result the API server would refuse, naming the field."""
-    checks: list[tuple[str, type[Analysis] | type[ServicePort]]] = [
-        ("analysis", Analysis),
-        ("service", ServicePort),
-    ]
-    for field, model in checks:
-        if field not in spec:
-            continue
-        try:
-            model.model_validate(spec[field])
-        except ValidationError as exc:
-            raise ConvertError(f"{label}: spec.{field}: {_validation_text(exc)}") from None
-    deadline = spec.get("progressDeadlineSeconds", 600)
-    if not isinstance(deadline, int) or isinstance(deadline, bool) or not 10 <= deadline <= 86400:
-        raise ConvertError(
-            f"{label}: spec.progressDeadlineSeconds: {str(deadline)[:32]!r} is not a whole "
-            "number of seconds from 10 to 86400"
-        )
+    """Refuse a result the API server would refuse (the Canary model), naming the field."""
+    try:
+        CanarySpec.model_validate(spec)
+    except ValidationError as exc:
+        raise ConvertError(f"{label}: the converted spec is not valid: {_validation_text(exc)}") from None
 
 
 def _validation_text(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
         loc = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{loc}: {error['msg']}" if loc else str(error["msg"]))
+        parts.append(f"spec.{loc}: {error['msg']}" if loc else str(error["msg"]))
     return "; ".join(parts)

@@ -11,6 +11,8 @@ import yaml
 
 from bot.cli import main
 from bot.convert import ConvertError, convert_text
+from sandbox.controlplane import ControlPlane
+from tests.rollout.test_crd import ROOT, Kubectl
 
 # The seed tutorial's Canary, as a Flagger user has it in git.
 TUTORIAL_CANARY = """\
@@ -228,3 +230,25 @@ def test_help_explains_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
         main(["convert", "--help"])
     text = capsys.readouterr().out
     assert "flagger.app/v1beta1" in text and "Exit status" in text
+
+
+@pytest.mark.cluster
+def test_the_converted_canary_is_accepted_by_the_api_server(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    kubectl = Kubectl(control_plane)
+    kubectl("apply", "-k", str(ROOT / "manifests" / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/canaries.canarybot.io")
+    flagger = yaml.safe_load(TUTORIAL_CANARY)
+    flagger["metadata"]["namespace"] = namespace
+    flagger["spec"]["autoscalerRef"] = {"kind": "HorizontalPodAutoscaler", "name": "podinfo"}
+    flagger["spec"]["analysis"]["sessionAffinity"] = {"cookieName": "c"}
+    result = convert_text(yaml.safe_dump(flagger))
+    assert not result.equivalent  # named on stderr; the rest is still a valid Canary
+    kubectl("apply", "--dry-run=server", "-f", "-", stdin=result.to_yaml())
+    kubectl("apply", "-f", "-", stdin=result.to_yaml())
+    stored = yaml.safe_load(kubectl("get", "cbc", "podinfo", "-n", namespace, "-o", "yaml").stdout)
+    assert stored["spec"]["analysis"]["webhooks"][0]["name"] == "acceptance-test"
+    assert stored["spec"]["targetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"
+    }

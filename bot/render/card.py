@@ -23,10 +23,12 @@ from slack_sdk.models.blocks import (
 
 from bot.render.facts import (
     PHASE_EMOJI,
+    changed_by_text,
     images_change,
     metric_lines,
     progress_bar,
     requester_text,
+    rolled_back_text,
     time_line,
 )
 from bot.render.limits import clip
@@ -164,6 +166,9 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         MarkdownTextObject(text=f"*Requested by*\n{requester_text(release, slack=True)}"),
         MarkdownTextObject(text=f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}"),
     ]
+    changed_by = changed_by_text(release, slack=True)
+    if changed_by is not None:
+        fields.append(MarkdownTextObject(text=f"*Changed by*\n{changed_by}"))
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(headline(release), 150), emoji=True)),
         SectionBlock(
@@ -210,6 +215,13 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
     if status.message:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=clip(escape(status.message), 3000))])
+        )
+    rolled_back = rolled_back_text(release)
+    if rolled_back is not None:
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=clip(f":rewind: {escape(rolled_back)}", 3000))
+            )
         )
     if with_buttons:
         elements = buttons(release)

@@ -6,10 +6,12 @@ from datetime import datetime
 
 from bot.render.card import allowed_actions, headline
 from bot.render.facts import (
+    changed_by_text,
     images_change,
     metric_lines,
     progress_bar,
     requester_text,
+    rolled_back_text,
     time_line,
 )
 from rollout.models import CanaryRelease, RolloutEvent
@@ -33,11 +35,17 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
         ("by", requester_text(release, slack=False)),
         ("cluster", release.spec.cluster or "unnamed"),
     ]
+    changed_by = changed_by_text(release, slack=False)
+    if changed_by is not None:
+        rows.append(("changed by", changed_by))
     for line in metric_lines(release):
         mark = "…" if line.ok is None else ("ok" if line.ok else "FAIL")
         rows.append(("metric", f"{line.text()} {mark}"))
     if status.message:
         rows.append(("note", status.message))
+    rolled_back = rolled_back_text(release)
+    if rolled_back is not None:
+        rows.append(("state", rolled_back))
     actions = allowed_actions(status.phase)
     if actions:
         rows.append(("actions", " | ".join(actions)))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.authz import Authorizer
 from bot.commands import (
@@ -30,6 +30,7 @@ from bot.commands import (
 )
 from bot.config import BotConfig
 from bot.managed import (
+    CANARIES,
     Protection,
     analysis_flags,
     managed_image_problem,
@@ -303,7 +304,30 @@ class Operations:
         release = await resolve(self.store, ns, name)
         if release is None:
             return Reply(_not_found(name, ns))
-        return Reply(headline_mrkdwn(release), card_blocks(release, self.clock()))
+        blocks = card_blocks(release, self.clock())
+        text = headline_mrkdwn(release)
+        state = await self._canary_state(release)
+        if state is not None:  # what the Deployment is doing now, beyond this release
+            text += f"\n{escape(state)}"
+            blocks.append(
+                ContextBlock(elements=[MarkdownTextObject(text=clip(escape(state), 3000))])
+            )
+        return Reply(text, blocks)
+
+    async def _canary_state(self, release: CanaryRelease) -> str | None:
+        """``Canary podinfo: Idle — spec asks for …``: the protecting Canary's status."""
+        ref = release.spec.canary_ref
+        if ref is None:
+            return None
+        try:
+            raw = await self.kube.get(CANARIES, release.metadata.namespace, ref.name)
+        except KubeError:
+            return None
+        status = (raw or {}).get("status") or {}
+        message = str(status.get("message") or "")
+        if not message:
+            return None
+        return f"Canary {ref.name}: {str(status.get('state') or 'Idle')[:64]} — {message[:2000]}"
 
     async def list_active(self, namespace: str | None) -> Reply:
         """Active releases in a namespace, or everywhere (a scoped bot: its namespace).

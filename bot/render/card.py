@@ -149,6 +149,13 @@ def headline_mrkdwn(release: CanaryRelease) -> str:
     return escape(headline(release))
 
 
+def _who(release: CanaryRelease) -> str:
+    changed_by = changed_by_text(release, slack=True)
+    if changed_by is not None:
+        return f"*Changed by*\n{changed_by}"
+    return f"*Requested by*\n{requester_text(release, slack=True)}"
+
+
 def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
     """The status card's blocks."""
     status, analysis = release.status, release.spec.analysis
@@ -163,12 +170,10 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         MarkdownTextObject(text=f"*Canary weight*\n{weight_line}"),
         MarkdownTextObject(text=f"*Failed checks*\n{status.failed_checks} / {analysis.threshold}"),
         MarkdownTextObject(text=f"*Time*\n{time_line(release, now)}"),
-        MarkdownTextObject(text=f"*Requested by*\n{requester_text(release, slack=True)}"),
+        # a revision of a protected Deployment was asked for by whoever changed it
+        MarkdownTextObject(text=_who(release)),
         MarkdownTextObject(text=f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}"),
     ]
-    changed_by = changed_by_text(release, slack=True)
-    if changed_by is not None:
-        fields.append(MarkdownTextObject(text=f"*Changed by*\n{changed_by}"))
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(headline(release), 150), emoji=True)),
         SectionBlock(

@@ -175,8 +175,10 @@ def changed_by_text(release: CanaryRelease, *, slack: bool) -> str | None:
 def rolled_back_text(release: CanaryRelease) -> str | None:
     """A managed Deployment's state after a rollback, plainly (text, no markup).
 
-    ``spec asks for 6.0.4, pods run 6.0.3 (rolled back at …: cause); push a fixed
-    revision or revert``. None unless the release came from a Canary and failed.
+    ``spec asks for podinfod=…:6.0.4, pods run podinfod=…:6.0.3 (rolled back at …:
+    cause); push a fixed revision or revert``: the sentence the revision loop writes into
+    the Canary's status, built from the release's own spec and status. None unless the
+    release came from a Canary and failed.
     """
     status = release.status
     if release.spec.canary_ref is None or status.phase is not Phase.FAILED:
@@ -184,8 +186,8 @@ def rolled_back_text(release: CanaryRelease) -> str | None:
     asks = _images_text(release.spec.images)
     runs = _images_text(status.stable_images) or "the previous revision"
     at = status.finished_at or status.phase_since
-    when = f" at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if at is not None else ""
-    cause = f": {status.reason}" if status.reason else ""
+    when = f" at {at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if at is not None else ""
+    cause = f": {status.reason or status.message}" if status.reason or status.message else ""
     return (
         f"spec asks for {asks}, pods run {runs} (rolled back{when}{cause}); "
         "push a fixed revision or revert"
@@ -193,7 +195,5 @@ def rolled_back_text(release: CanaryRelease) -> str | None:
 
 
 def _images_text(images: dict[str, str]) -> str:
-    """One image alone, several as ``container=image``."""
-    if len(images) == 1:
-        return next(iter(images.values()))
+    """``podinfod=stefanprodan/podinfo:6.0.3``, several joined by commas."""
     return ", ".join(f"{c}={i}" for c, i in sorted(images.items()))

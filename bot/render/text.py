@@ -32,12 +32,9 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
         ),
         ("failed", f"{status.failed_checks} / {analysis.threshold} checks"),
         ("time", time_line(release, now)),
-        ("by", requester_text(release, slack=False)),
+        _who(release),
         ("cluster", release.spec.cluster or "unnamed"),
     ]
-    changed_by = changed_by_text(release, slack=False)
-    if changed_by is not None:
-        rows.append(("changed by", changed_by))
     for line in metric_lines(release):
         mark = "…" if line.ok is None else ("ok" if line.ok else "FAIL")
         rows.append(("metric", f"{line.text()} {mark}"))
@@ -53,6 +50,13 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
     lines = [headline(release), "-" * len(headline(release))]
     lines += [f"{label.rjust(width)}  {value}" for label, value in rows]
     return "\n".join(lines)
+
+
+def _who(release: CanaryRelease) -> tuple[str, str]:
+    changed_by = changed_by_text(release, slack=False)
+    if changed_by is not None:
+        return ("changed by", changed_by)
+    return ("by", requester_text(release, slack=False))
 
 
 def event_line(release: CanaryRelease, event: RolloutEvent) -> str:

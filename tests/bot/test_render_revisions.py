@@ -59,6 +59,12 @@ def test_a_field_manager_is_escaped_and_never_a_mention() -> None:
 def test_an_unmanaged_release_has_no_changed_by() -> None:
     assert "Changed by" not in _card(release())
     assert "changed by" not in card_text(release(), NOW)
+    assert "*Requested by*\\n<@U0ALICE>" in _card(release())
+
+
+def test_a_revision_names_who_changed_it_instead_of_a_requester() -> None:
+    card = _card(_managed(release(), "kubectl-set"))
+    assert "Requested by" not in card
 
 
 def test_after_a_rollback_the_card_says_what_the_spec_asks_and_the_pods_run() -> None:
@@ -70,9 +76,9 @@ def test_after_a_rollback_the_card_says_what_the_spec_asks_and_the_pods_run() ->
     when = failed.status.finished_at
     assert when is not None
     sentence = (
-        "spec asks for stefanprodan/podinfo:6.0.3, pods run stefanprodan/podinfo:6.0.0 "
-        f"(rolled back at {when:%Y-%m-%d %H:%M:%S} UTC: failed checks threshold reached 10); "
-        "push a fixed revision or revert"
+        "spec asks for podinfod=stefanprodan/podinfo:6.0.3, pods run "
+        f"podinfod=stefanprodan/podinfo:6.0.0 (rolled back at {when:%Y-%m-%dT%H:%M:%SZ}: "
+        "failed checks threshold reached 10); push a fixed revision or revert"
     )
     assert sentence in _card(failed)
     assert sentence in card_text(failed, NOW)

@@ -125,9 +125,12 @@ async def wait_for_release(
     deployment: str,
     images: dict[str, str],
     known: set[str],
+    *,
+    with_thread: bool,
     wait_seconds: float = RELEASE_WAIT_SECONDS,
 ) -> CanaryRelease | None:
-    """The release the revision path opened for ``images``, once its thread exists.
+    """The release the revision path opened for ``images`` (with ``with_thread``, once
+    its Slack thread exists).
 
     ``known`` are the release names that existed before the write. Returns the release
     (maybe still without a thread) at the deadline, or None if none appeared.
@@ -146,7 +149,7 @@ async def wait_for_release(
                 and dict(release.spec.images) == images
             ):
                 found = release
-        if found is not None and found.status.notification.thread_ts:
+        if found is not None and (found.status.notification.thread_ts or not with_thread):
             return found
         await asyncio.sleep(0.25)
     return found

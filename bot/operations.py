@@ -221,7 +221,9 @@ class Operations:
             "template image written for a protected Deployment",
             extra={"namespace": namespace, "deployment": deployment, "user": actor.user},
         )
-        release = await wait_for_release(self.store, namespace, deployment, images, known)
+        release = await wait_for_release(
+            self.store, namespace, deployment, images, known, with_thread=actor.source == "slack"
+        )
         shown = escape(", ".join(f"{c}={i}" for c, i in sorted(images.items())))
         text = f":seedling: Wrote {shown} into {escape(guarded)}'s pod template."
         if release is None:

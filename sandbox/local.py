@@ -28,7 +28,9 @@ from sandbox.prometheus import PrometheusServer
 from sandbox.sample_app import deploy_podinfo
 from sandbox.traffic import TrafficSimulator
 
-CRD_PATH = Path(__file__).resolve().parents[1] / "manifests" / "crds" / "crd.yaml"
+CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
+CRD_PATH = CRD_DIR / "crd.yaml"
+CANARY_CRD_PATH = CRD_DIR / "canaries.yaml"
 NAMESPACE = "test"
 BASE_RPS = 20.0
 
@@ -81,7 +83,7 @@ class LocalSandbox:
             )
             self.control_plane.start()
             self._api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
-            self.progress("installing the CanaryRelease CRD")
+            self.progress("installing the CanaryRelease and Canary CRDs")
             self._install_crd()
             self.progress(
                 f"deploying podinfo (Deployment, Service, Ingress) in namespace {self.namespace}"
@@ -217,21 +219,23 @@ class LocalSandbox:
     def _install_crd(self) -> None:
         assert self._api is not None
         ext = k8s.ApiextensionsV1Api(self._api)
-        body = yaml.safe_load(CRD_PATH.read_text())
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        bodies = [yaml.safe_load(path.read_text()) for path in (CRD_PATH, CANARY_CRD_PATH)]
+        for body in bodies:
+            try:
+                ext.create_custom_resource_definition(body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
-            if any(
-                c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+            crds = [ext.read_custom_resource_definition(b["metadata"]["name"]) for b in bodies]
+            if all(
+                any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+                for crd in crds
             ) and self._serving_releases():
                 return
             time.sleep(0.2)
-        raise SandboxError("the CanaryRelease CRD was not served within 30s")
+        raise SandboxError("the CanaryRelease and Canary CRDs were not served within 30s")
 
     def _serving_releases(self) -> bool:
         """Whether CanaryReleases can be listed: Established comes before the API server's
@@ -239,7 +243,8 @@ class LocalSandbox:
         (re)initializing" (the console's first ``start`` would fail with it)."""
         custom = k8s.CustomObjectsApi(self._api)
         try:
-            custom.list_cluster_custom_object("canarybot.io", "v1alpha1", "canaryreleases", limit=1)
+            for plural in ("canaryreleases", "canaries"):
+                custom.list_cluster_custom_object("canarybot.io", "v1alpha1", plural, limit=1)
         except ApiException as exc:
             if exc.status == 429:
                 return False

@@ -225,14 +225,17 @@ class Operations:
             self.store, namespace, deployment, images, known, with_thread=actor.source == "slack"
         )
         shown = escape(", ".join(f"{c}={i}" for c, i in sorted(images.items())))
-        text = f":seedling: Wrote {shown} into {escape(guarded)}'s pod template."
+        text = (
+            f":seedling: Wrote {shown} into the pod template of {deployment} in {namespace} "
+            f"(protected by Canary {escape(protection.canary)})."
+        )
         if release is None:
             return Reply(
                 text + " The release has not appeared yet: `/canary status "
                 f"{deployment} -n {namespace}` shows it once canary-bot has picked it up."
             )
         name = release.metadata.name
-        text += f" Release `{name}` runs it with the Canary's analysis."
+        text += f" Release `{name}` of {deployment} in {namespace} runs it with the Canary's analysis."
         thread = release.status.notification
         if thread.channel and thread.thread_ts:
             return Reply(text, thread=(thread.channel, thread.thread_ts))

@@ -98,7 +98,8 @@ async def test_start_on_a_protected_deployment_writes_only_the_template_image(
         )
         assert status == 200
         reply = await told(slack_fake, ALICE, "Wrote podinfod=")
-    assert "protected by Canary podinfo" in reply
+    assert "(protected by Canary podinfo)" in reply
+    assert "has not appeared yet" in reply  # no engine runs here
     after = deployment(kube_api_client, namespace)
     (container,) = after["spec"]["template"]["spec"]["containers"]
     assert container["image"] == NEW

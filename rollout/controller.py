@@ -8,6 +8,8 @@
 - ``advance`` never runs twice at once for one release; triggers that arrive meanwhile
   are coalesced into one more run. Events are delivered afterwards, outside that lock
   (``rollout.outbox``), so Slack's speed never delays an advance.
+- Canaries: a loop next to the scheduler turns revisions of managed Deployments into
+  CanaryReleases (rollout/revisions.py), on the leader only and through the same fence.
 - Every write of the engine goes through a fenced ``Kube``: immediately before each
   mutating request it asks whether this process still leads and renewed its Lease within
   the renew deadline (``LeaderElector.write_budget``), and refuses otherwise. Losing the
@@ -48,6 +50,7 @@ from rollout.notify import Notifier, undelivered
 from rollout.outbox import Outbox
 from rollout.preflight import protected_namespaces
 from rollout.retention import DEFAULT_KEEP, Retention, needs_advance
+from rollout.revisions import ProfileLookup, Revisions
 from rollout.webhooks import WebhookRunner
 
 log = logging.getLogger("canary_bot.controller")
@@ -92,6 +95,10 @@ class EngineSettings:
     # the engine's own namespace (where its Lease lives) and more namespaces it never acts in
     own_namespace: str = ""
     protected_namespaces: tuple[str, ...] = ()
+    # Canaries (rollout/revisions.py): how often each managed Deployment is compared
+    # with its stable revision; off: Canaries are ignored (Deployments stay as they are).
+    revisions: bool = True
+    revision_interval_seconds: float = 2.0
 
 
 def _own_namespace(settings: EngineSettings) -> str:
@@ -127,6 +134,7 @@ class Controller:
         webhooks: WebhookRunner | None = None,
         clock: Clock = utc_now,
         registry: CollectorRegistry | None = None,
+        profiles: ProfileLookup | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -167,6 +175,14 @@ class Controller:
         self.errors = 0
         self._elector: LeaderElector | None = None
         self.retention = Retention(fenced, settings.keep_finished, lambda: self.is_leader)
+        self.revisions = Revisions(
+            fenced,
+            namespace=settings.namespace,
+            interval=settings.revision_interval_seconds,
+            profiles=profiles,
+            clock=clock,
+        )
+        self._revision_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -250,9 +266,15 @@ class Controller:
             target=self._watch, args=("", self._watch_stop), name="canaryrelease-watch", daemon=True
         )
         self._watch_thread.start()
+        if self.settings.revisions:
+            self._revision_task = asyncio.get_running_loop().create_task(self.revisions.run())
 
     async def _stop_leading(self) -> None:
         self.leading.clear()  # from here on the write guard refuses every engine write
+        if self._revision_task is not None:
+            self._revision_task.cancel()
+            await asyncio.gather(self._revision_task, return_exceptions=True)
+            self._revision_task = None
         if self.metrics is not None:
             self.metrics.leader.set(0)
         self._watch_stop.set()

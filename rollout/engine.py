@@ -58,11 +58,14 @@ from rollout.models import (
 from rollout.notify import Notifier, undelivered
 from rollout.owner import owned_by
 from rollout.preflight import check_start, protected_refusal
+from rollout.revisions import set_paused, stable_images_of
 from rollout.router import NginxRouter, Router
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
 from rollout.webhooks import WebhookResult, WebhookRunner, payload
 from rollout.workloads import Workloads as CanaryWorkloads
 from rollout.workloads import container_images, readiness
+
+_PROMOTION = (Phase.PROMOTING, Phase.FINALISING)
 
 log = logging.getLogger("canary_bot.engine")
 
@@ -188,9 +191,14 @@ class Engine:
             canary = None  # another release's canary (e.g. a refused duplicate): not ours
         target_state = readiness(target)
         canary_state = readiness(canary)
+        target_images = container_images(target)
+        if release.spec.canary_ref is not None and release.status.phase not in _PROMOTION:
+            # A managed (paused) target's template already holds the new revision; its
+            # pods run the stable images the release was opened against.
+            target_images = stable_images_of(release.metadata.annotations) or target_images
         return Workloads(
             target_exists=target is not None,
-            target_images=container_images(target),
+            target_images=target_images,
             target_ready=target_state.ready,
             target_message=target_state.message,
             canary_exists=canary is not None,
@@ -270,10 +278,18 @@ class Engine:
             await self.workloads.ensure_canary(release, target)
             if await self.router.get_weight(release) is None:
                 await self.router.reconcile(release, 0)
+        elif isinstance(action, PromoteTarget | RevertTarget) and release.spec.canary_ref:
+            # managed: the template is the owner's; promotion lets it roll out, a
+            # rollback during promotion stops that rollout where it is
+            paused = isinstance(action, RevertTarget)
+            await set_paused(self.kube, release.metadata.namespace, release.spec.target_ref.name, paused)
         elif isinstance(action, PromoteTarget | RevertTarget):
             if container_images(target) != {**container_images(target), **action.images}:
                 await self.workloads.set_target_images(release, action.images)
         elif isinstance(action, DeleteCanary):
+            if release.spec.canary_ref and target is not None and not target["spec"].get("paused"):
+                # the release ended: the managed target is protected again at once
+                await set_paused(self.kube, release.metadata.namespace, release.spec.target_ref.name, True)
             await self.router.finalize(release)
             await self.workloads.delete_canary(release)
         elif isinstance(action, NotifyHooks):

@@ -34,6 +34,7 @@ JsonObject = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 class KubeError(Exception):
@@ -103,6 +104,7 @@ EVENTS = Resource("", "v1", "events")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 NAMESPACES = Resource("", "v1", "namespaces")
 RELEASES = Resource(GROUP, VERSION, PLURAL)
+CANARIES = Resource(GROUP, VERSION, "canaries")
 # Only ``read_secret_key`` uses it: one named Secret key, read when a webhook is called.
 SECRETS = Resource("", "v1", "secrets")
 # Gateway API (standard channel): the user's routes and the grants that let a route in
@@ -365,6 +367,19 @@ class Kube:
         """Strategic merge patch: lists such as containers merge by name (built-in kinds)."""
         return await self.request(
             "PATCH", resource.path(namespace, name), patch, content_type=STRATEGIC_PATCH
+        )
+
+    async def apply(
+        self, resource: Resource, namespace: str, name: str, body: JsonObject, manager: str
+    ) -> JsonObject:
+        """Server-side apply of ``body`` as field manager ``manager``, taking conflicting
+        fields (``force``); ``body`` holds only the fields this manager owns."""
+        return await self.request(
+            "PATCH",
+            resource.path(namespace, name),
+            body,  # the client sends it as JSON, which is YAML
+            content_type=APPLY_PATCH,
+            query=[("fieldManager", manager), ("force", "true")],
         )
 
     async def json_patch(

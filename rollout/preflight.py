@@ -68,7 +68,8 @@ async def check_start(kube: Kube, namespace: str, name: str, spec: CanaryRelease
                     f"Deployment {target} has no container named {container} "
                     f"(containers: {known}); images can only replace existing containers"
                 )
-            elif containers[container] == image:
+            elif containers[container] == image and spec.canary_ref is None:
+                # (a managed target's template already holds the revision being released)
                 problems.append(
                     f"container {container} of Deployment {target} already runs {image}; "
                     "nothing to release"

@@ -1,0 +1,530 @@
+"""Revisions of managed Deployments become CanaryReleases.
+
+A ``Canary`` puts one Deployment under protection. This module keeps that Deployment
+``spec.paused: true`` and turns each change of its pod template into one release:
+
+- The pause is a server-side apply of ``spec.paused`` alone, field manager
+  ``canary-bot``. A GitOps tool (or ``kubectl apply``) whose manifest does not set
+  ``paused`` neither owns nor resets it, even with ``--force-conflicts``; canary-bot owns
+  nothing else of the Deployment.
+- Adoption: the template the pods run is the stable one, recorded as a hash in the
+  Canary's status. A Deployment still rolling out is adopted when that rollout ends (all
+  pods on the current template), so the stable side is never a half-rolled mix; one
+  whose pods are all on the current template is adopted at once, ready or not (no ready
+  pods: the template is still what they run).
+- A template that differs from the stable one, and is not one whose release failed,
+  opens a release: the Canary's spec, the new template's images, who changed it (the
+  field manager that wrote ``f:spec/f:template`` last, e.g. ``kubectl-set``,
+  ``kustomize-controller``, ``argocd-controller``, ``helm``).
+- A second change while a release runs supersedes it: the release is aborted (the engine
+  routes all traffic to stable before removing the canary) with the reason "superseded
+  by revision ...", and once it has ended the newest template gets its own release. A
+  change back to the stable template cancels the running release the same way.
+- Promotion unpauses the Deployment (the engine, ``set_paused``) until its rollout of the
+  new template completes; the template becomes the stable one and the Deployment is
+  paused again. A rollback leaves the Deployment's spec as its owner wrote it: the status
+  says that the spec asks for X while the pods run Y, and that template never starts a
+  release again (a new one does).
+- Deleting the Canary (finalizer ``canarybot.io/revisions``): a running release is
+  aborted first (traffic to stable, canary removed); then, if the spec is the stable
+  template, canary-bot drops its ownership of ``spec.paused`` and the Deployment is
+  unpaused, serving what it serves. If the spec asks for something the pods do not run
+  (a rolled-back or not yet released revision), unpausing would roll it out without
+  analysis, so the Deployment stays paused and an Event on it says how to resume it.
+
+History: finished releases are kept and pruned per target by rollout/retention.py
+(the newest ``keep_finished``, 10 by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from rollout.canaries import KIND as CANARY_KIND
+from rollout.canaries import Canary, CanaryStatus, LastRevision
+from rollout.kube import CANARIES, DEPLOYMENTS, RELEASES, Conflict, JsonObject, Kube, KubeError
+from rollout.models import (
+    API_VERSION,
+    Analysis,
+    CanaryReleaseSpec,
+    ControlRequest,
+    ObjectRef,
+    Phase,
+    Requester,
+    new_object,
+)
+from rollout.store import ReleaseStore
+from rollout.workloads import readiness
+
+log = logging.getLogger("canary_bot.revisions")
+
+MANAGER = "canary-bot"
+FINALIZER = "canarybot.io/revisions"
+CANARY_LABEL = "canarybot.io/canary"
+HASH_LABEL = "canarybot.io/template-hash"
+STABLE_ANNOTATION = "canarybot.io/stable-images"
+_FINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+_RUNNING_PROMOTION = (Phase.PROMOTING.value, Phase.FINALISING.value)
+
+
+def stable_images_of(annotations: dict[str, str]) -> dict[str, str]:
+    """The stable images a managed release was opened against (its annotation)."""
+    try:
+        value = json.loads(annotations.get(STABLE_ANNOTATION, "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+ProfileLookup = Callable[[str], Analysis | None]
+
+
+def template_hash(template: JsonObject) -> str:
+    """A short hash of a pod template, as the Deployment's owner wrote it.
+
+    ``pod-template-hash`` (set on ReplicaSets, never in the Deployment) is left out; no
+    other template field is set by canary-bot.
+    """
+    body = json.loads(json.dumps(template))
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    labels.pop("pod-template-hash", None)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def template_images(template: JsonObject) -> dict[str, str]:
+    """Container name -> image of a pod template."""
+    containers = (template.get("spec") or {}).get("containers") or []
+    return {c["name"]: c.get("image", "") for c in containers}
+
+
+def show_images(images: dict[str, str]) -> str:
+    """``podinfod=stefanprodan/podinfo:6.0.3`` (several joined by commas)."""
+    return ", ".join(f"{c}={i}" for c, i in sorted(images.items()))
+
+
+def changed_by(deployment: JsonObject) -> str:
+    """The field manager that last wrote the pod template (newest ``time`` wins)."""
+    best, best_time = "", ""
+    for entry in deployment["metadata"].get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:template" not in fields or entry.get("subresource"):
+            continue
+        stamp = str(entry.get("time") or "")
+        if stamp >= best_time:
+            best, best_time = str(entry.get("manager") or "unknown"), stamp
+    return best[:256]
+
+
+def owns_paused(deployment: JsonObject) -> bool:
+    """Whether canary-bot's field manager owns ``spec.paused`` and it is true."""
+    if not deployment.get("spec", {}).get("paused"):
+        return False
+    for entry in deployment["metadata"].get("managedFields") or []:
+        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if entry.get("manager") == MANAGER and entry.get("operation") == "Apply" and "f:paused" in spec:
+            return True
+    return False
+
+
+async def set_paused(kube: Kube, namespace: str, name: str, paused: bool | None) -> None:
+    """Own ``spec.paused`` of a Deployment with value ``paused``; None gives it up (the
+    field then falls back to its default, unpaused, unless another manager sets it)."""
+    body: JsonObject = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}}
+    if paused is not None:
+        body["spec"] = {"paused": paused}
+    await kube.apply(DEPLOYMENTS, namespace, name, body, MANAGER)
+
+
+async def find_canary_for(kube: Kube, namespace: str, deployment: str) -> Canary | None:
+    """The Canary (not being deleted) that manages ``deployment`` in ``namespace``."""
+    try:
+        items = await kube.list_objects(CANARIES, namespace)
+    except KubeError as exc:
+        if exc.status == 404:  # the Canary CRD is not installed: nothing is managed
+            return None
+        raise
+    for raw in items:
+        if raw.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        if (raw.get("spec") or {}).get("targetRef", {}).get("name") == deployment:
+            with contextlib.suppress(ValidationError):
+                return Canary.from_object(raw)
+    return None
+
+
+def release_spec(
+    canary: Canary, template: JsonObject, who: str, analysis: Analysis
+) -> CanaryReleaseSpec:
+    """The release of one revision: the Canary's spec and the new template's images."""
+    spec = canary.spec
+    return CanaryReleaseSpec(
+        target_ref=spec.target_ref,
+        ingress_ref=spec.ingress_ref,
+        images=template_images(template),
+        service=spec.service,
+        analysis=analysis,
+        progress_deadline_seconds=spec.progress_deadline_seconds,
+        canary_replicas=spec.canary_replicas,
+        approval=spec.approval,
+        skip_analysis=spec.skip_analysis,
+        requested_by=Requester(user_name=who, channel=spec.channel, source="kubectl"),
+        canary_ref=ObjectRef(name=canary.metadata.name),
+        changed_by=who,
+    )
+
+
+def _outcome(release: JsonObject) -> str:
+    status = release.get("status") or {}
+    if status.get("phase") == Phase.SUCCEEDED.value:
+        return "Succeeded"
+    reason = str(status.get("reason") or status.get("message") or "")
+    if "superseded by revision" in reason:
+        return "Superseded"
+    if "back to the stable revision" in reason or "Canary deleted" in reason:
+        return "Cancelled"
+    return "Failed"
+
+
+def _created(obj: JsonObject) -> str:
+    return str(obj["metadata"].get("creationTimestamp") or "")
+
+
+class Revisions:
+    """The revision loop: one ``reconcile`` per Canary each tick, on the leader only."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        namespace: str | None = None,
+        interval: float = 2.0,
+        profiles: ProfileLookup | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.kube = kube  # fenced by the caller: every write asks the leader's guard
+        self.namespace = namespace
+        self.interval = interval
+        self.profiles = profiles
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return self._clock() if self._clock else datetime.now(UTC)
+
+    async def run(self) -> None:
+        """Reconcile every Canary every ``interval`` s until cancelled."""
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except KubeError as exc:
+                level = logging.DEBUG if exc.status == 404 else logging.WARNING
+                log.log(level, "listing Canaries failed: %s", exc)
+            except Exception:
+                log.exception("revision loop failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> None:
+        """One pass over every Canary (a failure is that Canary's alone)."""
+        for raw in await self.kube.list_objects(CANARIES, self.namespace):
+            meta = raw["metadata"]
+            try:
+                await self.reconcile(raw)
+            except Conflict:
+                pass  # changed meanwhile: the next tick reads it again
+            except KubeError as exc:
+                log.warning("Canary %s/%s: %s", meta["namespace"], meta["name"], exc)
+
+    async def reconcile(self, raw: JsonObject) -> None:
+        """Bring one Canary's Deployment and releases in line with its spec."""
+        if raw["metadata"].get("deletionTimestamp"):
+            await self._finalize(raw)
+            return
+        try:
+            canary = Canary.from_object(raw)
+        except ValidationError as exc:
+            await self._write_status(raw, {"state": "Invalid", "message": str(exc)[:2000]})
+            return
+        if FINALIZER not in (raw["metadata"].get("finalizers") or []):
+            raw["metadata"]["finalizers"] = [*raw["metadata"].get("finalizers", []), FINALIZER]
+            raw = await self.kube.replace(CANARIES, canary.metadata.namespace, canary.metadata.name, raw)
+        namespace, target = canary.metadata.namespace, canary.spec.target_ref.name
+        deployment = await self.kube.get(DEPLOYMENTS, namespace, target)
+        if deployment is None:
+            await self._write_status(
+                raw, {"state": "Blocked", "message": f"Deployment {target} not found in {namespace}"}
+            )
+            return
+        if not canary.status.stable_hash:
+            await self._adopt(raw, canary, deployment)
+            return
+        await self._follow(raw, canary, deployment)
+
+    async def _adopt(self, raw: JsonObject, canary: Canary, deployment: JsonObject) -> None:
+        """Take the template the pods run as stable, then pause the Deployment."""
+        spec, status = deployment["spec"], deployment.get("status") or {}
+        generation = int(deployment["metadata"].get("generation", 0))
+        wanted = int(spec.get("replicas", 1))
+        updated = int(status.get("updatedReplicas", 0))
+        total = int(status.get("replicas", 0))
+        settled = int(status.get("observedGeneration", 0)) >= generation and (
+            wanted == 0 or (updated >= wanted and total <= updated)
+        )
+        if not settled and not spec.get("paused"):
+            message = (
+                f"waiting for the rollout in progress to finish before protecting "
+                f"{canary.spec.target_ref.name} ({readiness(deployment).message})"
+            )
+            await self._write_status(raw, {"state": "Adopting", "message": message})
+            return
+        await set_paused(self.kube, canary.metadata.namespace, canary.spec.target_ref.name, True)
+        images = template_images(spec["template"])
+        ready = int(status.get("readyReplicas", 0))
+        note = "" if ready else " (no pod is ready yet)"
+        await self._write_status(
+            raw,
+            {
+                "state": "Idle",
+                "stableHash": template_hash(spec["template"]),
+                "stableImages": images,
+                "adoptedAt": self._now(),
+                "message": f"protecting {canary.spec.target_ref.name}: pods run "
+                f"{show_images(images)}{note}",
+            },
+        )
+
+    async def _releases(self, canary: Canary) -> list[JsonObject]:
+        selector = f"{CANARY_LABEL}={canary.metadata.name}"
+        items = await self.kube.list_objects(RELEASES, canary.metadata.namespace, selector)
+        return sorted(items, key=_created)
+
+    async def _follow(self, raw: JsonObject, canary: Canary, deployment: JsonObject) -> None:
+        """An adopted Canary: keep paused, open, supersede, cancel or record releases."""
+        namespace, target = canary.metadata.namespace, canary.spec.target_ref.name
+        template = deployment["spec"]["template"]
+        current = template_hash(template)
+        releases = await self._releases(canary)
+        running = [r for r in releases if (r.get("status") or {}).get("phase") not in _FINAL]
+        if running:
+            await self._steer(raw, canary, deployment, running[-1], current)
+            return
+        if not owns_paused(deployment):
+            await set_paused(self.kube, namespace, target, True)
+        status = canary.status
+        newest = releases[-1] if releases else None
+        last = status.last_revision
+        if (
+            newest is not None
+            and last.release == newest["metadata"]["name"]
+            and last.outcome in ("", "Running")
+        ):
+            await self._record_end(raw, canary, newest)
+            return
+        if current == status.stable_hash or current in status.failed_hashes:
+            await self._write_status(raw, {"state": "Idle", "release": ""})
+        else:
+            await self._open(raw, canary, deployment, current, releases)
+
+    async def _steer(
+        self,
+        raw: JsonObject,
+        canary: Canary,
+        deployment: JsonObject,
+        release: JsonObject,
+        current: str,
+    ) -> None:
+        """A release runs: follow its phase, or stop it when the template moved on."""
+        name = release["metadata"]["name"]
+        phase = (release.get("status") or {}).get("phase", Phase.INITIALIZING.value)
+        revision = release["metadata"].get("labels", {}).get(HASH_LABEL, "")
+        if revision == current:
+            if phase in _RUNNING_PROMOTION and deployment["spec"].get("paused"):
+                await set_paused(self.kube, canary.metadata.namespace, canary.spec.target_ref.name, False)
+            await self._write_status(raw, {"state": phase, "release": name})
+            return
+        if current == canary.status.stable_hash:
+            reason = "cancelled: the pod template is back to the stable revision"
+        else:
+            reason = f"superseded by revision {current}"
+        await self._abort(release, reason)
+        await self._write_status(raw, {"state": phase, "release": name, "message": reason})
+
+    async def _abort(self, release: JsonObject, reason: str) -> None:
+        """Ask the engine to roll the release back (once: the request id is derived)."""
+        meta = release["metadata"]
+        request = ControlRequest(
+            id=f"revisions-{uuid.uuid5(uuid.NAMESPACE_URL, meta['uid'] + reason).hex[:16]}",
+            action="abort",
+            user=MANAGER,
+            user_name=MANAGER,
+            reason=reason[:500],
+            at=self._now(),
+        )
+        await ReleaseStore(self.kube).request_control(meta["namespace"], meta["name"], request)
+
+    async def _open(
+        self,
+        raw: JsonObject,
+        canary: Canary,
+        deployment: JsonObject,
+        current: str,
+        releases: list[JsonObject],
+    ) -> None:
+        """Create the release of the template ``current``."""
+        namespace = canary.metadata.namespace
+        analysis = canary.spec.analysis
+        if analysis is None and canary.spec.profile:
+            analysis = self.profiles(canary.spec.profile) if self.profiles else None
+            if analysis is None:
+                message = f"analysis profile {canary.spec.profile} not found in the configuration"
+                await self._write_status(raw, {"state": "Blocked", "message": message})
+                return
+        template = deployment["spec"]["template"]
+        who = changed_by(deployment)
+        spec = release_spec(canary, template, who, analysis or Analysis())
+        again = sum(1 for r in releases if r["metadata"].get("labels", {}).get(HASH_LABEL) == current)
+        name = f"{canary.metadata.name[:40]}-{current}" + (f"-{again + 1}" if again else "")
+        labels = {CANARY_LABEL: canary.metadata.name, HASH_LABEL: current}
+        body = new_object(name, namespace, spec, labels)
+        body["metadata"]["annotations"] = {
+            STABLE_ANNOTATION: json.dumps(canary.status.stable_images, sort_keys=True)
+        }
+        body["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": CANARY_KIND,
+                "name": canary.metadata.name,
+                "uid": canary.metadata.uid,
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
+        ]
+        with contextlib.suppress(Conflict):  # created by an earlier pass that then failed
+            await self.kube.create(RELEASES, namespace, body)
+        images = template_images(template)
+        last = LastRevision(
+            release=name,
+            template_hash=current,
+            images=images,
+            changed_by=who,
+            outcome="Running",
+            message=f"{who or 'someone'} changed {canary.spec.target_ref.name}: "
+            f"{show_images(images)}",
+            at=self._now(),
+        )
+        await self._write_status(
+            raw,
+            {
+                "state": Phase.INITIALIZING.value,
+                "release": name,
+                "lastImages": show_images(images)[:256],
+                "lastRevision": last.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "message": last.message,
+            },
+        )
+
+    async def _record_end(self, raw: JsonObject, canary: Canary, release: JsonObject) -> None:
+        """The release ended: a success is the new stable revision; else say what runs."""
+        status = canary.status
+        rel_status = release.get("status") or {}
+        outcome = _outcome(release)
+        revision = release["metadata"].get("labels", {}).get(HASH_LABEL, "")
+        last = status.last_revision.model_copy(update={"outcome": outcome})
+        asks, runs = show_images(last.images), show_images(status.stable_images)
+        cause = str(rel_status.get("reason") or rel_status.get("message") or outcome)
+        changes: dict[str, Any] = {}
+        if outcome == "Succeeded":
+            message = f"promoted {asks}"
+            changes = {"stableHash": revision, "stableImages": dict(last.images)}
+        elif outcome in ("Superseded", "Cancelled"):
+            message = f"{asks} {outcome.lower()}: {cause}; pods run {runs}"
+        else:
+            at = str(rel_status.get("finishedAt") or "")
+            message = (
+                f"spec asks for {asks}, pods run {runs} (rolled back at {at}: {cause}); "
+                "push a fixed revision or revert"
+            )
+            changes = {"failedHashes": [*status.failed_hashes, revision][-20:]}
+        last = last.model_copy(update={"message": message})
+        await self._write_status(
+            raw,
+            {
+                **changes,
+                "state": "Idle",
+                "release": "",
+                "lastRevision": last.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "message": message,
+            },
+        )
+
+    async def _finalize(self, raw: JsonObject) -> None:
+        """The Canary is being deleted: stop its release, unpause, let it go."""
+        meta = raw["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return
+        namespace = meta["namespace"]
+        target = str(((raw.get("spec") or {}).get("targetRef") or {}).get("name") or "")
+        selector = f"{CANARY_LABEL}={meta['name']}"
+        for release in await self.kube.list_objects(RELEASES, namespace, selector):
+            if (release.get("status") or {}).get("phase") not in _FINAL:
+                await self._abort(release, "stopped: the Canary was deleted (Canary deleted)")
+                return  # the next tick looks again, once the engine has rolled it back
+        deployment = await self.kube.get(DEPLOYMENTS, namespace, target) if target else None
+        if deployment is not None:
+            await self._release_deployment(raw, deployment)
+        meta["finalizers"] = [f for f in meta.get("finalizers", []) if f != FINALIZER]
+        await self.kube.replace(CANARIES, namespace, meta["name"], raw)
+
+    async def _release_deployment(self, raw: JsonObject, deployment: JsonObject) -> None:
+        stable = str((raw.get("status") or {}).get("stableHash") or "")
+        current = template_hash(deployment["spec"]["template"])
+        meta = deployment["metadata"]
+        if not stable or current == stable:
+            await set_paused(self.kube, meta["namespace"], meta["name"], None)
+            return
+        # Unpausing would roll out a template that never passed analysis: stay paused.
+        asks = show_images(template_images(deployment["spec"]["template"]))
+        runs = show_images((raw.get("status") or {}).get("stableImages") or {})
+        message = (
+            f"Canary {raw['metadata']['name']} deleted; {meta['name']} stays paused because its "
+            f"spec asks for {asks} while its pods run {runs}. Roll the spec out with "
+            f"`kubectl rollout resume deployment/{meta['name']} -n {meta['namespace']}`, "
+            "or revert the spec first"
+        )
+        await self.kube.record_event(
+            {**deployment, "apiVersion": "apps/v1", "kind": "Deployment"},
+            "LeftPaused",
+            message,
+            warning=True,
+        )
+
+    async def _write_status(self, raw: JsonObject, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into the Canary's status; written only when it changes."""
+        old = CanaryStatus.model_validate(raw.get("status") or {})
+        merged = {**old.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        merged.update(
+            {
+                k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in changes.items()
+            }
+        )
+        merged["observedGeneration"] = int(raw["metadata"].get("generation", 0))
+        new = CanaryStatus.model_validate(merged)
+        if new == old:
+            return
+        body = {**raw, "status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        await self.kube.replace(
+            CANARIES, raw["metadata"]["namespace"], raw["metadata"]["name"], body, sub="status"
+        )

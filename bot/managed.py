@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 
 from bot.commands import ReleaseOptions
-from rollout.kube import DEPLOYMENTS, Kube, KubeError, Resource
-from rollout.models import GROUP, VERSION, CanaryRelease, is_valid_image
+from rollout.kube import DEPLOYMENTS, Kube, KubeError
+from rollout.models import CanaryRelease, is_valid_image
+from rollout.revisions import find_canary_for
 from rollout.store import ReleaseStore
 
-CANARIES = Resource(GROUP, VERSION, "canaries")
 # ``canary-bot-start/<Slack user id>``: the field manager of a template change made by
 # /canary start (the API server keeps it in managedFields, the card shows the user).
 START_MANAGER_PREFIX = "canary-bot-start/"
@@ -52,14 +52,9 @@ def user_of_manager(manager: str) -> str | None:
 
 
 async def protection_of(kube: Kube, namespace: str, deployment: str) -> Protection | None:
-    """The Canary whose targetRef is ``deployment``, if any (the oldest wins)."""
-    canaries = await kube.list_objects(CANARIES, namespace)
-    canaries.sort(key=lambda c: str(c.get("metadata", {}).get("creationTimestamp", "")))
-    for canary in canaries:
-        target = (canary.get("spec") or {}).get("targetRef") or {}
-        if isinstance(target, dict) and target.get("name") == deployment:
-            return Protection(str(canary["metadata"]["name"]), namespace)
-    return None
+    """The Canary (not being deleted) whose targetRef is ``deployment``, if any."""
+    canary = await find_canary_for(kube, namespace, deployment)
+    return None if canary is None else Protection(canary.metadata.name, namespace)
 
 
 def analysis_flags(options: ReleaseOptions) -> list[str]:

@@ -30,7 +30,6 @@ from bot.commands import (
 )
 from bot.config import BotConfig
 from bot.managed import (
-    CANARIES,
     Protection,
     analysis_flags,
     managed_image_problem,
@@ -58,7 +57,7 @@ from bot.render.limits import clip
 from bot.render.mrkdwn import escape
 from bot.targets import deployment_containers
 from rollout.egress import mask_url
-from rollout.kube import Kube, KubeError
+from rollout.kube import CANARIES, Kube, KubeError
 from rollout.models import (
     CanaryRelease,
     CanaryReleaseSpec,

@@ -42,7 +42,12 @@ def canary_crd(control_plane: ControlPlane) -> Kubectl:
     return kubectl
 
 
-def protect(kubectl: Kubectl, namespace: str, target: str = "podinfo") -> None:
+def protect(
+    kubectl: Kubectl,
+    namespace: str,
+    target: str = "podinfo",
+    analysis: dict[str, Any] | None = None,
+) -> None:
     canary = {
         "apiVersion": "canarybot.io/v1alpha1",
         "kind": "Canary",
@@ -51,6 +56,7 @@ def protect(kubectl: Kubectl, namespace: str, target: str = "podinfo") -> None:
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
             "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
             "service": {"port": 80, "targetPort": 9898},
+            **({"analysis": analysis} if analysis else {}),
         },
     }
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(canary))
@@ -179,3 +185,63 @@ async def test_start_on_an_unprotected_deployment_creates_the_release_as_before(
     assert release.spec.canary_ref is None
     # the template is untouched until promotion patches it
     assert deployment(kube_api_client, namespace)["spec"] == before["spec"]
+
+
+QUICK_ANALYSIS = {
+    "interval": "2s",
+    "threshold": 3,
+    "maxWeight": 20,
+    "stepWeight": 10,
+    "metrics": [
+        {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"}
+    ],
+}
+
+
+@pytest.mark.prometheus
+async def test_start_on_a_protected_deployment_runs_the_canarys_analysis_in_a_linked_thread(
+    canary_crd: Kubectl,
+    kube: Kube,
+    kube_api_client: k8s.ApiClient,
+    podinfo: str,
+    traffic: Any,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    traffic(namespace, "podinfo", "podinfo", rps=40)
+    protect(canary_crd, namespace, analysis=QUICK_ANALYSIS)
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(
+        env, config_for(namespace), kube, run_engine=True, namespace=namespace
+    ) as bot:
+        await eventually(
+            lambda: deployment(kube_api_client, namespace)["spec"].get("paused"),
+            within=60,
+            message="the Canary never paused podinfo",
+        )
+        await post_signed(
+            bot.bound_port, slack_requests.slash_command(text=f"start podinfo image={NEW}")
+        )
+        reply = await told(slack_fake, ALICE, "runs it with the Canary's analysis")
+        (release,) = await store.list_objects(namespace)
+        assert release.spec.canary_ref is not None and release.spec.canary_ref.name == "podinfo"
+        assert release.spec.analysis.max_weight == 20  # the Canary's, not the profile's 30
+        assert release.spec.changed_by == f"canary-bot-start/{ALICE}"
+
+        async def final() -> Any:
+            current = await store.get(namespace, release.metadata.name)
+            return current if current is not None and current.status.phase.is_final else None
+
+        done = await eventually(final, within=180, interval=0.5, message="no outcome")
+    assert done.status.phase.value == "Succeeded", done.status.message
+    assert "Open the release thread>" in reply and "<https://" in reply
+    roots = [m for m in slack_fake.messages("C0DEPLOYS") if m.get("text", "").startswith("Canary ")]
+    assert len(roots) == 1
+    card = str(slack_fake.message("C0DEPLOYS", roots[0]["ts"]))
+    assert "Changed by" in card and f"<@{ALICE}> with /canary start" in card
+    (container,) = deployment(kube_api_client, namespace)["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == NEW

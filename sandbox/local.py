@@ -1,8 +1,8 @@
 """The local sandbox behind ``make run``: a small, real environment on this machine.
 
 It starts the Kubernetes control plane (with kwok so Pods turn Ready), installs the
-CanaryRelease CRD, deploys the tutorial's podinfo app (Deployment, Service, Ingress) in
-namespace ``test``, starts Prometheus, the ingress-nginx traffic simulator for podinfo,
+CanaryRelease and Canary CRDs, deploys the tutorial's podinfo app (Deployment, Service,
+Ingress) in namespace ``test`` under the tutorial's Canary, starts Prometheus, the ingress-nginx traffic simulator for podinfo,
 and a flagger-loadtester stand-in. Only the data plane is simulated: error injection
 (the tutorial's ``curl /status/500``) sets the canary side's error rate.
 """
@@ -97,6 +97,9 @@ class LocalSandbox:
             ).start()
             self.prometheus.add_target(self.traffic.address, {"job": "ingress-nginx"})
             self.loadtester.start()
+            # its webhooks point at the load tester, so it is applied once that listens
+            self.progress("applying the tutorial's Canary: canary-bot now protects podinfo")
+            self._protect_podinfo()
         except Exception as exc:
             self.stop()
             raise SandboxError(f"the sandbox could not start: {exc}") from exc
@@ -136,6 +139,11 @@ class LocalSandbox:
             raise SandboxError("the sandbox is not running")
         try:
             change = set_image.parse(words, self.namespace)
+            if not self._adopted(change.namespace, change.deployment):
+                return (
+                    f"canary-bot has not paused {change.deployment} yet (the Canary is still "
+                    "adopting it), so this change would roll out at once; try again in a moment."
+                )
             set_image.apply(self._api, change)
         except set_image.SetImageProblem as exc:
             return str(exc)
@@ -145,6 +153,28 @@ class LocalSandbox:
             "The same change with kubectl, against the sandbox:\n"
             f"  {change.kubectl_line(self.control_plane.bin_dir / 'kubectl', self.kubeconfig)}"
         )
+
+    def _adopted(self, namespace: str, name: str) -> bool:
+        """Whether canary-bot holds the Deployment paused, or no Canary protects it.
+
+        Asked once, never waited for: console commands run on the loop the engine
+        shares, so waiting here would keep the engine from adopting it.
+        """
+        custom, apps = k8s.CustomObjectsApi(self._api), k8s.AppsV1Api(self._api)
+        canaries = custom.list_namespaced_custom_object(
+            "canarybot.io", "v1alpha1", namespace, "canaries"
+        )
+        if not any(
+            (c.get("spec") or {}).get("targetRef", {}).get("name") == name
+            for c in canaries.get("items", [])
+        ):
+            return True
+        try:
+            return bool(apps.read_namespaced_deployment(name, namespace).spec.paused)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True  # set_image.apply says that it is missing
+            raise
 
     def heal(self) -> None:
         """Stop injecting errors on both sides."""
@@ -198,6 +228,30 @@ class LocalSandbox:
             },
         }
 
+    def canary(self) -> dict[str, Any]:
+        """The tutorial's Canary for podinfo, apiVersion canarybot.io/v1alpha1.
+
+        Its analysis is the sandbox profile's (the tutorial's checks and webhooks, a
+        shorter interval, webhooks pointed at the local load tester).
+        """
+        return {
+            "apiVersion": "canarybot.io/v1alpha1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": self.namespace},
+            "spec": {
+                "provider": "nginx",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "ingressRef": {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "Ingress",
+                    "name": "podinfo",
+                },
+                "progressDeadlineSeconds": 60,
+                "service": {"port": 80, "targetPort": 9898},
+                "analysis": self.config()["profiles"]["tutorial"],
+            },
+        }
+
     def write_config(self) -> Path:
         """Write ``config()`` as YAML next to the sandbox's other files."""
         path = self.workdir / "canary-bot.yaml"
@@ -207,7 +261,7 @@ class LocalSandbox:
     def summary(self) -> str:
         """What is running where, for the person at the terminal."""
         lines = [
-            f"kubectl:    KUBECONFIG={self.kubeconfig} {self.control_plane.bin_dir}/kubectl get canaryreleases -A",
+            f"kubectl:    KUBECONFIG={self.kubeconfig} {self.control_plane.bin_dir}/kubectl get canaries,canaryreleases -A",
             f"Prometheus: {self.prometheus_url}",
         ]
         if self.traffic is not None:
@@ -276,6 +330,17 @@ class LocalSandbox:
                 return
             time.sleep(0.2)
         raise SandboxError("podinfo did not become ready within 60s")
+
+    def _protect_podinfo(self) -> None:
+        """Apply the Canary: from now on canary-bot holds podinfo's pod template."""
+        custom = k8s.CustomObjectsApi(self._api)
+        try:
+            custom.create_namespaced_custom_object(
+                "canarybot.io", "v1alpha1", self.namespace, "canaries", self.canary()
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
     def _on_load(self, load: LoadRequest) -> None:
         """A ``hey`` load test adds its requests per second on top of the base traffic."""

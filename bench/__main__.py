@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small samples, fewer scale points")
     parser.add_argument("--aborts", type=int, default=50, help="abort: aborts to time (50)")
-    parser.add_argument("--runs", type=int, default=5, help="detection: rollbacks per variant (5)")
+    parser.add_argument("--runs", type=int, default=5, help="detection: rollbacks per variant; revision: revisions timed (5)")
     parser.add_argument(
         "--counts",
         type=int,

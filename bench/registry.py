@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "flagger": "bench.flagger",
     "slack-ack": "bench.slack_ack_latency",
     "gateway": "bench.gateway",
+    "revision": "bench.revision",
 }
 
 

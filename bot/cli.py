@@ -1,4 +1,4 @@
-"""Command-line entry point: ``canary-bot run`` and ``canary-bot check-config``."""
+"""Command-line entry point: ``canary-bot run``, ``check-config`` and ``convert``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from bot import logs
 from bot.config import ConfigError, Environment, load_config
 from bot.console import ConsoleNotifier, ConsoleSession, ExtraCommand, stdin_reader
+from bot.convert import MAX_INPUT_BYTES, ConvertError, convert_text
 from bot.process import BotProcess, slack_problem
 from rollout.controller import EngineSettings
 from rollout.lease_namespace import LeaseNamespaceMissing
@@ -84,7 +85,49 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", help="config file (default: $CANARY_BOT_CONFIG)")
+    convert = commands.add_parser(
+        "convert",
+        help="print a Flagger Canary as a canary-bot Canary",
+        description="Read a Flagger Canary (flagger.app/v1beta1) and print the canary-bot "
+        "Canary (canarybot.io/v1alpha1) on stdout. Other documents in the file (the "
+        "Deployment, the Ingress) are printed unchanged. Every field that cannot be carried "
+        "over is named on stderr with the reason. Exit status: 0 when the result behaves "
+        "as the Flagger Canary did, 2 when something would change behaviour (e.g. provider "
+        "istio, autoscalerRef, sessionAffinity, mirror, alerts) or the input is not a "
+        "Flagger Canary.",
+        epilog="example: canary-bot convert podinfo-canary.yaml > canary.yaml; "
+        "kubectl get canaries.flagger.app podinfo -n test -o yaml | canary-bot convert -",
+    )
+    convert.add_argument("file", help="the YAML file to read, or - for stdin")
     return parser
+
+
+def _convert(path: str) -> int:
+    """``canary-bot convert FILE``: converted YAML on stdout, findings on stderr."""
+    try:
+        if path == "-":
+            text = sys.stdin.read(MAX_INPUT_BYTES + 1)
+        else:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read(MAX_INPUT_BYTES + 1)
+        result = convert_text(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"canary-bot convert: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    except ConvertError as exc:
+        print(f"canary-bot convert: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(result.to_yaml())
+    for finding in result.findings:
+        print(f"canary-bot convert: {finding.line()}", file=sys.stderr)
+    if not result.equivalent:
+        print(
+            "canary-bot convert: the result does not behave like the Flagger Canary "
+            "(see 'changes behaviour' above); review it before applying",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
 
 
 def _metrics_port(flag: int | None) -> int:
@@ -148,6 +191,8 @@ def stdin_is_interactive() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run canary-bot; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "convert":  # needs no environment or config
+        return _convert(args.file)
     try:
         env = Environment()
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.authz import Authorizer
 from bot.commands import (
@@ -29,12 +29,21 @@ from bot.commands import (
     overview,
 )
 from bot.config import BotConfig
+from bot.managed import (
+    Protection,
+    analysis_flags,
+    managed_image_problem,
+    protection_of,
+    wait_for_release,
+    write_images,
+)
 from bot.releases import (
     TARGET_LABEL,
     RequestProblem,
     approval_of,
     build_analysis,
     build_spec,
+    choose_images,
     is_active,
     plan_of,
     release_name,
@@ -50,7 +59,7 @@ from bot.targets import deployment_containers
 from rollout.actions import actions_for
 from rollout.actions import refusal as phase_refusal
 from rollout.egress import mask_url
-from rollout.kube import Kube, KubeError
+from rollout.kube import CANARIES, Kube, KubeError
 from rollout.models import (
     CanaryRelease,
     CanaryReleaseSpec,
@@ -85,6 +94,8 @@ class Reply:
     text: str
     blocks: list[Block] | None = None
     public: bool = False
+    # (channel, thread ts) of the release thread the reply is about; Slack adds its link
+    thread: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,9 @@ class Operations:
             return Reply(refusal)
         try:
             containers = await deployment_containers(self.kube, namespace, options.deployment)
+            protection = await self._protection(namespace, options.deployment)
+            if protection is not None and containers is not None:
+                return await self._start_managed(options, actor, protection, containers)
             requester = Requester(
                 user=actor.user,
                 user_name=actor.user_name,
@@ -167,6 +181,68 @@ class Operations:
         )
         slack = actor.source == "slack"
         return Reply(self._started(release.metadata.name, options, namespace, spec, slack))
+
+    async def _protection(self, namespace: str, deployment: str) -> Protection | None:
+        """The Canary protecting ``deployment``; None without the Canary CRD or rights."""
+        try:
+            return await protection_of(self.kube, namespace, deployment)
+        except KubeError as exc:
+            if exc.status in (403, 404):  # no Canary CRD, or a bot not allowed to list them
+                return None
+            raise RequestProblem(
+                f"could not check for a Canary protecting {deployment}: {exc}"
+            ) from None
+
+    async def _start_managed(
+        self,
+        options: ReleaseOptions,
+        actor: Actor,
+        protection: Protection,
+        containers: dict[str, str],
+    ) -> Reply:
+        """Write the image(s) into a protected Deployment; the revision path releases it."""
+        deployment, namespace = options.deployment, protection.namespace
+        guarded = f"{deployment} is protected by Canary {protection.canary} in {namespace}"
+        flags = analysis_flags(options)
+        if flags:
+            return Reply(
+                f":warning: {escape(guarded)}: every revision runs with the Canary's analysis, "
+                f"so {', '.join(flags)} cannot apply. Leave them out, or change the Canary."
+            )
+        images = choose_images(options, containers)
+        problem = managed_image_problem(deployment, images, containers)
+        if problem is not None:
+            return Reply(f":warning: {escape(problem)}")
+        known = {r.metadata.name for r in await releases_of(self.store, namespace, deployment)}
+        try:
+            await write_images(self.kube, namespace, deployment, images, actor.user)
+        except KubeError as exc:
+            return Reply(f":warning: Nothing changed: could not write the image: {escape(str(exc))}")
+        log.info(
+            "template image written for a protected Deployment",
+            extra={"namespace": namespace, "deployment": deployment, "user": actor.user},
+        )
+        release = await wait_for_release(
+            self.store, namespace, deployment, images, known, with_thread=actor.source == "slack"
+        )
+        shown = escape(", ".join(f"{c}={i}" for c, i in sorted(images.items())))
+        text = (
+            f":seedling: Wrote {shown} into the pod template of {deployment} in {namespace} "
+            f"(protected by Canary {escape(protection.canary)})."
+        )
+        if release is None:
+            return Reply(
+                text + " The release has not appeared yet: `/canary status "
+                f"{deployment} -n {namespace}` shows it once canary-bot has picked it up."
+            )
+        name = release.metadata.name
+        text += f" Release `{name}` of {deployment} in {namespace} runs it with the Canary's analysis."
+        thread = release.status.notification
+        if thread.channel and thread.thread_ts:
+            return Reply(text, thread=(thread.channel, thread.thread_ts))
+        if actor.source == "slack":
+            text += " Its status card follows in the namespace's channel."
+        return Reply(text)
 
     def _started(
         self,
@@ -234,7 +310,30 @@ class Operations:
         release = await resolve(self.store, ns, name)
         if release is None:
             return Reply(_not_found(name, ns))
-        return Reply(headline_mrkdwn(release), card_blocks(release, self.clock()))
+        blocks = card_blocks(release, self.clock())
+        text = headline_mrkdwn(release)
+        state = await self._canary_state(release)
+        if state is not None:  # what the Deployment is doing now, beyond this release
+            text += f"\n{escape(state)}"
+            blocks.append(
+                ContextBlock(elements=[MarkdownTextObject(text=clip(escape(state), 3000))])
+            )
+        return Reply(text, blocks)
+
+    async def _canary_state(self, release: CanaryRelease) -> str | None:
+        """``Canary podinfo: Idle — spec asks for …``: the protecting Canary's status."""
+        ref = release.spec.canary_ref
+        if ref is None:
+            return None
+        try:
+            raw = await self.kube.get(CANARIES, release.metadata.namespace, ref.name)
+        except KubeError:
+            return None
+        status = (raw or {}).get("status") or {}
+        message = str(status.get("message") or "")
+        if not message:
+            return None
+        return f"Canary {ref.name}: {str(status.get('state') or 'Idle')[:64]} — {message[:2000]}"
 
     async def list_active(self, namespace: str | None) -> Reply:
         """Active releases in a namespace, or everywhere (a scoped bot: its namespace).

@@ -1,8 +1,9 @@
 """``python -m sandbox`` (what ``make run`` starts when nothing is configured).
 
 Brings up the local sandbox and runs canary-bot in console mode against it, so a newcomer
-can type ``start podinfo image=stefanprodan/podinfo:6.0.3`` and watch a canary promote,
-then ``errors 50`` and start another to watch a rollback.
+can type the tutorial's ``kubectl set image deployment/podinfo
+podinfod=stefanprodan/podinfo:6.0.3 -n test`` and watch the canary promote, then
+``errors 50`` and set another image to watch a rollback.
 """
 
 from __future__ import annotations
@@ -68,7 +69,21 @@ def sandbox_commands(sandbox: LocalSandbox) -> dict[str, ExtraCommand]:
     def where(words: list[str]) -> str:
         return sandbox.summary()
 
-    return {"errors": errors, "heal": heal, "sandbox": where}
+    def kubectl(words: list[str]) -> str:
+        if not words or words[0] != "set":
+            return (
+                "Only `kubectl set image ...` runs in the console; use the kubectl line "
+                "that `sandbox` prints for anything else."
+            )
+        return sandbox.set_image(words[1:])
+
+    return {
+        "errors": errors,
+        "heal": heal,
+        "sandbox": where,
+        "set": sandbox.set_image,
+        "kubectl": kubectl,
+    }
 
 
 async def _serve(sandbox: LocalSandbox, port: int) -> None:
@@ -104,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(sandbox.summary(), flush=True)
     print(
-        "\nTry:  start podinfo image=stefanprodan/podinfo:6.0.3\n"
-        "Then: errors 50, and start podinfo image=stefanprodan/podinfo:6.0.4 to watch a rollback.",
+        "\npodinfo is protected by the tutorial's Canary. Release a new version the tutorial's way:\n"
+        "Try:  kubectl set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.3 -n test\n"
+        "      (or from Slack's side: start podinfo image=stefanprodan/podinfo:6.0.3)\n"
+        "Then: errors 50, and set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.4\n"
+        "      to watch a rollback.",
         flush=True,
     )
     os.environ.pop("KUBECONFIG", None)  # never point at a real cluster by accident

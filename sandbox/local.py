@@ -1,8 +1,8 @@
 """The local sandbox behind ``make run``: a small, real environment on this machine.
 
 It starts the Kubernetes control plane (with kwok so Pods turn Ready), installs the
-CanaryRelease CRD, deploys the tutorial's podinfo app (Deployment, Service, Ingress) in
-namespace ``test``, starts Prometheus, the ingress-nginx traffic simulator for podinfo,
+CanaryRelease and Canary CRDs, deploys the tutorial's podinfo app (Deployment, Service,
+Ingress) in namespace ``test`` under the tutorial's Canary, starts Prometheus, the ingress-nginx traffic simulator for podinfo,
 and a flagger-loadtester stand-in. Only the data plane is simulated: error injection
 (the tutorial's ``curl /status/500``) sets the canary side's error rate.
 
@@ -26,6 +26,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from sandbox import set_image
 from sandbox.controlplane import ControlPlane
 from sandbox.gateway.sandbox import GatewayTraffic
 from sandbox.loadtester import LoadRequest, LoadTester
@@ -33,7 +34,9 @@ from sandbox.prometheus import PrometheusServer
 from sandbox.sample_app import deploy_podinfo
 from sandbox.traffic import TrafficSimulator
 
-CRD_PATH = Path(__file__).resolve().parents[1] / "manifests" / "crds" / "crd.yaml"
+CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
+CRD_PATH = CRD_DIR / "crd.yaml"
+CANARY_CRD_PATH = CRD_DIR / "canaries.yaml"
 NAMESPACE = "test"
 BASE_RPS = 20.0
 
@@ -91,7 +94,7 @@ class LocalSandbox:
             )
             self.control_plane.start()
             self._api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
-            self.progress("installing the CanaryRelease CRD")
+            self.progress("installing the CanaryRelease and Canary CRDs")
             self._install_crd()
             self.progress(
                 f"deploying podinfo (Deployment, Service, Ingress) in namespace {self.namespace}"
@@ -108,6 +111,9 @@ class LocalSandbox:
                 ).start()
                 self.prometheus.add_target(self.traffic.address, {"job": "ingress-nginx"})
             self.loadtester.start()
+            # its webhooks point at the load tester, so it is applied once that listens
+            self.progress("applying the tutorial's Canary: canary-bot now protects podinfo")
+            self._protect_podinfo()
         except Exception as exc:
             self.stop()
             raise SandboxError(f"the sandbox could not start: {exc}") from exc
@@ -160,6 +166,50 @@ class LocalSandbox:
         if self.traffic is None:
             raise SandboxError("the sandbox is not running")
         self.traffic.set_side("canary", error_rate=rate)
+
+    def set_image(self, words: list[str]) -> str:
+        """The tutorial's ``kubectl set image``: applied through the API, and the real
+        kubectl line to type next time. ``words`` follow ``set`` (or ``kubectl set``)."""
+        if self._api is None:
+            raise SandboxError("the sandbox is not running")
+        try:
+            change = set_image.parse(words, self.namespace)
+            if not self._adopted(change.namespace, change.deployment):
+                return (
+                    f"canary-bot has not paused {change.deployment} yet (the Canary is still "
+                    "adopting it), so this change would roll out at once; try again in a moment."
+                )
+            set_image.apply(self._api, change)
+        except set_image.SetImageProblem as exc:
+            return str(exc)
+        images = ", ".join(f"{c}={i}" for c, i in change.images.items())
+        return (
+            f"deployment.apps/{change.deployment} image updated ({images}) in {change.namespace}.\n"
+            "The same change with kubectl, against the sandbox:\n"
+            f"  {change.kubectl_line(self.control_plane.bin_dir / 'kubectl', self.kubeconfig)}"
+        )
+
+    def _adopted(self, namespace: str, name: str) -> bool:
+        """Whether canary-bot holds the Deployment paused, or no Canary protects it.
+
+        Asked once, never waited for: console commands run on the loop the engine
+        shares, so waiting here would keep the engine from adopting it.
+        """
+        custom, apps = k8s.CustomObjectsApi(self._api), k8s.AppsV1Api(self._api)
+        canaries = custom.list_namespaced_custom_object(
+            "canarybot.io", "v1alpha1", namespace, "canaries"
+        )
+        if not any(
+            (c.get("spec") or {}).get("targetRef", {}).get("name") == name
+            for c in canaries.get("items", [])
+        ):
+            return True
+        try:
+            return bool(apps.read_namespaced_deployment(name, namespace).spec.paused)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True  # set_image.apply says that it is missing
+            raise
 
     def heal(self) -> None:
         """Stop injecting errors on both sides."""
@@ -217,6 +267,42 @@ class LocalSandbox:
             },
         }
 
+    def canary(self) -> dict[str, Any]:
+        """The tutorial's Canary for podinfo, apiVersion canarybot.io/v1alpha1.
+
+        Its analysis is the sandbox profile's (the tutorial's checks and webhooks, a
+        shorter interval, webhooks pointed at the local load tester).
+        """
+        routing: dict[str, Any] = {
+            "provider": "nginx",
+            "ingressRef": {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "name": "podinfo",
+            },
+        }
+        if self.router == "gateway":  # the HTTPRoute podinfo, with Envoy's metrics
+            routing = {
+                "provider": "contour",
+                "routeRef": {
+                    "apiVersion": "gateway.networking.k8s.io/v1",
+                    "kind": "HTTPRoute",
+                    "name": "podinfo",
+                },
+            }
+        return {
+            "apiVersion": "canarybot.io/v1alpha1",
+            "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": self.namespace},
+            "spec": {
+                **routing,
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "progressDeadlineSeconds": 60,
+                "service": {"port": 80, "targetPort": 9898},
+                "analysis": self.config()["profiles"]["tutorial"],
+            },
+        }
+
     def write_config(self) -> Path:
         """Write ``config()`` as YAML next to the sandbox's other files."""
         path = self.workdir / "canary-bot.yaml"
@@ -231,7 +317,7 @@ class LocalSandbox:
             plane = "ingress-nginx: the traffic simulator (canary Ingress weights)"
         lines = [
             f"data plane: {plane}",
-            f"kubectl:    KUBECONFIG={self.kubeconfig} {self.control_plane.bin_dir}/kubectl get canaryreleases -A",
+            f"kubectl:    KUBECONFIG={self.kubeconfig} {self.control_plane.bin_dir}/kubectl get canaries,canaryreleases -A",
             f"Prometheus: {self.prometheus_url}",
         ]
         if self.traffic is not None:
@@ -243,21 +329,23 @@ class LocalSandbox:
     def _install_crd(self) -> None:
         assert self._api is not None
         ext = k8s.ApiextensionsV1Api(self._api)
-        body = yaml.safe_load(CRD_PATH.read_text())
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        bodies = [yaml.safe_load(path.read_text()) for path in (CRD_PATH, CANARY_CRD_PATH)]
+        for body in bodies:
+            try:
+                ext.create_custom_resource_definition(body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            crd = ext.read_custom_resource_definition(body["metadata"]["name"])
-            if any(
-                c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+            crds = [ext.read_custom_resource_definition(b["metadata"]["name"]) for b in bodies]
+            if all(
+                any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+                for crd in crds
             ) and self._serving_releases():
                 return
             time.sleep(0.2)
-        raise SandboxError("the CanaryRelease CRD was not served within 30s")
+        raise SandboxError("the CanaryRelease and Canary CRDs were not served within 30s")
 
     def _serving_releases(self) -> bool:
         """Whether CanaryReleases can be listed: Established comes before the API server's
@@ -265,7 +353,8 @@ class LocalSandbox:
         (re)initializing" (the console's first ``start`` would fail with it)."""
         custom = k8s.CustomObjectsApi(self._api)
         try:
-            custom.list_cluster_custom_object("canarybot.io", "v1alpha1", "canaryreleases", limit=1)
+            for plural in ("canaryreleases", "canaries"):
+                custom.list_cluster_custom_object("canarybot.io", "v1alpha1", plural, limit=1)
         except ApiException as exc:
             if exc.status == 429:
                 return False
@@ -297,6 +386,17 @@ class LocalSandbox:
                 return
             time.sleep(0.2)
         raise SandboxError("podinfo did not become ready within 60s")
+
+    def _protect_podinfo(self) -> None:
+        """Apply the Canary: from now on canary-bot holds podinfo's pod template."""
+        custom = k8s.CustomObjectsApi(self._api)
+        try:
+            custom.create_namespaced_custom_object(
+                "canarybot.io", "v1alpha1", self.namespace, "canaries", self.canary()
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
 
     def _on_load(self, load: LoadRequest) -> None:
         """A ``hey`` load test adds its requests per second on top of the base traffic."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
 from bot.operations import ControlOutcome, Reply, message_blocks
@@ -45,3 +47,18 @@ async def post_audit(deps: Deps, outcome: ControlOutcome, request_id: str) -> bo
         return False
     deps.metrics.slack_sends.labels(method="chat.postMessage", outcome="ok").inc()
     return True
+
+
+async def with_thread_link(client: AsyncWebClient, reply: Reply) -> Reply:
+    """``reply`` with a link to the release thread it names (Slack's permalink)."""
+    if reply.thread is None:
+        return reply
+    channel, ts = reply.thread
+    try:
+        response = await client.chat_getPermalink(channel=channel, message_ts=ts)
+        link = str(response.get("permalink") or "")
+    except SlackApiError:  # the reply matters more than the link
+        link = ""
+    if not link.startswith(("https://", "http://")) or set("<>|") & set(link):
+        return dataclasses.replace(reply, text=reply.text + f" Its thread is in <#{channel}>.")
+    return dataclasses.replace(reply, text=reply.text + f" <{link}|Open the release thread>")

@@ -19,7 +19,7 @@ from bot.commands import (
     usage,
 )
 from bot.deps import Deps
-from bot.handlers.replies import post_audit, send_reply
+from bot.handlers.replies import post_audit, send_reply, with_thread_link
 from bot.operations import Actor, Reply, describe_failure
 from bot.render.modal import start_modal
 from bot.render.mrkdwn import escape
@@ -103,4 +103,4 @@ async def run(
     outcome = await ops.run_command(parsed, actor, request_key=trigger)
     if outcome.request_id is not None:
         await post_audit(deps, outcome, outcome.request_id)
-    await send_reply(respond, outcome.reply)
+    await send_reply(respond, await with_thread_link(client, outcome.reply))

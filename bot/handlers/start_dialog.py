@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import ParseError, StartCommand, parse
 from bot.deps import Deps
+from bot.handlers.replies import with_thread_link
 from bot.operations import Actor, Reply, describe_failure
 from bot.releases import RequestProblem, build_analysis
 from bot.render.modal import START_CALLBACK, origin_channel, submission_text
@@ -70,7 +71,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             log.exception("start from the form failed")
             deps.metrics.commands.labels(verb="start", outcome="error").inc()
             reply = Reply(describe_failure(exc))
-        await tell(client, actor, reply)
+        await tell(client, actor, await with_thread_link(client, reply))
 
 
 async def tell(client: AsyncWebClient, actor: Actor, reply: Reply) -> None:

@@ -23,10 +23,12 @@ from slack_sdk.models.blocks import (
 
 from bot.render.facts import (
     PHASE_EMOJI,
+    changed_by_text,
     images_change,
     metric_lines,
     progress_bar,
     requester_text,
+    rolled_back_text,
     time_line,
 )
 from bot.render.limits import clip
@@ -150,6 +152,13 @@ def _route_blocks(release: CanaryRelease) -> list[Block]:
     return [SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))]
 
 
+def _who(release: CanaryRelease) -> str:
+    changed_by = changed_by_text(release, slack=True)
+    if changed_by is not None:
+        return f"*Changed by*\n{changed_by}"
+    return f"*Requested by*\n{requester_text(release, slack=True)}"
+
+
 def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
     """The status card's blocks."""
     status, analysis = release.status, release.spec.analysis
@@ -164,7 +173,8 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         MarkdownTextObject(text=f"*Canary weight*\n{weight_line}"),
         MarkdownTextObject(text=f"*Failed checks*\n{status.failed_checks} / {analysis.threshold}"),
         MarkdownTextObject(text=f"*Time*\n{time_line(release, now)}"),
-        MarkdownTextObject(text=f"*Requested by*\n{requester_text(release, slack=True)}"),
+        # a revision of a protected Deployment was asked for by whoever changed it
+        MarkdownTextObject(text=_who(release)),
         MarkdownTextObject(text=f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}"),
     ]
     blocks: list[Block] = [
@@ -214,6 +224,13 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
     if status.message:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=clip(escape(status.message), 3000))])
+        )
+    rolled_back = rolled_back_text(release)
+    if rolled_back is not None:
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=clip(f":rewind: {escape(rolled_back)}", 3000))
+            )
         )
     if with_buttons:
         elements = buttons(release)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bot.render.mrkdwn import escape, is_user_id, mention
 from rollout.models import CanaryRelease, Phase, format_duration
@@ -139,3 +139,61 @@ def requester_text(release: CanaryRelease, *, slack: bool) -> str:
         return mention(who.user)
     plain = who.user_name or who.user or f"({who.source})"
     return escape(plain) if slack else plain
+
+
+# Field managers of the tools that change pod templates, and the tool's name.
+_TOOLS = {
+    "kustomize-controller": "Flux",
+    "helm-controller": "Flux",
+    "argocd-controller": "Argo CD",
+    "argocd-application-controller": "Argo CD",
+    "argocd-server": "Argo CD",
+}
+_START_PREFIX = "canary-bot-start/"
+
+
+def changed_by_text(release: CanaryRelease, *, slack: bool) -> str | None:
+    """Who changed the Deployment's pod template (its field manager), None if unknown.
+
+    ``kubectl-set``, ``kustomize-controller (Flux)``, ``argocd-controller (Argo CD)``,
+    ``helm``; a ``/canary start`` write names its Slack user. With ``slack``, mrkdwn
+    (anyone who can change a Deployment picks the field manager's name: escaped).
+    """
+    manager = release.spec.changed_by
+    if not manager:
+        return None
+    if manager.startswith(_START_PREFIX):
+        user = manager[len(_START_PREFIX) :]
+        if is_user_id(user):
+            who = mention(user) if slack else user
+            return f"{who} with /canary start"
+    tool = _TOOLS.get(manager)
+    plain = f"{manager} ({tool})" if tool else manager
+    return escape(plain) if slack else plain
+
+
+def rolled_back_text(release: CanaryRelease) -> str | None:
+    """A managed Deployment's state after a rollback, plainly (text, no markup).
+
+    ``spec asks for podinfod=…:6.0.4, pods run podinfod=…:6.0.3 (rolled back at …:
+    cause); push a fixed revision or revert``: the sentence the revision loop writes into
+    the Canary's status, built from the release's own spec and status. None unless the
+    release came from a Canary and failed.
+    """
+    status = release.status
+    if release.spec.canary_ref is None or status.phase is not Phase.FAILED:
+        return None
+    asks = _images_text(release.spec.images)
+    runs = _images_text(status.stable_images) or "the previous revision"
+    at = status.finished_at or status.phase_since
+    when = f" at {at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if at is not None else ""
+    cause = f": {status.reason or status.message}" if status.reason or status.message else ""
+    return (
+        f"spec asks for {asks}, pods run {runs} (rolled back{when}{cause}); "
+        "push a fixed revision or revert"
+    )
+
+
+def _images_text(images: dict[str, str]) -> str:
+    """``podinfod=stefanprodan/podinfo:6.0.3``, several joined by commas."""
+    return ", ".join(f"{c}={i}" for c, i in sorted(images.items()))

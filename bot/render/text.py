@@ -6,10 +6,12 @@ from datetime import datetime
 
 from bot.render.card import headline
 from bot.render.facts import (
+    changed_by_text,
     images_change,
     metric_lines,
     progress_bar,
     requester_text,
+    rolled_back_text,
     time_line,
 )
 from rollout.actions import actions_for
@@ -31,7 +33,7 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
         ),
         ("failed", f"{status.failed_checks} / {analysis.threshold} checks"),
         ("time", time_line(release, now)),
-        ("by", requester_text(release, slack=False)),
+        _who(release),
         ("cluster", release.spec.cluster or "unnamed"),
     ]
     for line in metric_lines(release):
@@ -39,6 +41,9 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
         rows.append(("metric", f"{line.text()} {mark}"))
     if status.message:
         rows.append(("note", status.message))
+    rolled_back = rolled_back_text(release)
+    if rolled_back is not None:
+        rows.append(("state", rolled_back))
     actions = actions_for(release)
     if actions:
         rows.append(("actions", " | ".join(actions)))
@@ -46,6 +51,13 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
     lines = [headline(release), "-" * len(headline(release))]
     lines += [f"{label.rjust(width)}  {value}" for label, value in rows]
     return "\n".join(lines)
+
+
+def _who(release: CanaryRelease) -> tuple[str, str]:
+    changed_by = changed_by_text(release, slack=False)
+    if changed_by is not None:
+        return ("changed by", changed_by)
+    return ("by", requester_text(release, slack=False))
 
 
 def event_line(release: CanaryRelease, event: RolloutEvent) -> str:

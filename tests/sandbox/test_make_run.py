@@ -96,27 +96,44 @@ def terminal() -> Iterator[Terminal]:
 
 @pytest.mark.cluster
 @pytest.mark.prometheus
-def test_sandbox_promotes_then_rolls_back_after_error_injection(terminal: Terminal) -> None:
+def test_sandbox_tells_the_tutorials_story_set_image_promotes_then_500s_roll_back(
+    terminal: Terminal,
+) -> None:
     terminal.wait_for("Type help for the commands", 120)
 
-    terminal.type("start podinfo image=stefanprodan/podinfo:6.0.3")
-    started = terminal.wait_for("Started release", 30)
-    assert "of podinfo in test" in started
-    terminal.wait_for("Advance podinfo.test canary weight 10", 60)
+    # the tutorial's step: kubectl set image on the Deployment the Canary protects
+    set_image = "kubectl set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.3 -n test"
+    deadline = time.monotonic() + 60
+    while True:  # right after start-up the Canary may still be adopting podinfo
+        terminal.type(set_image)
+        answer = terminal.wait_for("podinfo", 30)
+        if "image updated" in answer:
+            break
+        assert "has not paused podinfo yet" in answer and time.monotonic() < deadline, answer
+        time.sleep(1)
+    line = terminal.wait_for("kubectl set image deployment/podinfo", 10)
+    assert "KUBECONFIG=" in line and "podinfod=stefanprodan/podinfo:6.0.3 -n test" in line
+    terminal.wait_for("Advance podinfo.test canary weight 10", 90)
     terminal.wait_for("Advance podinfo.test canary weight 50", 90)
-    done = terminal.wait_for("Promotion completed!", 90)
-    assert "podinfo.test now runs stefanprodan/podinfo:6.0.3" in done
-    terminal.wait_for("phase  Succeeded", 10)
+    done = terminal.wait_for("Promotion completed!", 120)
+    assert "stefanprodan/podinfo:6.0.3" in done
+    terminal.wait_for("phase  Succeeded", 30)
 
+    # then the 500s; this time the new image comes through the Slack door, same path
     terminal.type("errors 50")
     terminal.wait_for("now answers HTTP 500 to 50% of its requests", 10)
     terminal.type("start podinfo image=stefanprodan/podinfo:6.0.4")
-    terminal.wait_for("Started release", 30)
+    wrote = terminal.wait_for("into the pod template of podinfo in test", 30)
+    assert "(protected by Canary podinfo)" in wrote
     halt = terminal.wait_for("Halt advancement request-success-rate", 90)
     assert "threshold >= 99" in halt
     rolled = terminal.wait_for("Rolling back podinfo.test failed checks threshold reached", 120)
     assert "error" in rolled
-    terminal.wait_for("phase  Failed", 10)
+    terminal.wait_for("phase  Failed", 30)
+    terminal.type("status podinfo")
+    state = terminal.wait_for("spec asks for podinfod=stefanprodan/podinfo:6.0.4", 30)
+    assert "pods run podinfod=stefanprodan/podinfo:6.0.3" in state
+    assert "push a fixed revision or revert" in state
 
     terminal.type("list")
     terminal.wait_for("No active releases", 15)

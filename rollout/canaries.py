@@ -37,7 +37,6 @@ from rollout.models import (
     Condition,
     IngressRef,
     ObjectMeta,
-    Provider,
     RouteRef,
     ServicePort,
     TargetRef,
@@ -107,11 +106,17 @@ def _refusals(data: Any, refused: dict[str, str], prefix: str) -> None:
                 raise ValueError(f"{prefix}{name} is not supported: {refused[name]}")
 
 
+# The providers a Canary may name: ingress-nginx, or a Gateway API data plane (routeRef).
+CanaryProvider = Literal["nginx", "contour", "gatewayapi:v1"]
+
+
 class CanarySpec(_Model):
     """Which Deployment is protected, and how each of its revisions is released."""
 
-    # Whose metrics the built-in checks read (default: nginx with ingressRef).
-    provider: Provider | None = None
+    # Whose metrics the built-in checks read (default: nginx with ingressRef). Flagger's
+    # mesh providers (istio, linkerd, appmesh...) route through objects canary-bot does not
+    # write, so a pasted Canary naming one is refused rather than half honoured.
+    provider: CanaryProvider | None = None
     target_ref: TargetRef = Field(alias="targetRef")
     # Exactly one of the two says where traffic is shifted.
     ingress_ref: IngressRef | None = Field(default=None, alias="ingressRef")

@@ -245,7 +245,8 @@ class LocalSandbox:
             "progressDeadlineSeconds": 60,
         }
         if self.router == "gateway":
-            defaults.update(router="gateway", provider="contour")
+            # Real proxying: the canary Service must target podinfo's container port.
+            defaults.update(router="gateway", provider="contour", targetPort=9898)
         return {
             "cluster": "sandbox",
             "defaults": defaults,

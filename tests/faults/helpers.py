@@ -190,6 +190,8 @@ def rules(can_list_releases: bool = True, can_renew_lease: bool = True) -> list[
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": lease_verbs},
         {"apiGroups": ["canarybot.io"], "resources": ["canaryreleases"], "verbs": release_verbs},
         {"apiGroups": ["canarybot.io"], "resources": ["canaryreleases/status"], "verbs": ["get", "update", "patch"]},
+        {"apiGroups": ["canarybot.io"], "resources": ["canaries"], "verbs": ["get", "list", "watch", "update"]},
+        {"apiGroups": ["canarybot.io"], "resources": ["canaries/status"], "verbs": ["update"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "create", "update", "patch", "delete"]},

@@ -1,0 +1,83 @@
+"""The pure parts of rollout/revisions.py: template hash, who changed it, the release spec."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rollout.canaries import Canary
+from rollout.models import Analysis
+from rollout.revisions import (
+    changed_by,
+    owns_paused,
+    release_spec,
+    stable_images_of,
+    template_hash,
+)
+
+TEMPLATE: dict[str, Any] = {
+    "metadata": {"labels": {"app": "podinfo"}},
+    "spec": {"containers": [{"name": "podinfod", "image": "stefanprodan/podinfo:6.0.0"}]},
+}
+
+
+def test_template_hash_changes_with_the_template_only() -> None:
+    same = copy.deepcopy(TEMPLATE)
+    same["metadata"]["labels"]["pod-template-hash"] = "abc"
+    changed = copy.deepcopy(TEMPLATE)
+    changed["spec"]["containers"][0]["image"] = "stefanprodan/podinfo:6.0.3"
+    restarted = copy.deepcopy(TEMPLATE)
+    restarted["metadata"]["annotations"] = {"kubectl.kubernetes.io/restartedAt": "now"}
+
+    assert template_hash(same) == template_hash(TEMPLATE)
+    assert template_hash(changed) != template_hash(TEMPLATE)
+    assert template_hash(restarted) != template_hash(TEMPLATE)  # rollout restart: a revision
+
+
+def entry(manager: str, time: str, fields: dict[str, Any], operation: str = "Update") -> Any:
+    return {"manager": manager, "time": time, "operation": operation, "fieldsV1": fields}
+
+
+def test_changed_by_is_the_newest_writer_of_the_template() -> None:
+    deployment = {
+        "metadata": {
+            "managedFields": [
+                entry("kustomize-controller", "2026-01-01T00:00:00Z", {"f:spec": {"f:template": {}}}, "Apply"),
+                entry("kubectl-set", "2026-01-02T00:00:00Z", {"f:spec": {"f:template": {}}}),
+                entry("kubectl-scale", "2026-01-03T00:00:00Z", {"f:spec": {"f:replicas": {}}}),
+                entry("canary-bot", "2026-01-04T00:00:00Z", {"f:spec": {"f:paused": {}}}, "Apply"),
+            ]
+        },
+        "spec": {"paused": True},
+    }
+
+    assert changed_by(deployment) == "kubectl-set"
+    assert owns_paused(deployment)
+    assert not owns_paused({**deployment, "spec": {"paused": False}})
+
+
+def test_release_spec_carries_the_canary_and_the_new_images() -> None:
+    canary = Canary.from_object(
+        {
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "targetRef": {"name": "podinfo"},
+                "ingressRef": {"name": "podinfo"},
+                "channel": "#deploys",
+                "approval": "manual",
+            },
+        }
+    )
+    spec = release_spec(canary, TEMPLATE, "argocd-controller", Analysis())
+
+    assert spec.images == {"podinfod": "stefanprodan/podinfo:6.0.0"}
+    assert spec.changed_by == "argocd-controller"
+    assert spec.canary_ref is not None and spec.canary_ref.name == "podinfo"
+    assert spec.requested_by.channel == "#deploys" and spec.approval == "manual"
+
+
+def test_stable_images_annotation_is_read_defensively() -> None:
+    assert stable_images_of({"canarybot.io/stable-images": '{"a": "b:1"}'}) == {"a": "b:1"}
+    assert stable_images_of({"canarybot.io/stable-images": "not json"}) == {}
+    assert stable_images_of({"canarybot.io/stable-images": "[1]"}) == {}
+    assert stable_images_of({}) == {}

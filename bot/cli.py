@@ -85,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", help="config file (default: $CANARY_BOT_CONFIG)")
+    return _add_convert(parser, commands)
+
+
+def _add_convert(
+    parser: argparse.ArgumentParser,
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add ``canary-bot convert FILE``; returns ``parser``."""
     convert = commands.add_parser(
         "convert",
         help="print a Flagger Canary as a canary-bot Canary",

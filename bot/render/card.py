@@ -159,6 +159,32 @@ def _who(release: CanaryRelease) -> str:
     return f"*Requested by*\n{requester_text(release, slack=True)}"
 
 
+def _analysis_block(release: CanaryRelease) -> Block:
+    """Each metric's last value against its threshold (or that there are none)."""
+    lines = metric_lines(release)
+    if lines:
+        rendered = []
+        for line in lines:
+            mark = (
+                ":white_circle:"
+                if line.ok is None
+                else (":large_green_circle:" if line.ok else ":red_circle:")
+            )
+            text = (
+                f"{mark} *{escape(line.name)}* {escape(line.value)} "
+                f"(want {escape(line.threshold)})"
+            )
+            if line.message and not line.ok:
+                text += f" — {escape(line.message)}"
+            rendered.append(text)
+        return SectionBlock(
+            text=MarkdownTextObject(text=clip("*Analysis*\n" + "\n".join(rendered), 3000))
+        )
+    return ContextBlock(
+        elements=[MarkdownTextObject(text="No metrics configured: weights advance on schedule.")]
+    )
+
+
 def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
     """The status card's blocks."""
     status, analysis = release.status, release.spec.analysis
@@ -191,35 +217,7 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         ),
         SectionBlock(fields=[MarkdownTextObject(text=clip(f.text, 2000)) for f in fields]),
     ]
-    lines = metric_lines(release)
-    if lines:
-        rendered = []
-        for line in lines:
-            mark = (
-                ":white_circle:"
-                if line.ok is None
-                else (":large_green_circle:" if line.ok else ":red_circle:")
-            )
-            text = (
-                f"{mark} *{escape(line.name)}* {escape(line.value)} "
-                f"(want {escape(line.threshold)})"
-            )
-            if line.message and not line.ok:
-                text += f" — {escape(line.message)}"
-            rendered.append(text)
-        blocks.append(
-            SectionBlock(
-                text=MarkdownTextObject(text=clip("*Analysis*\n" + "\n".join(rendered), 3000))
-            )
-        )
-    else:
-        blocks.append(
-            ContextBlock(
-                elements=[
-                    MarkdownTextObject(text="No metrics configured: weights advance on schedule.")
-                ]
-            )
-        )
+    blocks.append(_analysis_block(release))
     blocks.extend(_route_blocks(release))
     if status.message:
         blocks.append(

@@ -4,7 +4,8 @@
     python hack/gen_crd.py           # rewrite manifests/crds/crd.yaml and canaries.yaml
     python hack/gen_crd.py --check   # exit 1 if the committed file is out of date
 
-The models in rollout/models.py are the one definition of the resource. Their JSON
+The models in rollout/models.py (with rollout/analysis_spec.py, rollout/refs.py and
+rollout/schema.py, which it draws on) are the one definition of the resource. Their JSON
 schema (camelCase aliases, required fields, enums, numeric and length bounds) is turned
 into a Kubernetes structural schema: ``$ref`` inlined, ``anyOf [X, null]`` made
 ``nullable``, ``int | str`` made ``x-kubernetes-int-or-string``, titles and defaults
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from rollout import canaries, limits, models  # noqa: E402
+from rollout import analysis_spec, canaries, limits, models, schema  # noqa: E402
 
 CRD_PATH = ROOT / "manifests" / "crds" / "crd.yaml"
 CANARY_CRD_PATH = ROOT / "manifests" / "crds" / "canaries.yaml"
@@ -58,12 +59,12 @@ DURATION_SCHEMA: Schema = {
 # Field validators -> what they add to the field's schema, keyed "Model.validator".
 # ``None`` marks a rule with no schema form; the engine reports it in status instead.
 FIELD_RULES: dict[str, Schema | None] = {
-    "ObjectRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
-    "TargetRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
-    "IngressRef._object_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "ObjectRef._object_name": {"pattern": schema._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "TargetRef._object_name": {"pattern": schema._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "IngressRef._object_name": {"pattern": schema._DNS_SUBDOMAIN.pattern, "maxLength": 253},
     "Webhook._http_url": {"pattern": "^https?://"},
-    "SecretKeyRef._secret_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
-    "SecretKeyRef._secret_key": {"pattern": models._SECRET_KEY.pattern},
+    "SecretKeyRef._secret_name": {"pattern": schema._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "SecretKeyRef._secret_key": {"pattern": analysis_spec._SECRET_KEY.pattern},
     "Analysis._max_weight_range": {"minimum": 1, "maximum": 100},
     "Analysis._step_weight_range": {"minimum": 1, "maximum": 100},
     # Strictly increasing: no duplicates (a set) and sorted.
@@ -84,8 +85,8 @@ FIELD_RULES: dict[str, Schema | None] = {
             }
         ]
     },
-    "RouteRef._route_name": {"pattern": models._DNS_SUBDOMAIN.pattern, "maxLength": 253},
-    "RouteRef._route_namespace": {"pattern": models._DNS_LABEL.pattern, "maxLength": 63},
+    "RouteRef._route_name": {"pattern": schema._DNS_SUBDOMAIN.pattern, "maxLength": 253},
+    "RouteRef._route_namespace": {"pattern": schema._DNS_LABEL.pattern, "maxLength": 63},
     "CanarySpec._canary_replicas_range": {
         "x-kubernetes-validations": [
             {
@@ -97,7 +98,7 @@ FIELD_RULES: dict[str, Schema | None] = {
         ]
     },
     "CanaryReleaseSpec._valid_images": {
-        "additionalProperties": {"pattern": models._IMAGE.pattern, "maxLength": 255}
+        "additionalProperties": {"pattern": schema._IMAGE.pattern, "maxLength": 255}
     },
 }
 

@@ -40,9 +40,9 @@ from rollout.models import (
     RouteRef,
     ServicePort,
     TargetRef,
-    _Model,
     check_canary_replicas,
 )
+from rollout.schema import _Model
 
 KIND = "Canary"
 PLURAL = "canaries"

@@ -1,51 +1,105 @@
-"""The CanaryRelease resource as typed, validated models.
+"""The CanaryRelease resource as typed, validated models: spec, status and phases.
 
-The ``spec.analysis`` block keeps Flagger's field names, meanings and defaults so that a
-user of the Flagger tutorial can paste their ``analysis:`` block unchanged. Everything is
-validated here, at the boundary; inside the engine the types are trusted.
+Everything is validated here, at the boundary; inside the engine the types are trusted.
+The ``spec.analysis`` block lives in rollout.analysis_spec, the references to the objects a
+release acts on in rollout.refs, and the shared base model and name checks in
+rollout.schema; their names are re-exported here, so ``from rollout.models import X``
+works for all of them.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from rollout.analysis_spec import (
+    UNSUPPORTED_ANALYSIS_FIELDS,
+    Analysis,
+    MatchRule,
+    Metric,
+    SecretKeyRef,
+    StringMatch,
+    TemplateRef,
+    ThresholdRange,
+    ValueFrom,
+    Webhook,
+    WebhookType,
+)
 from rollout.limits import (
     DAY,
     MAX_CONTROL_REQUESTS,
-    MAX_HEADERS,
     MAX_IMAGES,
-    MAX_MAP_ENTRIES,
-    MAX_MATCH_RULES,
-    MAX_METRICS,
     MAX_NAME_LENGTH,
-    MAX_QUERY_LENGTH,
-    MAX_URL_LENGTH,
-    MAX_WEBHOOKS,
-    AnalysisInterval,
     Clipped,
     ContainerName,
     Count,
     ImageRef,
     Key,
-    Magnitude,
-    MetricInterval,
     ShortText,
     StatusShort,
     StatusText,
-    Value,
-    WebhookTimeout,
+    fit_status,
+    format_duration,
+    parse_duration,
 )
+from rollout.refs import IngressRef, ObjectRef, Provider, RouteRef, TargetRef
+from rollout.schema import _Model, is_dns_label, is_dns_subdomain, is_valid_image
 
-# Re-exported: the engine, the bot and the tools read durations through the models.
-from rollout.limits import fit_status as fit_status
-from rollout.limits import format_duration as format_duration
-from rollout.limits import parse_duration as parse_duration
+# Everything callers import from here, including the names that live in the modules above.
+__all__ = [
+    "API_VERSION",
+    "FINAL_PHASES",
+    "GROUP",
+    "IMMUTABLE_SPEC_FIELDS",
+    "KIND",
+    "MAX_CANARY_REPLICAS",
+    "PLURAL",
+    "SHORT_NAME",
+    "UNSUPPORTED_ANALYSIS_FIELDS",
+    "VERSION",
+    "Analysis",
+    "AuditEntry",
+    "CanaryRelease",
+    "CanaryReleaseSpec",
+    "CanaryReleaseStatus",
+    "Condition",
+    "ControlAction",
+    "ControlRequest",
+    "EventType",
+    "IngressRef",
+    "MatchRule",
+    "Metric",
+    "MetricStatus",
+    "NotificationState",
+    "ObjectMeta",
+    "ObjectRef",
+    "Phase",
+    "Provider",
+    "Requester",
+    "RolloutEvent",
+    "RouteRef",
+    "SecretKeyRef",
+    "ServicePort",
+    "StringMatch",
+    "TargetRef",
+    "TemplateRef",
+    "ThresholdRange",
+    "ValueFrom",
+    "Webhook",
+    "WebhookType",
+    "WeightPoint",
+    "check_canary_replicas",
+    "fit_status",
+    "format_duration",
+    "is_dns_label",
+    "is_dns_subdomain",
+    "is_valid_image",
+    "new_object",
+    "parse_duration",
+]
 
 GROUP = "canarybot.io"
 VERSION = "v1alpha1"
@@ -54,385 +108,8 @@ KIND = "CanaryRelease"
 PLURAL = "canaryreleases"
 SHORT_NAME = "crel"
 
-# An OCI image reference: [registry[:port]/]path[:tag][@digest]. Kept strict enough to
-# catch typos (spaces, uppercase repository names, empty tags) before anything changes.
-_IMAGE = re.compile(
-    r"^(?:(?:[a-zA-Z0-9-]+\.)*[a-zA-Z0-9-]+(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
-)
 # Upper bound of an explicit spec.canaryReplicas: a typo must not start a thousand pods.
 MAX_CANARY_REPLICAS = 100
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-
-
-def is_valid_image(ref: str) -> bool:
-    """Whether ``ref`` is a well-formed container image reference."""
-    return len(ref) <= 255 and _IMAGE.match(ref) is not None
-
-
-def is_dns_label(name: str) -> bool:
-    """Whether ``name`` is a valid Kubernetes DNS-1123 label (namespace, Service name)."""
-    return _DNS_LABEL.match(name) is not None
-
-
-def is_dns_subdomain(name: str) -> bool:
-    """Whether ``name`` is a valid Kubernetes object name (DNS-1123 subdomain)."""
-    return len(name) <= 253 and _DNS_SUBDOMAIN.match(name) is not None
-
-
-class _Model(BaseModel):
-    """Base: camelCase on the wire (as in Kubernetes), snake_case in Python, frozen."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
-
-
-class ThresholdRange(_Model):
-    """Accepted range of a metric's value; either bound may be omitted."""
-
-    min: Magnitude | None = None
-    max: Magnitude | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ThresholdRange:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(
-                f"thresholdRange.min {self.min} is above thresholdRange.max {self.max}"
-            )
-        return self
-
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` lies within the range (bounds inclusive)."""
-        if self.min is not None and value < self.min:
-            return False
-        return not (self.max is not None and value > self.max)
-
-    def describe(self) -> str:
-        """Human form, e.g. ``>= 99`` or ``<= 500`` or ``99..100``."""
-        if self.min is not None and self.max is not None:
-            return f"{self.min:g}..{self.max:g}"
-        if self.min is not None:
-            return f">= {self.min:g}"
-        if self.max is not None:
-            return f"<= {self.max:g}"
-        return "any"
-
-
-class TemplateRef(_Model):
-    """Reference to a named metric template from the config file (Flagger's templateRef)."""
-
-    name: str = Field(min_length=1, max_length=253)
-    namespace: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
-
-
-class Metric(_Model):
-    """One analysis check. Built-ins: ``request-success-rate``, ``request-duration``."""
-
-    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    interval: MetricInterval = "1m"
-    threshold_range: ThresholdRange = Field(default_factory=ThresholdRange, alias="thresholdRange")
-    template_ref: TemplateRef | None = Field(default=None, alias="templateRef")
-    template_variables: dict[Key, Value] = Field(
-        default_factory=dict, alias="templateVariables", max_length=MAX_MAP_ENTRIES
-    )
-    query: str | None = Field(default=None, min_length=1, max_length=MAX_QUERY_LENGTH)
-    # Comparison mode: the canary may not be worse than the stable side by more than this
-    # (percentage points for success rate, percent for duration). None = absolute only.
-    compare_to_stable: float | None = Field(
-        default=None, alias="compareToStable", ge=0, le=10000
-    )
-    # Fast-fail: a value beyond this floor/ceiling rolls back at once, without threshold.
-    fail_fast: ThresholdRange | None = Field(default=None, alias="failFast")
-
-    @property
-    def interval_seconds(self) -> float:
-        """The rate window in seconds."""
-        return parse_duration(self.interval)
-
-
-WebhookType = Literal[
-    "confirm-rollout",
-    "pre-rollout",
-    "rollout",
-    "confirm-traffic-increase",
-    "confirm-promotion",
-    "post-rollout",
-    "rollback",
-    "event",
-]
-
-
-_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
-
-
-class SecretKeyRef(_Model):
-    """One key of a Secret in canary-bot's own namespace (default Secret: canary-bot-webhooks).
-
-    The engine reads it when it calls the hook; the value is never stored in a
-    CanaryRelease, shown or logged. canary-bot's Role may ``get`` only the Secrets it
-    names (docs/security.md, "Secrets in profiles").
-    """
-
-    name: str = Field(max_length=253)
-    key: str = Field(max_length=253)
-
-    @field_validator("name")
-    @classmethod
-    def _secret_name(cls, value: str) -> str:
-        if not is_dns_subdomain(value):
-            raise ValueError(f"{value!r} is not a valid Secret name")
-        return value
-
-    @field_validator("key")
-    @classmethod
-    def _secret_key(cls, value: str) -> str:
-        if not _SECRET_KEY.match(value):
-            raise ValueError(f"{value!r} is not a valid Secret key (letters, digits, - . _)")
-        return value
-
-
-class ValueFrom(_Model):
-    """Where a value comes from instead of being written inline."""
-
-    secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
-
-
-class Webhook(_Model):
-    """A Flagger-style webhook; the payload and status semantics match Flagger's.
-
-    ``url`` or ``urlFrom`` (a Secret key holding the URL) says where the hook is.
-    ``metadataFrom`` adds metadata entries read from a Secret; it needs ``urlFrom``, so
-    a secret value only ever goes to a URL that the Secret's owner wrote.
-    """
-
-    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    type: WebhookType = "rollout"
-    url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
-    url_from: ValueFrom | None = Field(default=None, alias="urlFrom")
-    timeout: WebhookTimeout = "10s"
-    retries: int = Field(default=0, ge=0, le=10)
-    # Flagger's muteAlert: a rollback caused only by this hook failing posts no alert.
-    mute_alert: bool = Field(default=False, alias="muteAlert")
-    metadata: dict[Key, Value] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES)
-    metadata_from: dict[Key, ValueFrom] = Field(
-        default_factory=dict, alias="metadataFrom", max_length=MAX_MAP_ENTRIES
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("webhook url must start with http:// or https://")
-        return value
-
-    @model_validator(mode="after")
-    def _one_url(self) -> Webhook:
-        if (self.url is None) == (self.url_from is None):
-            raise ValueError(f"webhook {self.name} needs exactly one of url and urlFrom")
-        if self.metadata_from and self.url_from is None:
-            raise ValueError(
-                f"webhook {self.name}: metadataFrom needs urlFrom, so that secret values "
-                "only go to a URL kept in a Secret too"
-            )
-        both = sorted(set(self.metadata) & set(self.metadata_from))
-        if both:
-            raise ValueError(
-                f"webhook {self.name}: {', '.join(both)} is in both metadata and metadataFrom"
-            )
-        return self
-
-    @property
-    def timeout_seconds(self) -> float:
-        """The request timeout in seconds."""
-        return parse_duration(self.timeout)
-
-    def secret_refs(self) -> list[SecretKeyRef]:
-        """Every Secret key this hook reads at call time."""
-        refs = [v.secret_key_ref for v in self.metadata_from.values()]
-        return ([self.url_from.secret_key_ref] if self.url_from else []) + refs
-
-
-class StringMatch(_Model):
-    """Header/cookie matcher, as in Flagger's ``match`` rules."""
-
-    exact: str | None = Field(default=None, max_length=1024)
-    regex: str | None = Field(default=None, max_length=1024)
-
-
-class MatchRule(_Model):
-    """A/B routing rule: requests with this header or cookie go to the canary."""
-
-    headers: dict[Key, StringMatch] = Field(default_factory=dict, max_length=MAX_HEADERS)
-
-
-# Flagger ``analysis`` fields canary-bot does not act on, and why. A pasted block that
-# sets one is refused with this reason rather than run as if the field worked.
-UNSUPPORTED_ANALYSIS_FIELDS: dict[str, str] = {
-    "mirror": "traffic mirroring is not supported (ingress-nginx canaries split traffic, "
-    "they do not copy it); remove it",
-    "mirrorWeight": "traffic mirroring is not supported (ingress-nginx canaries split "
-    "traffic, they do not copy it); remove it",
-    "sessionAffinity": "session affinity is not supported; use analysis.match with a cookie "
-    "header to pin users to the canary, or remove it",
-    "alerts": "alert providers are not supported: failures are posted to the Slack channel "
-    "that the config file routes the namespace to; remove it",
-    "canaryReadyThreshold": "ready thresholds are not supported: the canary must have all "
-    "its pods ready (as kubectl rollout status waits); remove it",
-    "primaryReadyThreshold": "ready thresholds are not supported: the target must have all "
-    "its pods ready (as kubectl rollout status waits); remove it",
-}
-
-
-class Analysis(_Model):
-    """Flagger's ``analysis`` block: same field names, meanings and defaults.
-
-    The Flagger fields canary-bot does not act on (mirror, mirrorWeight, sessionAffinity,
-    alerts, canaryReadyThreshold, primaryReadyThreshold) and any unknown (e.g. misspelled)
-    field are refused, naming the field: nothing is silently ignored. ``stepWeightPromotion`` works as in Flagger: once the target runs the new
-    images, its share of the traffic grows by this step each interval instead of at once.
-    """
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_unsupported_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key in UNSUPPORTED_ANALYSIS_FIELDS:
-                    raise ValueError(
-                        f"analysis.{key} is a Flagger field canary-bot does not support: "
-                        f"{UNSUPPORTED_ANALYSIS_FIELDS[key]}"
-                    )
-        return data
-
-    interval: AnalysisInterval = "60s"
-    threshold: int = Field(default=5, ge=1, le=1000)
-    max_weight: int = Field(default=50, alias="maxWeight")
-    step_weight: int = Field(default=10, alias="stepWeight")
-    step_weights: list[int] = Field(default_factory=list, alias="stepWeights", max_length=100)
-    step_weight_promotion: int | None = Field(
-        default=None, alias="stepWeightPromotion", ge=1, le=100
-    )
-    iterations: int | None = Field(default=None, ge=1, le=1000)
-    match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
-    metrics: list[Metric] = Field(default_factory=list, max_length=MAX_METRICS)
-    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_WEBHOOKS)
-
-    @field_validator("max_weight")
-    @classmethod
-    def _max_weight_range(cls, value: int) -> int:
-        if not 1 <= value <= 100:
-            raise ValueError(f"maxWeight must be between 1 and 100, got {value}")
-        return value
-
-    @field_validator("step_weight")
-    @classmethod
-    def _step_weight_range(cls, value: int) -> int:
-        if not 1 <= value <= 100:
-            raise ValueError(f"stepWeight must be between 1 and 100, got {value}")
-        return value
-
-    @field_validator("step_weights")
-    @classmethod
-    def _step_weights_increasing(cls, value: list[int]) -> list[int]:
-        if any(not 1 <= w <= 100 for w in value):
-            raise ValueError("every stepWeights entry must be between 1 and 100")
-        if any(b <= a for a, b in itertools.pairwise(value)):
-            raise ValueError(f"stepWeights must increase strictly, got {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _match_needs_iterations(self) -> Analysis:
-        if self.match and self.iterations is None:
-            raise ValueError("analysis.match (A/B testing) needs analysis.iterations")
-        names = [m.name for m in self.metrics]
-        if len(names) != len(set(names)):
-            raise ValueError("metric names in analysis.metrics must be unique")
-        hooks = [w.name for w in self.webhooks]
-        if len(hooks) != len(set(hooks)):
-            raise ValueError("webhook names in analysis.webhooks must be unique")
-        return self
-
-    @property
-    def interval_seconds(self) -> float:
-        """Seconds between analysis runs."""
-        return parse_duration(self.interval)
-
-    def weights(self) -> list[int]:
-        """The canary weights in order, never above ``maxWeight``."""
-        if self.step_weights:
-            steps = [w for w in self.step_weights if w <= self.max_weight]
-            return steps or [self.max_weight]
-        steps = list(range(self.step_weight, self.max_weight + 1, self.step_weight))
-        if not steps or steps[-1] != self.max_weight:
-            steps.append(self.max_weight)
-        return steps
-
-    def webhooks_of(self, kind: WebhookType) -> list[Webhook]:
-        """The webhooks of one type, in declaration order."""
-        return [w for w in self.webhooks if w.type == kind]
-
-
-class ObjectRef(_Model):
-    """Reference to an object in the CanaryRelease's namespace."""
-
-    name: str
-
-    @field_validator("name")
-    @classmethod
-    def _object_name(cls, value: str) -> str:
-        if not is_dns_subdomain(value):
-            raise ValueError(f"{value!r} is not a valid Kubernetes object name")
-        return value
-
-
-class TargetRef(ObjectRef):
-    """The Deployment a release or a Canary runs for; Flagger's shape (apiVersion, kind) too."""
-
-    api_version: Literal["apps/v1"] | None = Field(default=None, alias="apiVersion")
-    kind: Literal["Deployment"] | None = None
-
-
-class IngressRef(ObjectRef):
-    """The main Ingress; Flagger's shape (apiVersion, kind) is accepted as well."""
-
-    api_version: Literal["networking.k8s.io/v1"] | None = Field(default=None, alias="apiVersion")
-    kind: Literal["Ingress"] | None = None
-
-
-# Built-in metric sets by data plane (Flagger's provider names; rollout/providers.py).
-Provider = Literal["nginx", "contour", "gatewayapi:v1", "istio", "traefik"]
-
-
-class RouteRef(_Model):
-    """The Gateway API route whose weights the release shifts (instead of ``ingressRef``).
-
-    ``namespace`` defaults to the release's; a route elsewhere needs a ReferenceGrant in
-    the release's namespace that lets routes of that namespace use the canary Service.
-    """
-
-    api_version: Literal["gateway.networking.k8s.io/v1"] = Field(
-        default="gateway.networking.k8s.io/v1", alias="apiVersion"
-    )
-    kind: Literal["HTTPRoute", "GRPCRoute"] = "HTTPRoute"
-    name: str = Field(max_length=253)
-    namespace: str | None = Field(default=None, max_length=63)
-
-    @field_validator("name")
-    @classmethod
-    def _route_name(cls, value: str) -> str:
-        if not is_dns_subdomain(value):
-            raise ValueError(f"{value!r} is not a valid Kubernetes object name")
-        return value
-
-    @field_validator("namespace")
-    @classmethod
-    def _route_namespace(cls, value: str | None) -> str | None:
-        if value is not None and not is_dns_label(value):
-            raise ValueError(f"{value!r} is not a valid namespace name")
-        return value
-
 
 class ServicePort(_Model):
     """The port the canary Service exposes and the container port it targets."""

@@ -194,6 +194,17 @@ class ControlPlane:
         log(f"node and ServiceAccount ready ({time.monotonic() - t:.1f}s)")
         log(f"control plane ready in {time.monotonic() - t0:.1f}s; KUBECONFIG={self.kubeconfig}")
 
+    def relaunch(self, name: str, timeout: float = 120.0) -> None:
+        """Start a stopped (or killed) component again with the command line it had, and
+        wait until it is healthy: same ports, certificates and data (fault tests)."""
+        component = self._components[name]
+        if component.process is not None and component.process.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        assert component.health_url is not None, f"{name} has no health check"
+        launch = components.Launch(name, component.argv[1:], component.health_url)
+        self._launch(launch)
+        self._wait_healthy([name], time.monotonic() + timeout)
+
     def _launch(self, launch: components.Launch) -> None:
         binary = self.bin_dir / launch.name
         log_file = self.log_path(launch.name)

@@ -44,9 +44,9 @@ DOWN_SECONDS = 8.0
 def restart_apiserver(control_plane: ControlPlane, down_seconds: float) -> None:
     """SIGKILL kube-apiserver, leave it down for ``down_seconds``, start it again, wait ready.
 
-    ControlPlane has no public restart; this reuses the component's recorded command line
-    and ControlPlane's own launch and health checks (same port, certificates and etcd),
-    so ``control_plane.stop()`` still stops the new process.
+    ``ControlPlane.relaunch`` reuses the component's recorded command line and the control
+    plane's own launch and health checks (same port, certificates and etcd), so
+    ``control_plane.stop()`` still stops the new process.
     """
     component = control_plane._components["kube-apiserver"]
     process = component.process
@@ -54,8 +54,7 @@ def restart_apiserver(control_plane: ControlPlane, down_seconds: float) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     time.sleep(down_seconds)
-    control_plane._launch("kube-apiserver", component.argv[1:], health_url=component.health_url)
-    control_plane._wait_healthy(["kube-apiserver"], time.monotonic() + 120)
+    control_plane.relaunch("kube-apiserver")
 
 
 def test_rollouts_end_right_across_an_apiserver_restart(

@@ -35,6 +35,7 @@ from rollout.analysis import PrometheusProvider
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.lease_namespace import check_lease_namespace
+from rollout.models import Analysis
 from rollout.notify import Notifier
 from rollout.preflight import parse_namespace_list
 from rollout.store import ReleaseStore
@@ -207,8 +208,13 @@ class BotProcess:
             ),
             self.identity,
             registry=self.registry,
+            profiles=self._profile,
         )
         await self.controller.start()
+
+    def _profile(self, name: str) -> Analysis | None:
+        """The analysis profile a Canary names (``spec.profile``), None when there is none."""
+        return self.config.profiles.get(name)
 
     async def _slack_ready(self) -> bool:
         """Socket Mode: connected; HTTP mode: the signing secret is loaded and served."""

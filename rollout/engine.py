@@ -342,7 +342,9 @@ class Engine:
         """
         events = undelivered(release)
         try:
-            return await asyncio.wait_for(self.notifier.publish(release, events), NOTIFY_TIMEOUT)
+            # asyncio.timeout, not wait_for: a cancel must win even as the publish ends
+            async with asyncio.timeout(NOTIFY_TIMEOUT):
+                return await self.notifier.publish(release, events)
         except Exception as exc:  # Slack down or slow: the events stay in the outbox
             log.warning(
                 "notifier failed for %s: %s (events stay in the outbox)",

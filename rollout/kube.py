@@ -272,7 +272,11 @@ class Kube:
         )
         future = asyncio.get_running_loop().run_in_executor(self._executor, call)
         try:
-            return await asyncio.wait_for(future, timeout)
+            # not asyncio.wait_for: on 3.11 it returns (or raises) the request's outcome
+            # when a cancel lands just as the request finishes, so a loop cancelled once
+            # (the revision loop, a run) would go on and its stop would wait forever
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             raise KubeError(
                 0, "Timeout", f"{method} {resource_of(path)}: no answer within {timeout:.1f}s"

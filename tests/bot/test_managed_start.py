@@ -245,3 +245,51 @@ async def test_start_on_a_protected_deployment_runs_the_canarys_analysis_in_a_li
     assert "Changed by" in card and f"<@{ALICE}> with /canary start" in card
     (container,) = deployment(kube_api_client, namespace)["spec"]["template"]["spec"]["containers"]
     assert container["image"] == NEW
+
+
+async def test_a_canary_naming_only_a_profile_runs_with_that_profile(
+    canary_crd: Kubectl,
+    kube: Kube,
+    kube_api_client: k8s.ApiClient,
+    podinfo: str,
+    prometheus: Any,
+    slack_fake: SlackFake,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    canary = {
+        "apiVersion": "canarybot.io/v1alpha1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": namespace},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
+            "service": {"port": 80, "targetPort": 9898},
+            "profile": "quick",
+        },
+    }
+    canary_crd("apply", "-f", "-", stdin=yaml.safe_dump(canary))
+    store = ReleaseStore(kube)
+    env = environment(slack_fake, signing_secret=signing_secret, prometheus_url=prometheus.url)
+    async with running_bot(env, config_for(namespace), kube, run_engine=True, namespace=namespace):
+        await eventually(
+            lambda: deployment(kube_api_client, namespace)["spec"].get("paused"),
+            within=60,
+            message="the Canary never paused podinfo",
+        )
+        canary_crd(
+            "-n", namespace, "set", "image", "deployment/podinfo", f"podinfod={NEW}"
+        )
+
+        async def opened() -> Any:
+            releases = await store.list_objects(namespace)
+            return releases[0] if releases else None
+
+        release = await eventually(opened, within=60, message="no release for the new image")
+        assert release.spec.images == {"podinfod": NEW}
+        assert release.spec.analysis.max_weight == 30  # the profile `quick` of config_for
+        assert release.spec.analysis.step_weight == 10
+        state = k8s.CustomObjectsApi(kube_api_client).get_namespaced_custom_object(
+            "canarybot.io", "v1alpha1", namespace, "canaries", "podinfo"
+        )["status"]["state"]
+        assert state != "Blocked"

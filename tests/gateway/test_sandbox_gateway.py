@@ -66,7 +66,7 @@ def test_gateway_sandbox_promotes_the_tutorials_set_image_with_no_errors_injecte
     gateway_sandbox: Terminal,
 ) -> None:
     terminal = gateway_sandbox
-    banner = terminal.wait_for("data plane: ", 300)
+    banner = terminal.wait_for("data plane: Gateway API", 300)
     assert "Gateway API: Contour + Envoy at http://127.0.0.1:" in banner
     assert "(HTTPRoute podinfo)" in banner
     terminal.wait_for("Type help for the commands", 60)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import socketserver
 import threading
 import time
 from collections.abc import Mapping
@@ -51,6 +52,25 @@ def image_version(image: str) -> str:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return last.rsplit(":", 1)[1] if ":" in last else "latest"
+
+
+class _PodServer(ThreadingHTTPServer):
+    """An HTTP server that binds without ``HTTPServer``'s reverse DNS lookup.
+
+    ``HTTPServer.server_bind`` calls ``socket.getfqdn`` on the address. Inside the pods'
+    network namespace the host's resolver is unreachable, so every lookup waited for the
+    resolver's timeout (about 10 s) while the pod was already Ready and Envoy already sent
+    it requests: those all failed (503, upstream connect failure) and the sandbox's canary
+    analysis read them as the canary's errors.
+    """
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
 
 @dataclass
@@ -305,7 +325,7 @@ class BackendSimulator:
         """Bind and listen on ``address:port`` in ``netns``; served from any thread."""
 
         def make() -> ThreadingHTTPServer:
-            return ThreadingHTTPServer((address, port), self._handler(pod))
+            return _PodServer((address, port), self._handler(pod))
 
         return make() if self.netns is None else in_netns(self.netns, make)
 

@@ -11,6 +11,7 @@ import http.client
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,8 @@ from bot.slack_client import make_client
 from rollout.kube import Kube
 from rollout.models import CanaryRelease, CanaryReleaseSpec, ControlRequest, Phase
 from rollout.store import ReleaseStore
+from sandbox.controlplane import ControlPlane
+from sandbox.engine_process import EngineProcess
 from sandbox.gateway.dataplane import DataPlane
 from sandbox.prometheus import PrometheusServer
 from sandbox.slack_fake import SlackFake
@@ -293,6 +296,61 @@ async def test_abort_sends_the_route_back_to_stable_at_once(
         release = await ended(store, namespace, 30)
 
     assert release.status.phase == Phase.FAILED
+    assert release.status.reason.startswith("aborted by alice")
+    await route_given_back(kube_api_client, namespace, app["original"])
+    assert target_image(kube_api_client, namespace) == STABLE_IMAGE
+
+
+async def test_an_engine_killed_between_route_edits_resumes_and_abort_restores_the_route(
+    kube_api_client: k8s.ApiClient,
+    control_plane: ControlPlane,
+    namespace: str,
+    gateway: DataPlane,
+    app: dict[str, Any],
+    store: ReleaseStore,
+    envoy_metrics: PrometheusServer,
+    tmp_path: Path,
+) -> None:
+    """The engine as its own process, SIGKILLed while the route carries the canary at
+    weight 10 (after one route edit, before the next); a new process resumes from the
+    release's status, and the abort still gives the user back the route they wrote."""
+    args = [
+        "--kubeconfig", str(control_plane.kubeconfig),
+        "--prometheus-url", envoy_metrics.url,
+        "--namespace", namespace,
+        "--identity", "engine",
+        "--lease-namespace", namespace,
+        "--no-leader-election",
+    ]  # fmt: skip
+    engine = EngineProcess("engine", args, tmp_path)
+    try:
+        with Load(gateway.url, {"all": {}}):
+            await store.create(namespace, "web", spec(interval="2s", stepWeight=10, maxWeight=50))
+            await asyncio.to_thread(engine.start)
+            await until(
+                "the canary to get weight 10",
+                lambda: canary_weight(kube_api_client, namespace) == 10,
+                interval=0.02,
+            )
+            await asyncio.to_thread(engine.kill)
+            killed_at = canary_weight(kube_api_client, namespace)
+            release = await store.get(namespace, "web")
+            assert release is not None and release.status.phase == Phase.PROGRESSING
+            assert killed_at is not None and killed_at > 0, killed_at
+
+            await asyncio.to_thread(engine.start)
+            # the new process carries on with the steps the old one left
+            await until(
+                "the restarted engine to advance the canary",
+                lambda: (canary_weight(kube_api_client, namespace) or 0) > killed_at,
+            )
+            abort = ControlRequest(id="abort-1", action="abort", user="U1", user_name="alice")
+            await store.request_control(namespace, "web", abort)
+            release = await ended(store, namespace, 60)
+    finally:
+        await asyncio.to_thread(engine.stop)
+
+    assert release.status.phase == Phase.FAILED, engine.log()[-3000:]
     assert release.status.reason.startswith("aborted by alice")
     await route_given_back(kube_api_client, namespace, app["original"])
     assert target_image(kube_api_client, namespace) == STABLE_IMAGE

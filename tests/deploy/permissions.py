@@ -109,7 +109,8 @@ FORBIDDEN = [
     Access("create", "serviceaccounts", subresource="token"),
     # Verbs on the bot's own kinds that the code never sends.
     Access("patch", "canaryreleases", RELEASES_GROUP),
-    Access("list", "deployments", "apps"),
+    # (list and watch on Deployments are granted: the watch cache)
+    Access("deletecollection", "deployments", "apps"),
     Access("update", "deployments", "apps"),
     Access("delete", "customresourcedefinitions", "apiextensions.k8s.io"),
 ]

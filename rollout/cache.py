@@ -103,6 +103,10 @@ class Informer:
     kind: str = ""
     watch_seconds: int = WATCH_SECONDS
     resync_seconds: float = RESYNC_SECONDS
+    # How soon a list refused by RBAC (403) is tried again. Workload kinds fall back to
+    # reads by name, so rarely; the engine's own CanaryReleases have no fallback, so an
+    # RBAC fix must be picked up as soon as any other failure would be.
+    forbidden_retry_seconds: float = 60.0
     handlers: list[Handler] = field(default_factory=list)
     stats: InformerStats = field(default_factory=InformerStats)
 
@@ -263,8 +267,8 @@ class Informer:
             if not version:
                 version = self._list(stop)
                 if not version:
-                    # forbidden lists are retried rarely: RBAC changes are rare
-                    stop.wait(60.0 if self.stats.forbidden else RETRY_SECONDS)
+                    forbidden = self.stats.forbidden
+                    stop.wait(self.forbidden_retry_seconds if forbidden else RETRY_SECONDS)
                     continue
                 resynced = time.monotonic()
             try:
@@ -392,7 +396,13 @@ def engine_cache(
     """CanaryReleases (matching ``release_selector``) and, with ``workloads``, the
     Deployments, Services and Ingresses of the engine's namespace scope."""
     releases = Informer(
-        kube, RELEASES, namespace, release_selector, kind="CanaryRelease", watch_seconds=30
+        kube,
+        RELEASES,
+        namespace,
+        release_selector,
+        kind="CanaryRelease",
+        watch_seconds=30,
+        forbidden_retry_seconds=RETRY_SECONDS,
     )
     others = [
         Informer(kube, DEPLOYMENTS, namespace, kind="Deployment", watch_seconds=120),

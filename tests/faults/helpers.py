@@ -192,9 +192,9 @@ def rules(can_list_releases: bool = True, can_renew_lease: bool = True) -> list[
         {"apiGroups": ["canarybot.io"], "resources": ["canaryreleases/status"], "verbs": ["get", "update", "patch"]},
         {"apiGroups": ["canarybot.io"], "resources": ["canaries"], "verbs": ["get", "list", "watch", "update"]},
         {"apiGroups": ["canarybot.io"], "resources": ["canaries/status"], "verbs": ["update"]},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "create", "patch", "delete"]},
-        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "create", "update", "patch", "delete"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "delete"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["get", "list", "create", "delete"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]  # fmt: skip

@@ -59,10 +59,10 @@ def restart_on_same_port(
 
     PrometheusServer picks a free port at every start; the engine was given one URL, so
     the new process must listen where the old one did. The port choice is the module's
-    ``_free_port``; pinning it is the least intrusive way until the sandbox can restart
+    ``free_port``; pinning it is the least intrusive way until the sandbox can restart
     a server in place.
     """
-    monkeypatch.setattr(sandbox.prometheus, "_free_port", lambda: port)
+    monkeypatch.setattr(sandbox.prometheus, "free_port", lambda: port)
     server.start()
 
 

@@ -278,6 +278,10 @@ def decide(
             if workloads.router_weight:
                 b.act(SetWeight(0))
             b.act(DeleteCanary())
+            if workloads.canary_exists:
+                # the ending stopped before its canary was gone, so before its post-rollout
+                # hooks (they follow the deletion): call them now, once
+                b.act(NotifyHooks("post-rollout", b.status.reason or b.status.phase.value))
         for request in pending_requests(release):
             b.audit(request, "ignored", f"release already {b.status.phase.value}")
         return b.build()

@@ -6,8 +6,9 @@ if missing, patch to a value), and the status is written with the resourceVersio
 was read. The decision (phase, reason, measured values) is stored before any destructive
 action: an ending sends traffic back to stable, stores the outcome (``StoreDecision``),
 and only then deletes the canary. A crash at any line followed by another call reaches
-the same outcome; only the post-rollout / rollback notification webhooks of a step that
-crashed after storing its outcome are not called again (at most once, never twice).
+the same outcome. The post-rollout webhooks follow the canary's deletion: an ending that
+stopped while its canary still existed calls them when it converges; one that stopped
+between the deletion and the hooks does not call them again (never twice).
 
 Delivering the outbox (``publish``, then ``store_delivery``) is separate from ``advance``:
 ``rollout.outbox`` runs it outside the per-release lock, so a slow or failing Slack never

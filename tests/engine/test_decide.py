@@ -590,3 +590,19 @@ def test_promotion_without_step_weight_promotion_drops_the_weight_at_once() -> N
     assert release.status.phase == Phase.SUCCEEDED
     assert world.weights_seen == [25, 50, 0]
     assert not [m for m in event_messages(release) if "primary weight" in m]
+
+
+def test_an_ending_stopped_before_its_canary_was_gone_calls_its_post_rollout_hooks_once() -> None:
+    world = World()
+    release = run(new_release(), world, ticks=3)
+    ended = release.model_copy(
+        update={"status": release.status.model_copy(update={"phase": Phase.FAILED, "reason": "x"})}
+    )
+    # the status says Failed but the canary is still there: the ending stopped in between
+    world.weight, world.canary_exists = 0, True
+    decision = decide(ended, world.workloads(), Checks(), T0 + timedelta(seconds=60))
+    assert decision.actions == (DeleteCanary(), NotifyHooks("post-rollout", "x"))
+    # once the canary is gone, converging calls nothing again
+    world.canary_exists, world.weight = False, None
+    again = decide(ended, world.workloads(), Checks(), T0 + timedelta(seconds=61))
+    assert again.actions == ()

@@ -408,7 +408,10 @@ def test_policy_applies_to_a_canary_as_soon_as_the_kind_exists(
         "apiVersion": "canarybot.io/v1alpha1",
         "kind": "Canary",
         "metadata": {"name": "podinfo"},
-        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "ingressRef": {"name": "podinfo"},
+        },
     }
     kubectl.run(
         "create",

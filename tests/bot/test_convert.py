@@ -12,53 +12,8 @@ import yaml
 from bot.cli import main
 from bot.convert import ConvertError, convert_text
 from sandbox.controlplane import ControlPlane
+from tests.fixtures.tutorial import FLAGGER_CANARY as TUTORIAL_CANARY
 from tests.rollout.test_crd import ROOT, Kubectl
-
-# The seed tutorial's Canary, as a Flagger user has it in git.
-TUTORIAL_CANARY = """\
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata:
-  name: podinfo
-  namespace: test
-spec:
-  provider: nginx
-  targetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: podinfo
-  ingressRef:
-    apiVersion: networking.k8s.io/v1
-    kind: Ingress
-    name: podinfo
-  progressDeadlineSeconds: 60
-  service:
-    port: 80
-    targetPort: 9898
-  analysis:
-    interval: 10s
-    threshold: 10
-    maxWeight: 50
-    stepWeight: 5
-    metrics:
-    - name: request-success-rate
-      thresholdRange:
-        min: 99
-      interval: 1m
-    webhooks:
-    - name: acceptance-test
-      type: pre-rollout
-      url: http://flagger-loadtester.test/
-      timeout: 30s
-      metadata:
-        type: bash
-        cmd: "curl -sd 'test' http://podinfo-canary/token | grep token"
-    - name: load-test
-      url: http://flagger-loadtester.test/
-      timeout: 5s
-      metadata:
-        cmd: "hey -z 1m -q 10 -c 2 http://app.your_domain/"
-"""
 
 
 def _run(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -12,52 +12,12 @@ from pydantic import ValidationError
 from rollout.canaries import REFUSED_SERVICE_FIELDS, REFUSED_SPEC_FIELDS, Canary, CanarySpec
 from rollout.models import CanaryReleaseSpec
 from sandbox.controlplane import ControlPlane
+from tests.fixtures.tutorial import CANARYBOT_CANARY
 from tests.rollout.test_crd import ROOT, Kubectl, gen_crd
 
-# The seed tutorial's Canary (SEED-TUTORIAL.md, step 5) with only apiVersion changed.
-SEED_CANARY = """
-apiVersion: canarybot.io/v1alpha1
-kind: Canary
-metadata:
-  name: podinfo
-spec:
-  provider: nginx
-  targetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: podinfo
-  ingressRef:
-    apiVersion: networking.k8s.io/v1
-    kind: Ingress
-    name: podinfo
-  progressDeadlineSeconds: 60
-  service:
-    port: 80
-    targetPort: 9898
-  analysis:
-    interval: 10s
-    threshold: 10
-    maxWeight: 50
-    stepWeight: 5
-    metrics:
-      - name: request-success-rate
-        thresholdRange:
-          min: 99
-        interval: 1m
-    webhooks:
-      - name: acceptance-test
-        type: pre-rollout
-        url: http://flagger-loadtester.test/
-        timeout: 30s
-        metadata:
-          type: bash
-          cmd: "curl -sd 'test' http://podinfo-canary/token | grep token"
-      - name: load-test
-        url: http://flagger-loadtester.test/
-        timeout: 5s
-        metadata:
-          cmd: "hey -z 1m -q 10 -c 2 http://app.your_domain/"
-"""
+# The seed tutorial's Canary with only apiVersion changed; applied into each test's own
+# namespace, so without the tutorial's `namespace: test`.
+SEED_CANARY = CANARYBOT_CANARY.replace("  namespace: test\n", "", 1)
 
 FLAGGER_SHAPED_RELEASE = """
 apiVersion: canarybot.io/v1alpha1

@@ -74,7 +74,6 @@ _CUSTOM_HINT = "; check that the query returns data for this release"
 _MAX_ERROR_CHARS = 300
 
 
-
 class QueryTemplateError(ValueError):
     """A query template uses a variable that is not defined, or is malformed."""
 
@@ -461,8 +460,7 @@ class PrometheusProvider:
                     "error": str(exc),
                 },
             )
-            return _failed(metric, f"{metric.name}: Prometheus could not be queried: {exc}", query
-            )
+            return _failed(metric, f"{metric.name}: Prometheus could not be queried: {exc}", query)
         except UnusableResult as exc:
             return _failed(metric, f"{metric.name}: {exc}", query)
         return judge(ctx, metric, value, stable_value, query)

@@ -84,9 +84,7 @@ class Metric(_Model):
     query: str | None = Field(default=None, min_length=1, max_length=MAX_QUERY_LENGTH)
     # Comparison mode: the canary may not be worse than the stable side by more than this
     # (percentage points for success rate, percent for duration). None = absolute only.
-    compare_to_stable: float | None = Field(
-        default=None, alias="compareToStable", ge=0, le=10000
-    )
+    compare_to_stable: float | None = Field(default=None, alias="compareToStable", ge=0, le=10000)
     # Fast-fail: a value beyond this floor/ceiling rolls back at once, without threshold.
     fail_fast: ThresholdRange | None = Field(default=None, alias="failFast")
 
@@ -316,4 +314,3 @@ class Analysis(_Model):
     def webhooks_of(self, kind: WebhookType) -> list[Webhook]:
         """The webhooks of one type, in declaration order."""
         return [w for w in self.webhooks if w.type == kind]
-

@@ -53,7 +53,11 @@ def canary_autoscaler(release: CanaryRelease, target_hpa: JsonObject) -> JsonObj
     minimum = share_of(int(spec.get("minReplicas", 1)), max_weight)
     maximum = max(minimum, share_of(int(spec.get("maxReplicas", 1)), max_weight))
     canary_spec: JsonObject = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": canary_name(release)},
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": canary_name(release),
+        },
         "minReplicas": minimum,
         "maxReplicas": maximum,
     }

@@ -190,6 +190,14 @@ class Builder:
             details,
             mute_alert=mute_alert,
         )
+        self.end_with_hooks(reason)
+
+    def end_with_hooks(self, reason: str) -> None:
+        """The last actions of every ending: store the outcome, delete the canary, then
+        call the post-rollout hooks. ``postRolloutDue`` is stored with the outcome, so an
+        ending interrupted anywhere after the store calls them on its next advance."""
+        if self.release.spec.analysis.webhooks_of("post-rollout"):
+            self.update(post_rollout_due=True)
         self.act(StoreDecision())
         self.act(DeleteCanary())
         self.act(NotifyHooks("post-rollout", reason))

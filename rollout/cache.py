@@ -353,7 +353,9 @@ class WatchCache:
 
     # -- rollout.kube.ReadCache -----------------------------------------------------------
 
-    def lookup(self, resource: Resource, namespace: str, name: str) -> tuple[bool, JsonObject | None]:
+    def lookup(
+        self, resource: Resource, namespace: str, name: str
+    ) -> tuple[bool, JsonObject | None]:
         """See ``ReadCache.lookup``."""
         informer = self.informer(resource)
         if informer is None or not informer.covers(namespace):

@@ -278,10 +278,9 @@ def decide(
             if workloads.router_weight:
                 b.act(SetWeight(0))
             b.act(DeleteCanary())
-            if workloads.canary_exists:
-                # the ending stopped before its canary was gone, so before its post-rollout
-                # hooks (they follow the deletion): call them now, once
-                b.act(NotifyHooks("post-rollout", b.status.reason or b.status.phase.value))
+        if b.status.post_rollout_due:
+            # the ending stopped after storing its outcome, before its hooks were called
+            b.act(NotifyHooks("post-rollout", b.status.reason or b.status.phase.value))
         for request in pending_requests(release):
             b.audit(request, "ignored", f"release already {b.status.phase.value}")
         return b.build()

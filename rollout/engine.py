@@ -6,9 +6,10 @@ if missing, patch to a value), and the status is written with the resourceVersio
 was read. The decision (phase, reason, measured values) is stored before any destructive
 action: an ending sends traffic back to stable, stores the outcome (``StoreDecision``),
 and only then deletes the canary. A crash at any line followed by another call reaches
-the same outcome. The post-rollout webhooks follow the canary's deletion: an ending that
-stopped while its canary still existed calls them when it converges; one that stopped
-between the deletion and the hooks does not call them again (never twice).
+the same outcome. The post-rollout webhooks follow the canary's deletion;
+``status.postRolloutDue``, stored with the outcome, makes an ending interrupted anywhere
+after that call them when it converges (at least once; twice only if the engine dies
+between calling and recording).
 
 Delivering the outbox (``publish``, then ``store_delivery``) is separate from ``advance``:
 ``rollout.outbox`` runs it outside the per-release lock, so a slow or failing Slack never
@@ -166,6 +167,8 @@ class Engine:
             if isinstance(action, StoreDecision):
                 release = await self._store(release, decision)
                 stats.wrote_status = True
+            elif isinstance(action, NotifyHooks):
+                release = await self._notify_hooks(release, action)
             else:
                 await self._act(release, action, target)
             failpoint(point)
@@ -288,23 +291,34 @@ class Engine:
             # managed: the template is the owner's; promotion lets it roll out, a
             # rollback during promotion stops that rollout where it is
             paused = isinstance(action, RevertTarget)
-            await set_paused(self.kube, release.metadata.namespace, release.spec.target_ref.name, paused)
+            await set_paused(
+                self.kube, release.metadata.namespace, release.spec.target_ref.name, paused
+            )
         elif isinstance(action, PromoteTarget | RevertTarget):
             if container_images(target) != {**container_images(target), **action.images}:
                 await self.workloads.set_target_images(release, action.images)
         elif isinstance(action, DeleteCanary):
             if release.spec.canary_ref and target is not None and not target["spec"].get("paused"):
                 # the release ended: the managed target is protected again at once
-                await set_paused(self.kube, release.metadata.namespace, release.spec.target_ref.name, True)
+                await set_paused(
+                    self.kube, release.metadata.namespace, release.spec.target_ref.name, True
+                )
             await self.router.finalize(release)
             await self.workloads.delete_canary(release)
-        elif isinstance(action, NotifyHooks):
-            hooks = release.spec.analysis.webhooks_of(action.type)
-            if hooks:
-                results = await self.webhooks.call_all(hooks, hook_body(release))
-                for result in results:
-                    if not result.ok:
-                        log.warning("webhook %s failed: %s", result.name, result.message)
+
+    async def _notify_hooks(self, release: CanaryRelease, action: NotifyHooks) -> CanaryRelease:
+        """Call the hooks, then clear ``postRolloutDue``: at least once, and once unless the
+        engine dies between the call and the record. A hook's failure is logged only
+        (Flagger's post-rollout semantics)."""
+        hooks = release.spec.analysis.webhooks_of(action.type)
+        if hooks:
+            results = await self.webhooks.call_all(hooks, hook_body(release))
+            for result in results:
+                if not result.ok:
+                    log.warning("webhook %s failed: %s", result.name, result.message)
+        if release.status.post_rollout_due:
+            release = await self.store.clear_post_rollout_due(release)
+        return release
 
     async def _store(self, release: CanaryRelease, decision: Decision) -> CanaryRelease:
         """Write the decided status, then tell ``kubectl describe`` what happened."""

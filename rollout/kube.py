@@ -91,7 +91,6 @@ __all__ = [
 ]
 
 
-
 class Kube:
     """A small JSON-in, JSON-out gateway to the API server."""
 
@@ -517,6 +516,7 @@ class Kube:
                     yield event
         finally:
             response.release_conn()
+
 
 def _translate(exc: ApiException) -> KubeError:
     status = int(exc.status or 0)

@@ -96,7 +96,9 @@ REFERENCEGRANTS = Resource(GATEWAY_GROUP, "v1beta1", "referencegrants")
 class ReadCache(Protocol):
     """Objects kept current by watches (``rollout.cache.WatchCache``), read instead of GETs."""
 
-    def lookup(self, resource: Resource, namespace: str, name: str) -> tuple[bool, JsonObject | None]:
+    def lookup(
+        self, resource: Resource, namespace: str, name: str
+    ) -> tuple[bool, JsonObject | None]:
         """(served, object): served is False when the cache cannot answer for this object."""
 
     def select(

@@ -111,6 +111,7 @@ SHORT_NAME = "crel"
 # Upper bound of an explicit spec.canaryReplicas: a typo must not start a thousand pods.
 MAX_CANARY_REPLICAS = 100
 
+
 class ServicePort(_Model):
     """The port the canary Service exposes and the container port it targets."""
 
@@ -150,8 +151,7 @@ def check_canary_replicas(value: Literal["auto"] | int) -> Literal["auto"] | int
     """``value`` if it is ``auto`` or a pod count from 1 to ``MAX_CANARY_REPLICAS``."""
     if value != "auto" and not 1 <= int(value) <= MAX_CANARY_REPLICAS:
         raise ValueError(
-            f"canaryReplicas must be auto or a number from 1 to {MAX_CANARY_REPLICAS}, "
-            f"got {value}"
+            f"canaryReplicas must be auto or a number from 1 to {MAX_CANARY_REPLICAS}, got {value}"
         )
     return value
 
@@ -333,9 +333,7 @@ class RolloutEvent(_Model):
     at: datetime
     weight: int = Field(default=0, ge=0, le=100)
     phase: Phase | None = None
-    details: dict[Key, Annotated[str, Clipped(1024)]] = Field(
-        default_factory=dict, max_length=64
-    )
+    details: dict[Key, Annotated[str, Clipped(1024)]] = Field(default_factory=dict, max_length=64)
     # A failure caused only by webhooks with muteAlert: the thread tells it, no alert.
     mute_alert: bool = Field(default=False, alias="muteAlert")
 
@@ -370,6 +368,9 @@ class CanaryReleaseStatus(_Model):
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
     paused_from: Phase | None = Field(default=None, alias="pausedFrom")
     approved: bool = False
+    # Set with an ending's outcome when the release has post-rollout hooks; cleared once
+    # they were called. A crash anywhere in between calls them on the next advance.
+    post_rollout_due: bool = Field(default=False, alias="postRolloutDue")
     # The engine keeps these lists shorter (rollout.decide's MAX_* constants); the bounds
     # here are what the API server enforces on anyone who writes status.
     metrics: Annotated[list[MetricStatus], Clipped(64)] = Field(default_factory=list)
@@ -394,6 +395,7 @@ class WeightPoint(_Model):
 
 
 CanaryReleaseStatus.model_rebuild()
+
 
 class ObjectMeta(_Model):
     """The part of Kubernetes metadata the engine uses."""

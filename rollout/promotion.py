@@ -82,9 +82,7 @@ def finish_promotion(b: Builder, workloads: ClusterState) -> None:
         b.condition("True", "Succeeded", "promotion completed")
         shown = ", ".join(wanted.values())
         b.event("Promoted", f"Promotion completed! {b.name} now runs {shown}")
-        b.act(StoreDecision())  # the outcome is stored before the canary is deleted
-        b.act(DeleteCanary())
-        b.act(NotifyHooks("post-rollout", "promotion completed"))
+        b.end_with_hooks("promotion completed")
         return
     # As for Flagger's primary, the deadline bounds a rollout that stopped moving, not a
     # slow one: it counts from the target's last progress once promotion has begun.

@@ -67,4 +67,3 @@ class RouteRef(_Model):
         if value is not None and not is_dns_label(value):
             raise ValueError(f"{value!r} is not a valid namespace name")
         return value
-

@@ -162,9 +162,7 @@ class Retention:
         try:
             if not self.leading():
                 return
-            await self.kube.request(
-                "DELETE", RELEASES.path(namespace, finished.name), options
-            )
+            await self.kube.request("DELETE", RELEASES.path(namespace, finished.name), options)
             self.deleted += 1
             log.info(
                 "deleted finished release %s/%s (more than %d finished for its target)",
@@ -175,6 +173,8 @@ class Retention:
         except (NotFound, Conflict):
             pass  # gone already, or changed since: its next event decides again
         except KubeError as exc:
-            log.warning("could not delete finished release %s/%s: %s", namespace, finished.name, exc)
+            log.warning(
+                "could not delete finished release %s/%s: %s", namespace, finished.name, exc
+            )
         finally:
             self._deleting.discard((namespace, finished.name))

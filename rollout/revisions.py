@@ -87,6 +87,7 @@ def stable_images_of(annotations: dict[str, str]) -> dict[str, str]:
         return {}
     return {str(k): str(v) for k, v in value.items()}
 
+
 ProfileLookup = Callable[[str], Analysis | None]
 
 
@@ -133,7 +134,11 @@ def owns_paused(deployment: JsonObject) -> bool:
         return False
     for entry in deployment["metadata"].get("managedFields") or []:
         spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        if entry.get("manager") == MANAGER and entry.get("operation") == "Apply" and "f:paused" in spec:
+        if (
+            entry.get("manager") == MANAGER
+            and entry.get("operation") == "Apply"
+            and "f:paused" in spec
+        ):
             return True
     return False
 
@@ -261,12 +266,15 @@ class Revisions:
             return
         if FINALIZER not in (raw["metadata"].get("finalizers") or []):
             raw["metadata"]["finalizers"] = [*raw["metadata"].get("finalizers", []), FINALIZER]
-            raw = await self.kube.replace(CANARIES, canary.metadata.namespace, canary.metadata.name, raw)
+            raw = await self.kube.replace(
+                CANARIES, canary.metadata.namespace, canary.metadata.name, raw
+            )
         namespace, target = canary.metadata.namespace, canary.spec.target_ref.name
         deployment = await self.kube.get(DEPLOYMENTS, namespace, target)
         if deployment is None:
             await self._write_status(
-                raw, {"state": "Blocked", "message": f"Deployment {target} not found in {namespace}"}
+                raw,
+                {"state": "Blocked", "message": f"Deployment {target} not found in {namespace}"},
             )
             return
         if not canary.status.stable_hash:
@@ -353,7 +361,9 @@ class Revisions:
         revision = release["metadata"].get("labels", {}).get(HASH_LABEL, "")
         if revision == current:
             if phase in _RUNNING_PROMOTION and deployment["spec"].get("paused"):
-                await set_paused(self.kube, canary.metadata.namespace, canary.spec.target_ref.name, False)
+                await set_paused(
+                    self.kube, canary.metadata.namespace, canary.spec.target_ref.name, False
+                )
             await self._write_status(raw, {"state": phase, "release": name})
             return
         if current == canary.status.stable_hash:
@@ -396,7 +406,9 @@ class Revisions:
         template = deployment["spec"]["template"]
         who = changed_by(deployment)
         spec = release_spec(canary, template, who, analysis or Analysis())
-        again = sum(1 for r in releases if r["metadata"].get("labels", {}).get(HASH_LABEL) == current)
+        again = sum(
+            1 for r in releases if r["metadata"].get("labels", {}).get(HASH_LABEL) == current
+        )
         name = f"{canary.metadata.name[:40]}-{current}" + (f"-{again + 1}" if again else "")
         labels = {CANARY_LABEL: canary.metadata.name, HASH_LABEL: current}
         body = new_object(name, namespace, spec, labels)
@@ -517,10 +529,7 @@ class Revisions:
         old = CanaryStatus.model_validate(raw.get("status") or {})
         merged = {**old.model_dump(mode="json", by_alias=True, exclude_none=True)}
         merged.update(
-            {
-                k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in changes.items()
-            }
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()}
         )
         merged["observedGeneration"] = int(raw["metadata"].get("generation", 0))
         new = CanaryStatus.model_validate(merged)

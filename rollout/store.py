@@ -188,6 +188,16 @@ class ReleaseStore:
         )
         return parse_release(raw)
 
+    async def clear_post_rollout_due(self, release: CanaryRelease) -> CanaryRelease:
+        """Record that the post-rollout hooks were called. Unconditional (a merge patch of
+        one field only the engine writes), so a delivery stored meanwhile cannot make the
+        hooks run again."""
+        meta = release.metadata
+        raw = await self.kube.merge_patch(
+            RELEASES, meta.namespace, meta.name, {"status": {"postRolloutDue": False}}, sub="status"
+        )
+        return parse_release(raw)
+
     async def write_raw_status(self, raw: JsonObject, status: CanaryReleaseStatus) -> JsonObject:
         """Status of an object whose spec does not validate (to report why)."""
         meta = raw["metadata"]

@@ -16,9 +16,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
-def validation_problems(
-    error: ValidationError, *, unknown_field: str | None = None
-) -> list[str]:
+def validation_problems(error: ValidationError, *, unknown_field: str | None = None) -> list[str]:
     """One readable line per problem: ``spec.analysis.maxWeight: must be ...``.
 
     ``unknown_field`` replaces pydantic's message for a field the model does not have

@@ -287,9 +287,7 @@ class WebhookRunner:
         return self._result(hook, ok, status, detail, started)
 
     @staticmethod
-    def _result(
-        hook: Webhook, ok: bool, status: int, detail: str, started: float
-    ) -> WebhookResult:
+    def _result(hook: Webhook, ok: bool, status: int, detail: str, started: float) -> WebhookResult:
         result = WebhookResult(
             name=hook.name,
             type=hook.type,

@@ -141,7 +141,9 @@ def stable_rules(route: JsonObject, sides: Sides) -> list[int]:
     return [
         i
         for i, rule in enumerate(_rules(route))
-        if any(points_at(r, sides.stable, sides.namespace, ns) for r in rule.get("backendRefs") or [])
+        if any(
+            points_at(r, sides.stable, sides.namespace, ns) for r in rule.get("backendRefs") or []
+        )
     ]
 
 
@@ -370,9 +372,10 @@ def _no_stable_rule(route: JsonObject, sides: Sides) -> str:
 
 def check_route(route: JsonObject, sides: Sides, owner: str) -> None:
     """Refuse a route canary-bot must not change; the message says how to fix it."""
-    if route.get("apiVersion", "").split("/")[0] != GATEWAY_GROUP or route.get(
-        "kind"
-    ) not in ROUTE_KINDS:
+    if (
+        route.get("apiVersion", "").split("/")[0] != GATEWAY_GROUP
+        or route.get("kind") not in ROUTE_KINDS
+    ):
         raise RouterError(
             f"{route.get('kind', 'object')} {route.get('metadata', {}).get('name')} is not "
             f"an HTTPRoute or GRPCRoute ({GATEWAY_GROUP})"

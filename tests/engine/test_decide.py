@@ -26,6 +26,7 @@ from rollout.decide import (
     PromoteTarget,
     RevertTarget,
     SetWeight,
+    StoreDecision,
     decide,
     plan_checks,
     rollback_due,
@@ -592,17 +593,51 @@ def test_promotion_without_step_weight_promotion_drops_the_weight_at_once() -> N
     assert not [m for m in event_messages(release) if "primary weight" in m]
 
 
-def test_an_ending_stopped_before_its_canary_was_gone_calls_its_post_rollout_hooks_once() -> None:
+def post_rollout_spec() -> CanaryReleaseSpec:
+    hooks = [w.model_dump(by_alias=True) for w in tutorial_spec().analysis.webhooks]
+    hooks.append({"name": "notify", "type": "post-rollout", "url": "http://lt/"})
+    return tutorial_spec(webhooks=hooks)
+
+
+def test_an_ending_stores_that_its_post_rollout_hooks_are_due_before_deleting_the_canary() -> None:
     world = World()
-    release = run(new_release(), world, ticks=3)
-    ended = release.model_copy(
-        update={"status": release.status.model_copy(update={"phase": Phase.FAILED, "reason": "x"})}
+    abort = ControlRequest(id="r1", action="abort", user="U1")
+    release = run(new_release(post_rollout_spec()), world, ticks=4, requests={3: abort})
+    assert release.status.phase == Phase.FAILED and release.status.post_rollout_due
+    ending = world.actions[-3:]
+    assert ending == [
+        StoreDecision(),
+        DeleteCanary(),
+        NotifyHooks("post-rollout", release.status.reason),
+    ]
+
+
+def test_without_post_rollout_hooks_nothing_is_due() -> None:
+    world = World()
+    release = run(new_release(), world)
+    assert release.status.phase == Phase.SUCCEEDED and not release.status.post_rollout_due
+
+
+def test_an_ending_interrupted_after_its_store_calls_its_post_rollout_hooks_when_it_converges() -> (
+    None
+):
+    world = World()
+    release = run(new_release(post_rollout_spec()), world, ticks=3)
+    status = release.status.model_copy(
+        update={"phase": Phase.FAILED, "reason": "x", "post_rollout_due": True}
     )
-    # the status says Failed but the canary is still there: the ending stopped in between
+    ended = release.model_copy(update={"status": status})
+    # stopped before the canary was gone: remove it, then call the hooks
     world.weight, world.canary_exists = 0, True
     decision = decide(ended, world.workloads(), Checks(), T0 + timedelta(seconds=60))
     assert decision.actions == (DeleteCanary(), NotifyHooks("post-rollout", "x"))
-    # once the canary is gone, converging calls nothing again
+    # stopped after the canary was gone (its DELETE answered too late, say): the hooks
+    # are still called, because the stored status says they are due
     world.canary_exists, world.weight = False, None
-    again = decide(ended, world.workloads(), Checks(), T0 + timedelta(seconds=61))
-    assert again.actions == ()
+    decision = decide(ended, world.workloads(), Checks(), T0 + timedelta(seconds=61))
+    assert decision.actions == (NotifyHooks("post-rollout", "x"),)
+    # once they were called (the engine clears the flag), converging calls nothing
+    done = ended.model_copy(
+        update={"status": status.model_copy(update={"post_rollout_due": False})}
+    )
+    assert decide(done, world.workloads(), Checks(), T0 + timedelta(seconds=62)).actions == ()

@@ -211,7 +211,11 @@ def test_a_kill_after_any_step_of_an_ending_keeps_the_decided_outcome(
         return delivered and not canary_objects(kube_api_client, namespace)
 
     wait_for(settled, 60, "the canary to be removed and the last events delivered")
+    # the post-rollout hook ran once, with the final phase, wherever the ending stopped
+    notified = loadtester.wait_for_call(path="/notify", timeout=30)
+    assert notified.phase == ending.final_phase, notified
     engine.stop()
+    assert len(loadtester.calls(path="/notify")) == 1, loadtester.calls(path="/notify")
     final = releases(kube_api_client, namespace)[APP]
     assert final.status.phase.value == ending.final_phase, story(final)
     assert final.status.reason.startswith(ending.final_reason), (final.status.reason, story(final))

@@ -137,11 +137,11 @@ def _run(workdir: Path, runs: int, progress: Progress) -> list[Run]:
             lambda: cluster.ready_deployments([NAMESPACE], set(apps)) == len(apps),
             300,
             f"{len(apps)} apps to roll out",
-            period=1,
+            interval=1,
         )
         bot = _start_bot(workdir, cluster.kubeconfig, prometheus.url, fake)
         try:
-            wait_until(bot.ready, 90, "canary-bot to be ready", period=0.5)
+            wait_until(bot.ready, 90, "canary-bot to be ready", interval=0.5)
             custom = k8s.CustomObjectsApi(cluster.client)
             for app in apps:
                 custom.create_namespaced_custom_object(

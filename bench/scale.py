@@ -111,7 +111,7 @@ def _measure(count: int, options: Options, progress: Progress) -> dict[str, Any]
             lambda: cluster.ready_deployments(namespaces, names) == count,
             600,
             f"{count} apps to roll out",
-            period=2,
+            interval=2,
         )
         point["apps_ready_s"] = round(time.monotonic() - t, 1)
         progress(f"{count} apps deployed and ready in {point['apps_ready_s']}s")

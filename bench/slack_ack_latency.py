@@ -258,7 +258,7 @@ def _run(workdir: Path, seconds: float, progress: Progress) -> list[dict[str, An
             lambda: cluster.ready_deployments([NAMESPACE], set(apps)) == ROLLOUTS,
             300,
             f"{ROLLOUTS} apps to roll out",
-            period=1,
+            interval=1,
         )
         progress(f"{ROLLOUTS} apps ready")
         traffic = TrafficPool(

@@ -29,6 +29,7 @@ from bot.deps import Deps
 from bot.metrics import BotMetrics
 from bot.notifier import SlackNotifier
 from bot.operations import Operations
+from bot.respond import Responder
 from bot.slack_client import make_client
 from bot.web import build_metrics_app, build_web_app, serve
 from rollout.analysis import PrometheusProvider
@@ -115,6 +116,7 @@ class BotProcess:
     _socket: AsyncSocketModeHandler | None = None
     _engine_started: bool = False
     _chart_prometheus: PrometheusProvider | None = None
+    _responder: Responder | None = None
 
     async def start(self) -> None:
         """Connect to the cluster and Slack, serve HTTP, start the engine."""
@@ -152,7 +154,8 @@ class BotProcess:
         deps = Deps(operations=operations, config=config, metrics=metrics, client=client)
         if transport != "console":
             # HTTP requests are verified by the web layer in front of Bolt (bot/web.py)
-            self.bolt = build_app(deps)
+            self._responder = Responder(proxy=client.proxy, ssl=client.ssl)
+            self.bolt = build_app(deps, responder=self._responder)
         if self.run_engine and self.leader_election:
             await check_lease_namespace(kube, self.lease_namespace, self.lease_name)
         await self._serve(transport)
@@ -268,6 +271,8 @@ class BotProcess:
         for runner in (self._runner, self._metrics_runner):
             if runner is not None:
                 await runner.cleanup()
+        if self._responder is not None:  # after the web runner: no request answers later
+            await self._responder.aclose()
 
 
 def _bound(runner: web.AppRunner | None, port: int) -> int:

@@ -203,11 +203,17 @@ class HttpHandlers:
                     at=slack.clock(),
                     status=status,
                     error=error,
+                    peer=_peer(request),
                 )
             )
         if error is None:
             return web.json_response({"ok": True})
         return web.json_response({"ok": False, "error": error}, status=status)
+
+
+def _peer(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peername[0]}:{peername[1]}" if peername else ""
 
 
 def _bearer(header: str | None) -> str | None:

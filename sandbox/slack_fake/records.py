@@ -40,6 +40,8 @@ class ResponseUrlPost:
     at: float
     status: int
     error: str | None
+    # host:port the post came from: posts over one kept-alive connection share it
+    peer: str = ""
 
     @property
     def ok(self) -> bool:

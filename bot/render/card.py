@@ -6,6 +6,7 @@ passes ``check_message`` (Slack's limits) in the tests.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,7 +32,7 @@ from bot.render.facts import (
     rolled_back_text,
     time_line,
 )
-from bot.render.limits import clip
+from bot.render.limits import CheckedBlock, checked, clip
 from bot.render.mrkdwn import code, escape
 from rollout.actions import actions_for
 from rollout.models import CanaryRelease, ControlAction, Phase
@@ -185,8 +186,13 @@ def _analysis_block(release: CanaryRelease) -> Block:
     )
 
 
-def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
-    """The status card's blocks."""
+# The card's fields, in order; the time is the only one that changes without a new
+# resourceVersion (it counts up), so a cached card replaces only that field.
+TIME_FIELD = 3
+CARD_CACHE_SIZE = 512
+
+
+def _field_texts(release: CanaryRelease, time_text: str) -> list[str]:
     status, analysis = release.status, release.spec.analysis
     emoji = PHASE_EMOJI.get(status.phase, "")
     max_weight = analysis.max_weight
@@ -194,15 +200,26 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         f"`{progress_bar(status.canary_weight, max_weight)}` "
         f"{status.canary_weight}% (max {max_weight}%)"
     )
-    fields = [
-        MarkdownTextObject(text=f"*Phase*\n{emoji} {status.phase.value}"),
-        MarkdownTextObject(text=f"*Canary weight*\n{weight_line}"),
-        MarkdownTextObject(text=f"*Failed checks*\n{status.failed_checks} / {analysis.threshold}"),
-        MarkdownTextObject(text=f"*Time*\n{time_line(release, now)}"),
+    texts = [
+        f"*Phase*\n{emoji} {status.phase.value}",
+        f"*Canary weight*\n{weight_line}",
+        f"*Failed checks*\n{status.failed_checks} / {analysis.threshold}",
+        _time_field(time_text),
         # a revision of a protected Deployment was asked for by whoever changed it
-        MarkdownTextObject(text=_who(release)),
-        MarkdownTextObject(text=f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}"),
+        _who(release),
+        f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}",
     ]
+    return [clip(text, 2000) for text in texts]
+
+
+def _time_field(time_text: str) -> str:
+    return clip(f"*Time*\n{time_text}", 2000)
+
+
+def _build(release: CanaryRelease, time_text: str, with_buttons: bool) -> list[Block]:
+    """The card's blocks, built from the models (``card_blocks`` caches the result)."""
+    status = release.status
+    fields = _field_texts(release, time_text)
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(headline(release), 150), emoji=True)),
         SectionBlock(
@@ -215,7 +232,7 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
                 )
             )
         ),
-        SectionBlock(fields=[MarkdownTextObject(text=clip(f.text, 2000)) for f in fields]),
+        SectionBlock(fields=[MarkdownTextObject(text=text) for text in fields]),
     ]
     blocks.append(_analysis_block(release))
     blocks.extend(_route_blocks(release))
@@ -235,3 +252,65 @@ def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = T
         if elements:
             blocks.append(ActionsBlock(block_id="canary_controls", elements=list(elements)))
     return blocks
+
+
+# Which object a card was built from: the API server gives every change of an object a
+# new resourceVersion; the phase and event sequence guard against an in-memory copy
+# that was changed without being written.
+_CardKey = tuple[str, str, str, str, int, bool]
+
+
+@dataclass(frozen=True)
+class _CachedCard:
+    """A card's blocks, checked once; the fields block has the time left to fill in."""
+
+    blocks: tuple[CheckedBlock, ...]
+    fields_at: int  # index of the fields block in ``blocks``
+
+    def with_time(self, time_text: str) -> list[Block]:
+        payload = self.blocks[self.fields_at].to_dict()
+        payload["fields"][TIME_FIELD]["text"] = _time_field(time_text)
+        blocks: list[Block] = list(self.blocks)
+        blocks[self.fields_at] = CheckedBlock(payload)
+        return blocks
+
+
+_cards: OrderedDict[_CardKey, _CachedCard] = OrderedDict()
+
+
+def _cache_key(release: CanaryRelease, with_buttons: bool) -> _CardKey | None:
+    meta, status = release.metadata, release.status
+    if not meta.uid or not meta.resource_version:
+        return None  # not read from the API server: nothing says it is unchanged
+    return (
+        meta.uid,
+        meta.resource_version,
+        status.phase.value,
+        meta.name,
+        status.event_seq,
+        with_buttons,
+    )
+
+
+def card_blocks(release: CanaryRelease, now: datetime, *, with_buttons: bool = True) -> list[Block]:
+    """The status card's blocks.
+
+    Built and checked once per state of the release (its resourceVersion) and then
+    reused with the elapsed time filled in: a busy channel and many ``/canary status``
+    requests ask for the same card many times. The blocks are ``CheckedBlock``s then,
+    so ``check_message`` does not validate them again.
+    """
+    time_text = time_line(release, now)
+    key = _cache_key(release, with_buttons)
+    if key is None:
+        return _build(release, time_text, with_buttons)
+    cached = _cards.get(key)
+    if cached is None:
+        blocks = checked(_build(release, "", with_buttons))
+        fields_at = next(i for i, b in enumerate(blocks) if "fields" in b.to_dict())
+        cached = _cards[key] = _CachedCard(tuple(blocks), fields_at)
+        if len(_cards) > CARD_CACHE_SIZE:
+            _cards.popitem(last=False)
+    else:
+        _cards.move_to_end(key)
+    return cached.with_time(time_text)

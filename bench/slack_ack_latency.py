@@ -169,6 +169,13 @@ def _rows(result: Result, case: dict[str, Any]) -> None:
         "requests",
         f"no response_url post {ANSWER_GRACE:.0f} s after the last send",
     )
+    result.add(
+        label,
+        "answer throughput",
+        case.get("answers_per_s"),
+        "per s",
+        "answers / (last answer - first scheduled send)",
+    )
     result.add(label, "send lag max", case["send_lag_max_ms"], "ms", "this process falling behind")
     result.add(label, "bot CPU", case["bot_cpu_percent"], "% of a core")
     result.add(label, "active rollouts", case["active_rollouts"], "", "at the start of the case")
@@ -430,6 +437,9 @@ async def _case(
         if s.response_url in first_post
     ]
     lags = [(s.sent - s.due) * 1000 for s in sent]
+    # how fast the work behind the acks gets done: answers over the time they took
+    span = max(first_post.values(), default=0.0) - (sent[0].due_wall if sent else 0.0)
+    answers_per_s = round(len(first_post) / span, 1) if first_post and span > 0 else None
     return {
         "command": command,
         "rate": rate,
@@ -440,6 +450,7 @@ async def _case(
         "ack_ms": [round(ms, 2) for ms in ack_ms],
         "answer_ms": [round(ms, 1) for ms in answer_ms],
         "send_lag_max_ms": round(max(lags, default=0.0), 1),
+        "answers_per_s": answers_per_s,
         "bot_cpu_percent": round(procstat.usage(cpu_before, cpu_after).cpu_percent, 1),
         "sample_answer": _sample_answer(fake, sent),
     }

@@ -268,8 +268,10 @@ class _CachedCard:
     fields_at: int  # index of the fields block in ``blocks``
 
     def with_time(self, time_text: str) -> list[Block]:
-        payload = self.blocks[self.fields_at].to_dict()
-        payload["fields"][TIME_FIELD]["text"] = _time_field(time_text)
+        shared = self.blocks[self.fields_at].to_dict()
+        fields = list(shared["fields"])
+        fields[TIME_FIELD] = {**fields[TIME_FIELD], "text": _time_field(time_text)}
+        payload = {**shared, "fields": fields}
         blocks: list[Block] = list(self.blocks)
         blocks[self.fields_at] = CheckedBlock(payload)
         return blocks

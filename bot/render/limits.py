@@ -26,9 +26,10 @@ class MessageTooLarge(ValueError):
 class CheckedBlock(Block):
     """A block that ``check_message`` already converted and checked.
 
-    ``to_dict`` hands out a copy of that payload instead of validating the models again,
-    and ``check_message`` does not check it twice: a card built once per release state
-    (``bot.render.card``) is validated once, however often it is shown.
+    ``to_dict`` hands out that payload instead of validating the models again, and
+    ``check_message`` does not check it twice: a card built once per release state
+    (``bot.render.card``) is validated once, however often it is shown. The payload is
+    shared by every message that shows the block: read it, never change it.
     """
 
     def __init__(self, payload: dict[str, Any]) -> None:
@@ -36,9 +37,8 @@ class CheckedBlock(Block):
         self._payload = payload
 
     def to_dict(self, *args: Any) -> dict[str, Any]:
-        """A copy: whoever receives it may change it without changing the cached card."""
-        copy: dict[str, Any] = _copy_json(self._payload)
-        return copy
+        """The checked payload itself (shared, read-only)."""
+        return self._payload
 
 
 def checked(blocks: Sequence[Block | dict[str, Any]], text: str = "") -> list[CheckedBlock]:
@@ -86,11 +86,3 @@ def _check_block(index: int, block: dict[str, Any]) -> None:
             if len(element.get("text", "")) > MAX_SECTION_TEXT:
                 raise MessageTooLarge(f"block {index}: context text too long")
 
-
-def _copy_json(value: Any) -> Any:
-    """A copy of a JSON tree (dicts, lists, scalars): much cheaper than ``deepcopy``."""
-    if isinstance(value, dict):
-        return {key: _copy_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(item) for item in value]
-    return value

@@ -176,6 +176,13 @@ def _rows(result: Result, case: dict[str, Any]) -> None:
         "per s",
         "answers / (last answer - first scheduled send)",
     )
+    result.add(
+        label,
+        "bot CPU per request",
+        case.get("bot_cpu_ms_per_request"),
+        "ms",
+        "CPU from the first send until the answers were out (engine included) / requests",
+    )
     result.add(label, "send lag max", case["send_lag_max_ms"], "ms", "this process falling behind")
     result.add(label, "bot CPU", case["bot_cpu_percent"], "% of a core")
     result.add(label, "active rollouts", case["active_rollouts"], "", "at the start of the case")
@@ -425,6 +432,7 @@ async def _case(
         if len(posted) == len(urls):
             break
         await asyncio.sleep(0.2)
+    cpu_drained = procstat.snapshot(pid)
     first_post: dict[str, float] = {}
     for post in fake.response_url_posts():
         if post.url in urls and post.url not in first_post:
@@ -451,6 +459,11 @@ async def _case(
         "answer_ms": [round(ms, 1) for ms in answer_ms],
         "send_lag_max_ms": round(max(lags, default=0.0), 1),
         "answers_per_s": answers_per_s,
+        # the bot's CPU until every answer was out (engine included), per request: less
+        # sensitive to the machine's load than latencies are
+        "bot_cpu_ms_per_request": round(
+            1000 * (cpu_drained.cpu_seconds - cpu_before.cpu_seconds) / max(len(sent), 1), 2
+        ),
         "bot_cpu_percent": round(procstat.usage(cpu_before, cpu_after).cpu_percent, 1),
         "sample_answer": _sample_answer(fake, sent),
     }

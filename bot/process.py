@@ -10,6 +10,7 @@ unless deliberately changed), so an engine started anywhere else only stands by.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -26,12 +27,14 @@ from bot.authz import Authorizer, SlackGroupDirectory
 from bot.config import Authorization, AuthorizationRule, BotConfig, Environment
 from bot.console import CONSOLE_USER, ConsoleNotifier
 from bot.deps import Deps
+from bot.handlers import slash_command
 from bot.metrics import BotMetrics
 from bot.notifier import SlackNotifier
 from bot.operations import Operations
 from bot.respond import Responder
 from bot.slack_client import make_client
-from bot.web import build_metrics_app, build_web_app, serve
+from bot.slack_port import SlackPort
+from bot.web import EarlyAck, build_metrics_app, build_web_app, serve
 from rollout.analysis import PrometheusProvider
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
@@ -117,6 +120,8 @@ class BotProcess:
     _engine_started: bool = False
     _chart_prometheus: PrometheusProvider | None = None
     _responder: Responder | None = None
+    _slack_port: SlackPort | None = None
+    _early_ack: EarlyAck | None = None
 
     async def start(self) -> None:
         """Connect to the cluster and Slack, serve HTTP, start the engine."""
@@ -156,6 +161,7 @@ class BotProcess:
             # HTTP requests are verified by the web layer in front of Bolt (bot/web.py)
             self._responder = Responder(proxy=client.proxy, ssl=client.ssl)
             self.bolt = build_app(deps, responder=self._responder)
+            self._early_ack = slash_command.early_acker(deps)
         if self.run_engine and self.leader_election:
             await check_lease_namespace(kube, self.lease_namespace, self.lease_name)
         await self._serve(transport)
@@ -182,9 +188,17 @@ class BotProcess:
         )
         if transport == "http":
             signing_secret = secret.get_secret_value() if secret is not None else ""
-            self._runner = await serve(
-                build_web_app(self.bolt, signing_secret), self.host, self.port
+            bolt, loop, early_ack = self.bolt, asyncio.get_running_loop(), self._early_ack
+            # its own thread and loop: acks do not wait for the work on this one
+            self._slack_port = SlackPort(
+                lambda: build_web_app(
+                    bolt, signing_secret, bolt_loop=loop, early_ack=early_ack
+                ),
+                self.host,
+                self.port,
             )
+            await self._slack_port.start()
+            self._runner = self._slack_port.runner
 
     async def _start_engine(self, kube: Kube) -> None:
         assert self.notifier is not None
@@ -268,9 +282,10 @@ class BotProcess:
             await self.notifier.aclose()
         if self._chart_prometheus is not None:
             self._chart_prometheus.close()
-        for runner in (self._runner, self._metrics_runner):
-            if runner is not None:
-                await runner.cleanup()
+        if self._slack_port is not None:
+            await self._slack_port.stop()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         if self._responder is not None:  # after the web runner: no request answers later
             await self._responder.aclose()
 

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from slack_bolt import BoltResponse
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -30,6 +33,8 @@ log = logging.getLogger("canary_bot.web")
 EVENTS_PATH = "/slack/events"
 # A readiness check answers at once or after an await (Slack's Socket Mode client is async).
 ReadinessCheck = Callable[[], bool | Awaitable[bool]]
+# The answer to a request given before Bolt runs (None: Bolt's answer is waited for).
+EarlyAck = Callable[[AsyncBoltRequest], BoltResponse | None]
 
 
 async def _healthz(_: web.Request) -> web.Response:
@@ -63,11 +68,21 @@ def build_metrics_app(
     return app
 
 
-def build_web_app(bolt: AsyncApp | None, signing_secret: str = "") -> web.Application:
+def build_web_app(
+    bolt: AsyncApp | None,
+    signing_secret: str = "",
+    *,
+    bolt_loop: asyncio.AbstractEventLoop | None = None,
+    early_ack: EarlyAck | None = None,
+) -> web.Application:
     """The Slack port; ``bolt`` None means Socket Mode (no events endpoint).
 
     HTTP mode verifies Slack's signature here, in front of Bolt, on the raw bytes: Bolt
     would parse the body first and fail with a 500 on bodies Slack never sends.
+
+    With ``bolt_loop`` (the port served from its own thread, ``bot.slack_port``), Bolt
+    runs on that loop; a request ``early_ack`` answers gets that answer at once, and
+    Bolt's run of the listener is not waited for.
     """
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_get("/healthz", _healthz)
@@ -97,7 +112,7 @@ def build_web_app(bolt: AsyncApp | None, signing_secret: str = "") -> web.Applic
                 problem = _interaction_problem(bolt_request.body)
                 if problem:
                     return web.Response(status=400, text=f"unusable request body: {problem}\n")
-                response = await bolt.async_dispatch(bolt_request)
+                response = await _dispatch(bolt, bolt_request, bolt_loop, early_ack)
             except Exception as exc:  # a signed body Slack never sends: reject, never 500
                 log.warning("unusable Slack request: %s", type(exc).__name__)
                 return web.Response(status=400, text="unusable request body\n")
@@ -105,6 +120,28 @@ def build_web_app(bolt: AsyncApp | None, signing_secret: str = "") -> web.Applic
 
         app.router.add_post(EVENTS_PATH, slack_events)
     return app
+
+
+async def _dispatch(
+    bolt: AsyncApp,
+    request: AsyncBoltRequest,
+    bolt_loop: asyncio.AbstractEventLoop | None,
+    early_ack: EarlyAck | None,
+) -> BoltResponse:
+    """Bolt's answer to ``request``, or the early ack while Bolt runs on ``bolt_loop``."""
+    if bolt_loop is None:
+        return await bolt.async_dispatch(request)
+    early = early_ack(request) if early_ack is not None else None
+    handed_over = asyncio.run_coroutine_threadsafe(bolt.async_dispatch(request), bolt_loop)
+    if early is None:
+        return await asyncio.wrap_future(handed_over)
+    handed_over.add_done_callback(_log_failure)
+    return early
+
+
+def _log_failure(done: concurrent.futures.Future[BoltResponse]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("an acknowledged Slack request failed in Bolt: %r", done.exception())
 
 
 def _signed(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> bool:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt import BoltResponse
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import (
@@ -27,6 +30,8 @@ from bot.render.mrkdwn import escape
 log = logging.getLogger("canary_bot.handlers")
 
 COMMAND = "/canary"
+# Set by ``early_acker`` on a request it acknowledged: the command it parsed.
+EARLY_ACKED = "canary_early_acked"
 
 
 def help_text(topic: str | None) -> str:
@@ -47,13 +52,48 @@ def parse_error_text(error: ParseError) -> str:
     return text
 
 
+def early_acker(deps: Deps) -> Callable[[AsyncBoltRequest], BoltResponse | None]:
+    """The ack of a ``/canary`` command that parses, before Bolt sees the request.
+
+    Called where the Slack port reads the request (``bot.slack_port``); the listener
+    then finds the parsed command in the request's context. Help and refusals of bad
+    input are answered in the ack's body by the listener (None here).
+    """
+
+    def acknowledge(request: AsyncBoltRequest) -> BoltResponse | None:
+        received = time.perf_counter()
+        body = request.body
+        if body.get("command") != COMMAND:
+            return None
+        try:
+            parsed = parse(str(body.get("text") or ""))
+        except ParseError:
+            return None
+        if isinstance(parsed, HelpCommand):
+            return None
+        request.context[EARLY_ACKED] = parsed
+        deps.metrics.ack_seconds.observe(time.perf_counter() - received)
+        return BoltResponse(status=200, body="")  # what ``await ack()`` sends
+
+    return acknowledge
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
     """Add the ``/canary`` listener."""
 
     @app.command(COMMAND)
     async def on_canary(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+        ack: AsyncAck,
+        command: dict[str, Any],
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
+        early = context.get(EARLY_ACKED)
+        if early is not None:
+            await ack()  # Slack has had its ack; Bolt expects the call
+            await carry_out(deps, early, command, respond, client)
+            return
         received = time.perf_counter()
         try:
             parsed = parse(str(command.get("text") or ""))
@@ -71,18 +111,29 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         deps.metrics.ack_seconds.observe(time.perf_counter() - received)
-        actor = Actor(
-            user=str(command.get("user_id", "")),
-            user_name=str(command.get("user_name", "")),
-            channel=str(command.get("channel_id", "")),
-        )
-        try:
-            await run(deps, parsed, actor, command, respond, client)
-            deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()
-        except Exception as exc:
-            log.exception("/canary %s failed", parsed.verb)
-            deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
-            await send_reply(respond, Reply(describe_failure(exc)))
+        await carry_out(deps, parsed, command, respond, client)
+
+
+async def carry_out(
+    deps: Deps,
+    parsed: Command,
+    command: dict[str, Any],
+    respond: AsyncRespond,
+    client: AsyncWebClient,
+) -> None:
+    """Run an acknowledged command and answer; a failure is answered and counted."""
+    actor = Actor(
+        user=str(command.get("user_id", "")),
+        user_name=str(command.get("user_name", "")),
+        channel=str(command.get("channel_id", "")),
+    )
+    try:
+        await run(deps, parsed, actor, command, respond, client)
+        deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()
+    except Exception as exc:
+        log.exception("/canary %s failed", parsed.verb)
+        deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
+        await send_reply(respond, Reply(describe_failure(exc)))
 
 
 async def run(

@@ -87,6 +87,8 @@ class Reply:
     """What the person who asked sees (ephemeral unless ``public``).
 
     ``lines[0]`` is the headline; further lines follow it (details, bullets, notes).
+    With a ``card``, the headline is the card's: Slack sends it as the message text
+    beside the card's blocks, the console prints the card in its place.
     """
 
     kind: ReplyKind

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
-from bot.render.card import card_blocks, headline_mrkdwn
+from bot.render.card import card_blocks
 from bot.render.limits import MAX_SECTION_TEXT, clip
 from bot.render.mrkdwn import code, escape, mention
 from bot.reply import Channel, Code, Group, Icon, Line, Mention, Reply, Span, Strong
@@ -45,10 +45,7 @@ def line_mrkdwn(line: Line) -> str:
 
 def slack_text(reply: Reply) -> str:
     """The message text (also the notification): every line, within a section's limit."""
-    lines = [line_mrkdwn(line) for line in reply.lines]
-    if reply.card is not None:  # the headline is the card's own
-        lines[:1] = [headline_mrkdwn(reply.card.release)]
-    return clip("\n".join(lines), MAX_SECTION_TEXT)
+    return clip("\n".join(line_mrkdwn(line) for line in reply.lines), MAX_SECTION_TEXT)
 
 
 def slack_blocks(reply: Reply) -> list[Block]:

@@ -28,7 +28,6 @@ from sandbox.prometheus import PrometheusServer
 from tests.faults.conftest import EngineFactory, TrafficFor
 from tests.faults.helpers import (
     NEW,
-    OLD,
     canary_objects,
     canary_weight_on_ingress,
     outbox_problems,
@@ -95,11 +94,14 @@ class PodAudit:
     def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
         self.api, self.namespace = api, namespace
         self.early: list[str] = []
+        self.canary_ran: set[str] = set()  # images the canary Deployment's pods ran
+        self.promoted: set[str] = set()  # the target's pods on release 2's image, in time
 
     def seen(self, pod: Any) -> None:
         images = {c.image for c in pod.spec.containers}
         owners = [o.name for o in pod.metadata.owner_references or []]
         if owners and all(name.startswith(f"{APP}-canary-") for name in owners):
+            self.canary_ran |= images
             return
         what = (
             f"{pod.metadata.name} (owners {owners}, images {sorted(images)}, "
@@ -111,7 +113,9 @@ class PodAudit:
             # read after the pod was seen: a pod made before the promotion fails here
             second = release_of(self.api, self.namespace, NEWER)
             phase = second.status.phase.value if second else "no release yet"
-            if phase not in PROMOTED:
+            if phase in PROMOTED:
+                self.promoted.add(pod.metadata.name)
+            else:
                 first = release_of(self.api, self.namespace, NEW)
                 was = first.status.phase.value if first else "missing"
                 self.early.append(f"{what}: release 2 was {phase}, release 1 {was}")
@@ -185,41 +189,53 @@ def test_a_kill_during_a_supersede_still_rolls_out_the_newest_revision(
 
         engine.env.pop("CANARY_BOT_CRASH_AT")
         engine.start()
-        wait_for(
-            lambda: (r := release_of(kube_api_client, namespace, NEW)) and r.status.phase.is_final,
-            90,
-            "release 1 to end after the restart",
-        )
-        loadtester.open_gate(APP, namespace)  # release 2 may now be promoted
-        first, second = wait_for(
-            lambda: ended_pair(kube_api_client, namespace), 180, "release 2 to end"
-        )
-        wait_for(
-            lambda: settled(cluster, kube_api_client), 120, "the newest image to run everywhere"
-        )
+        first, second = finish(cluster, kube_api_client, loadtester)
         engine.stop()
 
     assert not pods.errors, pods.errors
     assert audit.early == [], audit.early
+    assert audit.canary_ran == {NEW, NEWER}, audit.canary_ran  # each release had its canary
+    assert audit.promoted, "no pod of the Deployment was seen running the newest image"
     assert first.status.phase == Phase.FAILED, story(first)
     assert first.status.reason.startswith(f"{SUPERSEDED} {revision}"), story(first)
     assert second.metadata.labels[HASH_LABEL] == revision
     assert second.status.phase == Phase.SUCCEEDED, (second.status.reason, story(second))
-    final = releases(kube_api_client, namespace)
-    for release in final.values():
+    check_final(cluster, kube_api_client, loadtester)
+
+
+def finish(
+    cluster: Cluster, api: k8s.ApiClient, loadtester: LoadTester
+) -> tuple[CanaryRelease, CanaryRelease]:
+    """After the restart: release 1 ends, then (gate opened) release 2 is promoted and
+    the Deployment rolls out; returns both releases once everything has settled."""
+    wait_for(
+        lambda: (r := release_of(api, cluster.namespace, NEW)) and r.status.phase.is_final,
+        90,
+        "release 1 to end after the restart",
+    )
+    loadtester.open_gate(APP, cluster.namespace)  # release 2 may now be promoted
+    pair = wait_for(lambda: ended_pair(api, cluster.namespace), 180, "release 2 to end")
+    wait_for(lambda: settled(cluster, api), 120, "the newest image to run everywhere")
+    return pair
+
+
+def check_final(cluster: Cluster, api: k8s.ApiClient, loadtester: LoadTester) -> None:
+    """Traffic on stable, nothing of either canary left, the newest image everywhere,
+    the Canary on its new stable revision, one post-rollout call per release."""
+    for release in releases(api, cluster.namespace).values():
         assert release.status.canary_weight == 0, story(release)
         assert not outbox_problems(release), (outbox_problems(release), story(release))
-    assert canary_weight_on_ingress(kube_api_client, namespace, APP) is None
-    assert canary_objects(kube_api_client, namespace) == []
+    assert canary_weight_on_ingress(api, cluster.namespace, APP) is None
+    assert canary_objects(api, cluster.namespace) == []
     deployment = cluster.deployment(APP)
     assert [c.image for c in deployment.spec.template.spec.containers] == [NEWER]
+    assert set().union(*cluster.pod_images().values()) == {NEWER}
     status = cluster.canary_status(APP)
     assert status["stableImages"] == {"podinfod": NEWER}, status
     assert status["lastRevision"]["outcome"] == "Succeeded", status
     # each release's post-rollout hook ran once, with its final phase, release 1's first
     hooks = [(c.name, c.phase) for c in loadtester.calls(path="/notify")]
     assert hooks == [(APP, "Failed"), (APP, "Succeeded")], hooks
-    assert OLD not in set().union(*cluster.pod_images().values())
 
 
 def ended_pair(api: k8s.ApiClient, namespace: str) -> tuple[CanaryRelease, CanaryRelease] | None:

@@ -207,8 +207,9 @@ def _field_texts(release: CanaryRelease, time_text: str) -> list[str]:
         _time_field(time_text),
         # a revision of a protected Deployment was asked for by whoever changed it
         _who(release),
-        f"*Cluster*\n{escape(release.spec.cluster or 'unnamed')}",
     ]
+    if release.spec.cluster:  # named in the config (`cluster:`); nothing to say otherwise
+        texts.append(f"*Cluster*\n{escape(release.spec.cluster)}")
     return [clip(text, 2000) for text in texts]
 
 

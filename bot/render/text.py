@@ -34,8 +34,9 @@ def card_text(release: CanaryRelease, now: datetime) -> str:
         ("failed", f"{status.failed_checks} / {analysis.threshold} checks"),
         ("time", time_line(release, now)),
         _who(release),
-        ("cluster", release.spec.cluster or "unnamed"),
     ]
+    if release.spec.cluster:
+        rows.append(("cluster", release.spec.cluster))
     for line in metric_lines(release):
         mark = "…" if line.ok is None else ("ok" if line.ok else "FAIL")
         rows.append(("metric", f"{line.text()} {mark}"))

@@ -6,10 +6,10 @@ import copy
 from typing import Any
 
 from rollout.canaries import Canary
+from rollout.hold import owns_paused
 from rollout.models import Analysis
 from rollout.revisions import (
     changed_by,
-    owns_paused,
     release_spec,
     stable_images_of,
     template_hash,

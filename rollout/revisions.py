@@ -78,6 +78,7 @@ from rollout.models import (
     new_object,
 )
 from rollout.store import ReleaseStore
+from rollout.text import rolled_back, show_images
 from rollout.workloads import readiness
 
 log = logging.getLogger("canary_bot.revisions")
@@ -136,9 +137,12 @@ def template_is_revision(
     return current == {**current, **images}
 
 
-def show_images(images: dict[str, str]) -> str:
-    """``podinfod=stefanprodan/podinfo:6.0.3`` (several joined by commas)."""
-    return ", ".join(f"{c}={i}" for c, i in sorted(images.items()))
+def _timestamp(value: Any) -> datetime | None:
+    """A status timestamp (RFC 3339), None when missing or unreadable."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def changed_by(deployment: JsonObject) -> str:
@@ -516,11 +520,8 @@ class Revisions:
         elif outcome in ("Superseded", "Cancelled"):
             message = f"{asks} {outcome.lower()}: {cause}; pods run {runs}"
         else:
-            at = str(rel_status.get("finishedAt") or "")
-            message = (
-                f"spec asks for {asks}, pods run {runs} (rolled back at {at}: {cause}); "
-                "push a fixed revision or revert"
-            )
+            at = _timestamp(rel_status.get("finishedAt"))
+            message = rolled_back(dict(last.images), dict(status.stable_images), at, cause)
             changes = {"failedHashes": [*status.failed_hashes, revision][-20:]}
         last = last.model_copy(update={"message": message})
         await self._write_status(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from rollout.canaries import Canary
@@ -14,6 +15,7 @@ from rollout.revisions import (
     stable_images_of,
     template_hash,
 )
+from rollout.text import rolled_back
 
 TEMPLATE: dict[str, Any] = {
     "metadata": {"labels": {"app": "podinfo"}},
@@ -81,3 +83,18 @@ def test_stable_images_annotation_is_read_defensively() -> None:
     assert stable_images_of({"canarybot.io/stable-images": "not json"}) == {}
     assert stable_images_of({"canarybot.io/stable-images": "[1]"}) == {}
     assert stable_images_of({}) == {}
+
+
+def test_the_rolled_back_sentence_has_one_wording() -> None:
+    at = datetime(2026, 12, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    asks, runs = {"podinfod": "stefanprodan/podinfo:6.0.4"}, {"podinfod": "stefanprodan/podinfo:6.0.3"}
+
+    assert rolled_back(asks, runs, at, "request-success-rate 42% < 99%") == (
+        "spec asks for podinfod=stefanprodan/podinfo:6.0.4, pods run "
+        "podinfod=stefanprodan/podinfo:6.0.3 (rolled back at 2026-12-02T03:04:05Z: "
+        "request-success-rate 42% < 99%); push a fixed revision or revert"
+    )
+    assert rolled_back(asks, {}, None, "") == (
+        "spec asks for podinfod=stefanprodan/podinfo:6.0.4, pods run the previous revision "
+        "(rolled back); push a fixed revision or revert"
+    )

@@ -57,7 +57,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rollout.canaries import KIND as CANARY_KIND
-from rollout.canaries import Canary, CanaryStatus, LastRevision
+from rollout.canaries import Canary, CanaryStatus, LastRevision, ready_condition
 from rollout.hold import (
     MANAGER,
     DeploymentWakeups,
@@ -586,6 +586,9 @@ class Revisions:
         )
         merged["observedGeneration"] = int(raw["metadata"].get("generation", 0))
         new = CanaryStatus.model_validate(merged)
+        ready = ready_condition(new, self._now())
+        others = [c for c in new.conditions if c.type != ready.type]
+        new = new.model_copy(update={"conditions": [*others, ready]})
         if new == old:
             return
         body = {**raw, "status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}

@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from rollout.canaries import Canary
+from rollout.canaries import Canary, CanaryStatus, ready_condition
 from rollout.hold import owns_paused
 from rollout.models import Analysis
 from rollout.revisions import (
@@ -98,3 +98,23 @@ def test_the_rolled_back_sentence_has_one_wording() -> None:
         "spec asks for podinfod=stefanprodan/podinfo:6.0.4, pods run the previous revision "
         "(rolled back); push a fixed revision or revert"
     )
+
+
+def test_ready_condition_follows_the_state_and_keeps_its_transition_time() -> None:
+    earlier, now = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+
+    def ready(**status: Any) -> Any:
+        return ready_condition(CanaryStatus.model_validate(status), now)
+
+    assert (ready().status, ready().reason) == ("True", "Idle")
+    assert ready(state="Progressing").reason == "Running"
+    assert ready(state="Adopting").reason == "Running"
+    assert ready(state="Blocked", message="Deployment podinfo not found").message == (
+        "Deployment podinfo not found"
+    )
+    assert ready(state="Invalid").reason == "Blocked"
+    assert ready(lastRevision={"outcome": "Failed"}).reason == "LeftPaused"
+    assert ready(lastRevision={"outcome": "Superseded"}).reason == "Idle"
+    kept = {"type": "Ready", "status": "True", "reason": "Idle", "lastTransitionTime": earlier}
+    assert ready(conditions=[kept]).last_transition_time == earlier
+    assert ready(state="Progressing", conditions=[kept]).last_transition_time == now

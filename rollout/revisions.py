@@ -27,9 +27,10 @@ A ``Canary`` puts one Deployment under protection. This module keeps that Deploy
   answered by pausing the Deployment first (one apply), then superseding the release.
   With the watch cache, the Deployment's watch event wakes this loop for that Canary
   (the poll every ``interval`` s stays as the fallback); the admission policy
-  ``canary-bot-promotion-hold`` closes the remaining window (rollout/hold.py). A rollback leaves the Deployment's spec as its owner wrote it: the status
-  says that the spec asks for X while the pods run Y, and that template never starts a
-  release again (a new one does).
+  ``canary-bot-promotion-hold`` closes the remaining window (rollout/hold.py). A
+  rollback leaves the Deployment's spec as its owner wrote it: the status says that the
+  spec asks for X while the pods run Y, and that template never starts a release again
+  (a new one does).
 - Deleting the Canary (finalizer ``canarybot.io/revisions``): a running release is
   aborted first (traffic to stable, canary removed); then, if the spec is the stable
   template, canary-bot drops its ownership of ``spec.paused`` and the Deployment is

@@ -156,7 +156,10 @@ class Engine:
             reason = f"the engine cannot process this release ({type(exc).__name__}: {exc})"
             await self._refuse_invalid(raw, reason[:1000], "Unprocessable", release.status)
             return None
-        target = await self.workloads.target(release) if _needs_target(decision.actions) else None
+        managed = release.spec.canary_ref is not None
+        target = None
+        if _needs_target(decision.actions, managed):
+            target = await self.workloads.target(release)
         stats = AdvanceStats(
             actions=sum(not isinstance(a, StoreDecision) for a in decision.actions),
             phase=decision.status.phase.value,
@@ -489,7 +492,8 @@ def _with_store_last(actions: tuple[Action, ...], unchanged: bool) -> Iterator[A
         yield StoreDecision()
 
 
-def _needs_target(actions: tuple[Action, ...]) -> bool:
-    # DeleteCanary: a managed target is paused again as the release ends
-    kinds = EnsureCanary | PromoteTarget | RevertTarget | DeleteCanary
-    return any(isinstance(a, kinds) for a in actions)
+def _needs_target(actions: tuple[Action, ...], managed: bool) -> bool:
+    if any(isinstance(a, EnsureCanary | PromoteTarget | RevertTarget) for a in actions):
+        return True
+    # a managed release's target is paused again as its canary is deleted
+    return managed and any(isinstance(a, DeleteCanary) for a in actions)

@@ -1,4 +1,4 @@
-"""Who may steer releases where: config rules, Slack user groups, and the refusal text."""
+"""Who may steer releases where: config rules, Slack user groups, and the refusal."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import EXPLICIT_VERBS, Authorization, Verb
+from bot.reply import Code, Group, Icon, Reply, Span, reply
 
 log = logging.getLogger("canary_bot.authz")
 
@@ -70,27 +71,35 @@ class Authorizer:
                     return True
         return False
 
-    async def refusal(self, user: str, namespace: str, verb: Verb) -> str | None:
-        """None when allowed; else the ephemeral text that says how to get access."""
+    async def refusal(self, user: str, namespace: str, verb: Verb) -> Reply | None:
+        """None when allowed; else the ephemeral reply that says how to get access."""
         if await self.allowed(user, namespace, verb):
             return None
-        return refusal_text(self._rules, namespace, verb)
+        return refusal_reply(self._rules, namespace, verb)
 
 
-def refusal_text(rules: Authorization, namespace: str, verb: Verb) -> str:
+def refusal_reply(rules: Authorization, namespace: str, verb: Verb) -> Reply:
     """What a refused person reads: what was refused and whom to ask for what."""
     groups = sorted({g for rule in rules.rules_for(namespace, verb) for g in rule.groups})
+    ask: list[Span] = ["ask an admin to add you to "]
     if groups:
-        ask = "ask an admin to add you to " + " or ".join(f"<!subteam^{g}>" for g in groups)
+        ask += [span for g in groups for span in (" or ", Group(g))][1:]
     else:
-        ask = (
-            "ask an admin to add you to an `authorization.rules` entry "
-            f"for namespace {namespace} and verb {verb} in the canary-bot config"
-        )
+        ask += [
+            "an ",
+            Code("authorization.rules"),
+            f" entry for namespace {namespace} and verb {verb} in the canary-bot config",
+        ]
         if verb in EXPLICIT_VERBS:
-            ask += f' (a rule with verbs ["*"] does not grant {verb}: it must be named)'
+            ask.append(f' (a rule with verbs ["*"] does not grant {verb}: it must be named)')
     doing = _DOING.get(verb, f"{verb} releases")
-    return f":no_entry: You are not allowed to {doing} in namespace {namespace}; {ask}."
+    return reply(
+        "refused",
+        Icon(":no_entry:"),
+        f"You are not allowed to {doing} in namespace {namespace}; ",
+        *ask,
+        ".",
+    )
 
 
 # How a refusal words a verb that is not a plain "<verb> releases".

@@ -8,35 +8,28 @@ the card would have become numbered choices: type the number to press one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
-import html
 import os
-import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from slack_sdk.models.blocks import (
-    Block,
-    ContextBlock,
-    HeaderBlock,
-    MarkdownTextObject,
-    PlainTextObject,
-    SectionBlock,
-)
-
 from bot.commands import (
+    Command,
     HelpCommand,
     OpenStartDialog,
     ParseError,
-    overview,
+    help_reply,
     parse,
-    usage,
+    parse_error_reply,
 )
-from bot.operations import Actor, Operations, Reply, describe_failure, request_id
+from bot.operations import Actor, Operations, describe_failure, request_id
+from bot.render.console_reply import console_text
 from bot.render.text import card_text, event_line
+from bot.reply import Reply
 from rollout.actions import actions_for
 from rollout.models import CanaryRelease, ControlAction, NotificationState, RolloutEvent
 
@@ -45,47 +38,6 @@ CONSOLE_USER = "U0CONSOLE"
 
 # An extra console command: gets the words after its name, returns what to print.
 ExtraCommand = Callable[[list[str]], str]
-
-_EMOJI = re.compile(r":[a-z0-9_+-]+: ?")
-_LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
-_MENTION = re.compile(r"<[@#!]([^>|]+)>")
-
-
-def plain(text: str) -> str:
-    """Slack mrkdwn as terminal text: no emoji codes, links as their label."""
-    text = _EMOJI.sub("", text)
-    text = _LINK.sub(r"\2", text)
-    text = _MENTION.sub(r"@\1", text)
-    # entities last: escaped user text shows as typed, after real markup was converted
-    return html.unescape(text.replace("*", "").replace("`", "'"))
-
-
-def blocks_text(blocks: Sequence[Block]) -> str:
-    """The readable text of Block Kit blocks (buttons are left to the numbered choices)."""
-    lines: list[str] = []
-    for block in blocks:
-        if isinstance(block, HeaderBlock) and block.text is not None:
-            lines.append(plain(str(block.text.text)))
-        elif isinstance(block, SectionBlock):
-            if block.text is not None:
-                lines.append(plain(str(block.text.text)))
-            for field in block.fields or []:
-                lines.append("  " + plain(str(field.text)))
-        elif isinstance(block, ContextBlock):
-            parts = [
-                plain(str(e.text))
-                for e in block.elements
-                if isinstance(e, MarkdownTextObject | PlainTextObject)
-            ]
-            lines.append("  ".join(parts))
-    return "\n".join(line for line in lines if line.strip())
-
-
-def reply_text(reply: Reply) -> str:
-    """What the console shows for a command's reply."""
-    if reply.blocks:
-        return blocks_text(reply.blocks)
-    return plain(reply.text)
 
 
 class ConsoleNotifier:
@@ -162,28 +114,31 @@ class ConsoleSession:
         try:
             parsed = parse(text)
         except ParseError as error:
-            hint = usage(error.topic) if error.topic is not None else "Type help for the commands."
-            return plain(f"{error.message}\n{hint}")
-        ops = self.operations
+            return console_text(parse_error_reply(error))
         try:
-            if isinstance(parsed, HelpCommand):
-                body = overview() if parsed.topic is None else usage(parsed.topic)
-                if parsed.topic is None and self.extra:
-                    body += "\nConsole only: " + ", ".join(sorted(self.extra)) + ", quit"
-                return plain(body)
-            if isinstance(parsed, OpenStartDialog):
-                return plain(usage("start"))
-            outcome = await ops.run_command(parsed, self.actor, request_key=uuid.uuid4().hex)
-            return reply_text(outcome.reply)
+            return console_text(await self._answer(parsed))
         except Exception as exc:  # the cluster failed us: say so, keep the session
-            return plain(describe_failure(exc))
+            return console_text(describe_failure(exc))
+
+    async def _answer(self, parsed: Command) -> Reply:
+        """The reply to a parsed command; help and the start form are the console's own."""
+        if isinstance(parsed, HelpCommand):
+            answer = help_reply(parsed.topic)
+            if parsed.topic is None and self.extra:
+                extra = f"Console only: {', '.join(sorted(self.extra))}, quit"
+                answer = dataclasses.replace(answer, lines=(*answer.lines, (extra,)))
+            return answer
+        if isinstance(parsed, OpenStartDialog):
+            return help_reply("start")
+        key = uuid.uuid4().hex
+        return (await self.operations.run_command(parsed, self.actor, request_key=key)).reply
 
     async def _control(
         self, action: ControlAction, name: str | None, namespace: str | None, reason: str = ""
     ) -> str:
         rid = request_id("console", uuid.uuid4().hex, action, self.actor.user)
         outcome = await self.operations.control(action, name, namespace, self.actor, rid, reason)
-        return reply_text(outcome.reply)
+        return console_text(outcome.reply)
 
     async def _choose(self, number: int) -> str:
         choices = self.notifier.choices

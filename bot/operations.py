@@ -8,13 +8,12 @@ Writes go only to CanaryRelease objects, through the ``ReleaseStore``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.authz import Authorizer
 from bot.commands import (
@@ -26,7 +25,7 @@ from bot.commands import (
     ReleaseOptions,
     StartCommand,
     StatusCommand,
-    overview,
+    help_reply,
 )
 from bot.config import BotConfig
 from bot.managed import (
@@ -50,11 +49,24 @@ from bot.releases import (
     releases_of,
     resolve,
 )
-from bot.render.card import card_blocks, headline_mrkdwn
+from bot.render.card import headline
 from bot.render.events import AUDIT_VERB, audit_line
-from bot.render.facts import PHASE_EMOJI, elapsed_seconds, requester_text
-from bot.render.limits import clip
-from bot.render.mrkdwn import escape
+from bot.render.facts import PHASE_EMOJI, elapsed_seconds
+from bot.reply import (
+    Card,
+    Channel,
+    Code,
+    Icon,
+    Line,
+    Mention,
+    Reply,
+    Span,
+    Strong,
+    failure,
+    reply,
+    spans_of,
+    warning,
+)
 from bot.targets import deployment_containers
 from rollout.actions import actions_for
 from rollout.actions import refusal as phase_refusal
@@ -88,17 +100,6 @@ class Actor:
 
 
 @dataclass(frozen=True)
-class Reply:
-    """What the person who asked sees (ephemeral unless ``public``)."""
-
-    text: str
-    blocks: list[Block] | None = None
-    public: bool = False
-    # (channel, thread ts) of the release thread the reply is about; Slack adds its link
-    thread: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True)
 class ControlOutcome:
     """A control request's reply, and the audit line for the release's thread."""
 
@@ -128,8 +129,8 @@ class Operations:
         """A refusal when a scoped bot is asked about another namespace."""
         if self.scope is None or namespace is None or namespace == self.scope:
             return None
-        return Reply(
-            f":warning: This canary-bot handles namespace {self.scope} only; it cannot see or "
+        return warning(
+            f"This canary-bot handles namespace {self.scope} only; it cannot see or "
             f"change releases in {namespace}. Leave out -n, or ask the bot that serves {namespace}."
         )
 
@@ -149,7 +150,7 @@ class Operations:
         if refusal is None and options.skip_analysis:
             refusal = await self.authorizer.refusal(actor.user, namespace, "skip-analysis")
         if refusal is not None:
-            return Reply(refusal)
+            return refusal
         try:
             containers = await deployment_containers(self.kube, namespace, options.deployment)
             protection = await self._protection(namespace, options.deployment)
@@ -163,24 +164,23 @@ class Operations:
             )
             spec = build_spec(options, self.config, requester, containers)
         except RequestProblem as exc:
-            return Reply(f":warning: {escape(str(exc))}")
+            return warning(*spans_of(str(exc)))
         name = release_name(options.deployment, f"{namespace}/{request_key}")
         problems = await check_start(self.kube, namespace, name, spec)
         if problems:
-            listed = "\n".join(f"• {escape(p)}" for p in problems)
-            return Reply(clip(f":warning: Nothing was started:\n{listed}", 3000))
+            return warning("Nothing was started:", more=tuple(("• ", *spans_of(p)) for p in problems))
         try:
             release = await self.store.create(
                 namespace, name, spec, labels={TARGET_LABEL: options.deployment}
             )
         except ReleaseExists:
-            return Reply(f"Release {name} was already started for this request.")
+            return reply("info", f"Release {name} was already started for this request.")
         log.info(
             "release created",
             extra={"namespace": namespace, "release": name, "user": actor.user},
         )
         slack = actor.source == "slack"
-        return Reply(self._started(release.metadata.name, options, namespace, spec, slack))
+        return Reply("ok", self._started(release.metadata.name, options, namespace, spec, slack))
 
     async def _protection(self, namespace: str, deployment: str) -> Protection | None:
         """The Canary protecting ``deployment``; None without the Canary CRD or rights."""
@@ -205,19 +205,19 @@ class Operations:
         guarded = f"{deployment} is protected by Canary {protection.canary} in {namespace}"
         flags = analysis_flags(options)
         if flags:
-            return Reply(
-                f":warning: {escape(guarded)}: every revision runs with the Canary's analysis, "
+            return warning(
+                f"{guarded}: every revision runs with the Canary's analysis, "
                 f"so {', '.join(flags)} cannot apply. Leave them out, or change the Canary."
             )
         images = choose_images(options, containers)
         problem = managed_image_problem(deployment, images, containers)
         if problem is not None:
-            return Reply(f":warning: {escape(problem)}")
+            return warning(*spans_of(problem))
         known = {r.metadata.name for r in await releases_of(self.store, namespace, deployment)}
         try:
             await write_images(self.kube, namespace, deployment, images, actor.user)
         except KubeError as exc:
-            return Reply(f":warning: Nothing changed: could not write the image: {escape(str(exc))}")
+            return warning(f"Nothing changed: could not write the image: {exc}")
         log.info(
             "template image written for a protected Deployment",
             extra={"namespace": namespace, "deployment": deployment, "user": actor.user},
@@ -225,24 +225,30 @@ class Operations:
         release = await wait_for_release(
             self.store, namespace, deployment, images, known, with_thread=actor.source == "slack"
         )
-        shown = escape(", ".join(f"{c}={i}" for c, i in sorted(images.items())))
-        text = (
-            f":seedling: Wrote {shown} into the pod template of {deployment} in {namespace} "
-            f"(protected by Canary {escape(protection.canary)})."
+        shown = ", ".join(f"{c}={i}" for c, i in sorted(images.items()))
+        wrote = reply(
+            "ok",
+            Icon(":seedling:"),
+            f"Wrote {shown} into the pod template of {deployment} in {namespace} "
+            f"(protected by Canary {protection.canary}).",
         )
         if release is None:
-            return Reply(
-                text + " The release has not appeared yet: `/canary status "
-                f"{deployment} -n {namespace}` shows it once canary-bot has picked it up."
+            return wrote.extended(
+                " The release has not appeared yet: ",
+                Code(f"/canary status {deployment} -n {namespace}"),
+                " shows it once canary-bot has picked it up.",
             )
-        name = release.metadata.name
-        text += f" Release `{name}` of {deployment} in {namespace} runs it with the Canary's analysis."
+        wrote = wrote.extended(
+            " Release ",
+            Code(release.metadata.name),
+            f" of {deployment} in {namespace} runs it with the Canary's analysis.",
+        )
         thread = release.status.notification
         if thread.channel and thread.thread_ts:
-            return Reply(text, thread=(thread.channel, thread.thread_ts))
+            return dataclasses.replace(wrote, thread=(thread.channel, thread.thread_ts))
         if actor.source == "slack":
-            text += " Its status card follows in the namespace's channel."
-        return Reply(text)
+            return wrote.extended(" Its status card follows in the namespace's channel.")
+        return wrote
 
     def _started(
         self,
@@ -251,30 +257,32 @@ class Operations:
         namespace: str,
         spec: CanaryReleaseSpec,
         slack: bool,
-    ) -> str:
+    ) -> tuple[Line, ...]:
         """The start reply: what runs, where its thread goes, and what the config forced."""
-        channel = self.config.channels.route(namespace)
-        if not slack:
-            where = ""  # the console prints the card itself
-        elif channel is None:
-            where = (
-                " No channel is configured for this namespace (channels.routes or "
-                "channels.default), so there will be no status thread."
-            )
-        elif channel.startswith("#"):
-            where = f" The status card follows in {channel}."
-        else:
-            where = f" The status card follows in <#{channel}>."
         plan = plan_of(spec.analysis).describe()
         if spec.skip_analysis:
             after = "approval" if spec.approval == "manual" else "promotion"
             plan = f"analysis skipped: goes to {after} as soon as the canary runs"
         images = ", ".join(f"{c}={i}" for c, i in sorted(spec.images.items()))
-        note = approval_of(options, self.config)[1]
-        return (
-            f":seedling: Started release `{name}` of {options.deployment} in "
-            f"{namespace} ({escape(images)}): {plan}.{where}" + (f"\n{note}" if note else "")
+        started: Line = (
+            Icon(":seedling:"),
+            "Started release ",
+            Code(name),
+            f" of {options.deployment} in {namespace} ({images}): {plan}.",
+            *(self._card_channel(namespace) if slack else ()),  # the console prints the card
         )
+        note = approval_of(options, self.config)[1]
+        return (started, spans_of(note)) if note else (started,)
+
+    def _card_channel(self, namespace: str) -> Line:
+        """Where the status card of a release in ``namespace`` is posted."""
+        channel = self.config.channels.route(namespace)
+        if channel is None:
+            return (
+                " No channel is configured for this namespace (channels.routes or "
+                "channels.default), so there will be no status thread.",
+            )
+        return (" The status card follows in ", Channel(channel), ".")
 
     def plan(self, options: ReleaseOptions) -> Reply:
         """The steps and duration a start with these options would have."""
@@ -282,20 +290,22 @@ class Operations:
         try:
             analysis = build_analysis(options, self.config)
         except RequestProblem as exc:
-            return Reply(f":warning: {escape(str(exc))}")
-        lines = [
-            f"*Plan for {options.deployment} in {namespace}* (nothing was changed)",
-            plan_of(analysis).describe() + ".",
+            return warning(*spans_of(str(exc)))
+        lines: list[Line] = [
+            (Strong(f"Plan for {options.deployment} in {namespace}"), " (nothing was changed)"),
+            (plan_of(analysis).describe() + ".",),
         ]
         for metric in analysis.metrics:
             lines.append(
-                f"• check {metric.name} {metric.threshold_range.describe()} over {metric.interval}"
+                (
+                    f"• check {metric.name} {metric.threshold_range.describe()} over {metric.interval}",
+                )
             )
         for hook in analysis.webhooks:
-            lines.append(f"• webhook {hook.name} ({hook.type}) → {hook_target(hook)}")
+            lines.append((f"• webhook {hook.name} ({hook.type}) → {hook_target(hook)}",))
         if not analysis.metrics:
-            lines.append("• no metric checks: weights advance on schedule")
-        return Reply(clip("\n".join(lines), 3000))
+            lines.append(("• no metric checks: weights advance on schedule",))
+        return Reply("info", tuple(lines))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -309,16 +319,12 @@ class Operations:
             return scoped
         release = await resolve(self.store, ns, name)
         if release is None:
-            return Reply(_not_found(name, ns))
-        blocks = card_blocks(release, self.clock())
-        text = headline_mrkdwn(release)
+            return _not_found(name, ns)
+        lines: list[Line] = [(headline(release),)]
         state = await self._canary_state(release)
         if state is not None:  # what the Deployment is doing now, beyond this release
-            text += f"\n{escape(state)}"
-            blocks.append(
-                ContextBlock(elements=[MarkdownTextObject(text=clip(escape(state), 3000))])
-            )
-        return Reply(text, blocks)
+            lines.append((state,))
+        return Reply("info", tuple(lines), card=Card(release, self.clock()))
 
     async def _canary_state(self, release: CanaryRelease) -> str | None:
         """``Canary podinfo: Idle — spec asks for …``: the protecting Canary's status."""
@@ -348,13 +354,14 @@ class Operations:
         releases = [r for r in listing.releases if is_active(r)]
         where = f"in {namespace}" if namespace else "in any namespace"
         invalid = [_invalid_line(e) for e in listing.invalid[:MAX_LISTED]]
+        none: Line = (f"No active releases {where}.",)
         if not releases and not invalid:
-            return Reply(f"No active releases {where}.")
-        lines = [f"*Active releases {where}*"] if releases else [f"No active releases {where}."]
+            return Reply("info", (none,))
+        lines = [(Strong(f"Active releases {where}"),) if releases else none]
         lines += [self._summary(r) for r in releases[-MAX_LISTED:]]
         if invalid:
-            lines += ["*Invalid releases* (fix or delete them with kubectl)", *invalid]
-        return Reply(clip("\n".join(lines), 3000))
+            lines += [(Strong("Invalid releases"), " (fix or delete them with kubectl)"), *invalid]
+        return Reply("info", tuple(lines))
 
     async def history(self, name: str | None, namespace: str | None) -> Reply:
         """Finished releases, newest first."""
@@ -366,21 +373,26 @@ class Operations:
         finished = [r for r in releases if not is_active(r)][::-1][:MAX_LISTED]
         subject = f"of {name}" if name else (f"in {ns}" if ns else "in any namespace")
         if not finished:
-            return Reply(f"No finished releases {subject}.")
-        lines = [f"*Release history {subject}*", *(self._summary(r) for r in finished)]
-        return Reply(clip("\n".join(lines), 3000))
+            return reply("info", f"No finished releases {subject}.")
+        title: Line = (Strong(f"Release history {subject}"),)
+        return Reply("info", (title, *(self._summary(r) for r in finished)))
 
-    def _summary(self, release: CanaryRelease) -> str:
+    def _summary(self, release: CanaryRelease) -> Line:
+        """``✅ `podinfo-x` (test) Succeeded at 0% → image, 3m by @alice``."""
         status = release.status
-        emoji = PHASE_EMOJI.get(status.phase, "")
+        emoji = PHASE_EMOJI.get(status.phase)
         images = ", ".join(sorted(release.spec.images.values()))
         elapsed = elapsed_seconds(release, self.clock())
         took = f", {format_duration(elapsed)}" if elapsed is not None else ""
-        who = release.spec.requested_by
-        by = f" by {requester_text(release, slack=True)}" if who.user else ""
+        by: tuple[Span, ...] = (
+            (" by ", _requester(release)) if release.spec.requested_by.user else ()
+        )
         return (
-            f"{emoji} `{release.metadata.name}` ({release.metadata.namespace}) "
-            f"{status.phase.value} at {status.canary_weight}% → {escape(images)}{took}{by}"
+            *((Icon(emoji),) if emoji else ()),
+            Code(release.metadata.name),
+            f" ({release.metadata.namespace}) "
+            f"{status.phase.value} at {status.canary_weight}% → {images}{took}",
+            *by,
         )
 
     # -- any command ----------------------------------------------------------------------
@@ -407,7 +419,7 @@ class Operations:
             return await self.control(
                 parsed.action, parsed.name, parsed.namespace, actor, rid, parsed.reason
             )
-        return ControlOutcome(Reply(overview()))
+        return ControlOutcome(help_reply(None))
 
     # -- control ------------------------------------------------------------------------
 
@@ -418,14 +430,19 @@ class Operations:
         if name is None:
             active = [r for r in await self.store.list_objects(ns) if is_active(r)]
             if len(active) != 1:
-                names = ", ".join(f"`{r.metadata.name}`" for r in active) or "none"
-                return Reply(
-                    f"Which release? Say `/canary {action} <name> -n {ns}`; "
-                    f"active releases in {ns}: {names}."
+                names: list[Span] = [Code(r.metadata.name) for r in active] or ["none"]
+                listed = [span for n in names for span in (", ", n)][1:]
+                return reply(
+                    "refused",
+                    "Which release? Say ",
+                    Code(f"/canary {action} <name> -n {ns}"),
+                    f"; active releases in {ns}: ",
+                    *listed,
+                    ".",
                 )
             return active[0]
         release = await resolve(self.store, ns, name)
-        return release if release is not None else Reply(_not_found(name, ns))
+        return release if release is not None else _not_found(name, ns)
 
     async def control(
         self,
@@ -443,11 +460,11 @@ class Operations:
             return ControlOutcome(release)
         refusal = await self.authorizer.refusal(actor.user, ns, action)
         if refusal is not None:
-            return ControlOutcome(Reply(refusal), release)
+            return ControlOutcome(refusal, release)
         if phase_refusal(release.status.phase, action) is not None:
-            return ControlOutcome(Reply(_not_now(release, action)), release)
+            return ControlOutcome(_not_now(release, action), release)
         if action == "promote" and _awaits_approval(release):
-            return ControlOutcome(Reply(_approve_first(release, ns)), release)
+            return ControlOutcome(_approve_first(release, ns), release)
         request = ControlRequest(
             id=request_id,
             action=action,
@@ -461,7 +478,7 @@ class Operations:
                 release.metadata.namespace, release.metadata.name, request
             )
         except ReleaseNotFound:
-            return ControlOutcome(Reply(_not_found(release.metadata.name, ns)))
+            return ControlOutcome(_not_found(release.metadata.name, ns))
         log.info(
             "control requested",
             extra={
@@ -472,20 +489,21 @@ class Operations:
                 "request": request_id,
             },
         )
+        icon, done = _VERB_DONE[action]
         return ControlOutcome(
-            Reply(f"{_VERB_DONE[action]} requested for `{release.metadata.name}`."),
+            reply("ok", Icon(icon), f"{done} requested for ", Code(release.metadata.name), "."),
             updated,
             audit_line(action, actor.user, reason, actor.user_name),
             request_id,
         )
 
 
-_VERB_DONE: dict[ControlAction, str] = {
-    "abort": ":octagonal_sign: Abort",
-    "promote": ":rocket: Promotion",
-    "pause": ":double_vertical_bar: Pause",
-    "resume": ":arrow_forward: Resume",
-    "approve": ":ok_hand: Approval",
+_VERB_DONE: dict[ControlAction, tuple[str, str]] = {
+    "abort": (":octagonal_sign:", "Abort"),
+    "promote": (":rocket:", "Promotion"),
+    "pause": (":double_vertical_bar:", "Pause"),
+    "resume": (":arrow_forward:", "Resume"),
+    "approve": (":ok_hand:", "Approval"),
 }
 
 
@@ -501,34 +519,47 @@ def hook_target(hook: Webhook) -> str:
     return where
 
 
-def _invalid_line(error: InvalidRelease) -> str:
+def _requester(release: CanaryRelease) -> Span:
+    """Who asked: a Slack person (mentioned when the id is valid), else a name or the door."""
+    who = release.spec.requested_by
+    name = who.user_name or who.user or f"({who.source})"
+    return Mention(who.user, name) if who.source == "slack" else name
+
+
+def _invalid_line(error: InvalidRelease) -> Line:
     """One unreadable release: its name and why, in one short, inert line."""
     reason = str(error)
     reason = _inert(reason if len(reason) <= 200 else reason[:199] + "\u2026")
-    name, namespace = _inert((error.name or "?")[:253]), _inert((error.namespace or "?")[:63])
-    return f":x: `{name}` ({namespace}) invalid: {reason}"
+    name, namespace = (error.name or "?")[:253], _inert((error.namespace or "?")[:63])
+    return (Icon(":x:"), Code(name), f" ({namespace}) invalid: {reason}")
 
 
 def _inert(text: str) -> str:
-    """Text from an object, unable to mention, link or break out of code in mrkdwn."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    """Text from an object that cannot open or close a code span next to our own."""
+    return text.replace("`", "'")
 
 
-def _not_found(name: str, namespace: str) -> str:
-    return (
-        f"No release or Deployment with a release named {name} in namespace {namespace}; "
-        f"`/canary list -n {namespace}` shows the active ones, `-n` picks another namespace."
+def _not_found(name: str, namespace: str) -> Reply:
+    return reply(
+        "refused",
+        f"No release or Deployment with a release named {name} in namespace {namespace}; ",
+        Code(f"/canary list -n {namespace}"),
+        " shows the active ones, ",
+        Code("-n"),
+        " picks another namespace.",
     )
 
 
-def _not_now(release: CanaryRelease, action: ControlAction) -> str:
-    phase = release.status.phase
+def _not_now(release: CanaryRelease, action: ControlAction) -> Reply:
+    phase, name = release.status.phase, Code(release.metadata.name)
     possible = actions_for(release)
     if not possible:
-        return f"`{release.metadata.name}` is {phase.value}; there is nothing left to {action}."
-    return (
-        f"`{release.metadata.name}` is {phase.value}, so it cannot be {AUDIT_VERB[action]} "
-        f"now; possible now: {', '.join(possible)}."
+        return reply("refused", name, f" is {phase.value}; there is nothing left to {action}.")
+    return reply(
+        "refused",
+        name,
+        f" is {phase.value}, so it cannot be {AUDIT_VERB[action]} "
+        f"now; possible now: {', '.join(possible)}.",
     )
 
 
@@ -539,11 +570,15 @@ def _awaits_approval(release: CanaryRelease) -> bool:
     return not any(r.action == "approve" for r in release.spec.control_requests)
 
 
-def _approve_first(release: CanaryRelease, namespace: str) -> str:
+def _approve_first(release: CanaryRelease, namespace: str) -> Reply:
     name = release.metadata.name
-    return (
-        f":raised_hand: `{name}` waits for approval; approve first with "
-        f"`/canary approve {name} -n {namespace}` (promote does not replace approval)."
+    return reply(
+        "refused",
+        Icon(":raised_hand:"),
+        Code(name),
+        " waits for approval; approve first with ",
+        Code(f"/canary approve {name} -n {namespace}"),
+        " (promote does not replace approval).",
     )
 
 
@@ -553,18 +588,13 @@ def request_id(kind: str, *parts: str) -> str:
     return f"slack-{kind}-{digest}"
 
 
-def describe_failure(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> Reply:
     """What a person reads when the cluster or Slack failed us (no internals, no secrets)."""
     if isinstance(exc, KubeError):
-        return (
-            f":warning: The Kubernetes API did not answer as expected ({exc.reason or 'unreachable'}); "
+        return failure(
+            f"The Kubernetes API did not answer as expected ({exc.reason or 'unreachable'}); "
             "nothing was changed. Try again in a minute."
         )
     if isinstance(exc, InvalidRelease):
-        return f":warning: A stored release is not valid: {exc}"
-    return ":warning: Something went wrong on canary-bot's side; nothing was changed. Try again."
-
-
-def message_blocks(reply: Reply) -> list[Block]:
-    """Blocks for a reply that has only text."""
-    return reply.blocks or [SectionBlock(text=MarkdownTextObject(text=clip(reply.text, 3000)))]
+        return failure(f"A stored release is not valid: {exc}")
+    return failure("Something went wrong on canary-bot's side; nothing was changed. Try again.")

@@ -24,11 +24,27 @@ from rollout.shards import SHARD_LABEL, check_shard, shard_lease_name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Command-line options."""
+    """Command-line options (``--help`` lists them in the order they are added)."""
     parser = argparse.ArgumentParser(
         prog="python -m rollout",
         description="Run the canary-bot rollout engine without the Slack front.",
     )
+    _add_cluster_options(parser)
+    _add_lease_options(parser)
+    _add_webhook_options(parser)
+    _add_engine_options(parser)
+    args = parser.parse_args(argv)
+    _check_webhook_ranges(parser, args)
+    if args.shard is not None:
+        try:
+            check_shard(args.shard)
+        except ValueError as exc:
+            parser.error(f"--shard: {exc}")
+    return args
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Where the cluster and Prometheus are, and which namespace to watch."""
     parser.add_argument(
         "--kubeconfig",
         default=os.environ.get("KUBECONFIG"),
@@ -42,6 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--namespace", default=None, help="only handle releases in this namespace (default: all)"
     )
+
+
+def _add_lease_options(parser: argparse.ArgumentParser) -> None:
+    """Who this replica is in the leader Lease, and which Lease."""
     parser.add_argument(
         "--identity",
         default=f"{socket.gethostname()}-{os.getpid()}",
@@ -56,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--lease-name", default=EngineSettings.lease_name, help="leader Lease (%(default)s)"
     )
+
+
+def _add_webhook_options(parser: argparse.ArgumentParser) -> None:
+    """Where webhooks may go, and where their Secrets are."""
     parser.add_argument(
         "--webhook-allow-cidrs",
         default=os.environ.get("WEBHOOK_ALLOW_CIDRS", ""),
@@ -73,6 +97,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="namespace of the Secrets webhooks' urlFrom/metadataFrom name "
         "(default: the lease namespace)",
     )
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """How this engine runs: lease timing, retention, namespaces, shard, caches, logs."""
     parser.add_argument("--lease-seconds", type=int, default=15, help="leader Lease duration")
     parser.add_argument(
         "--keep-finished",
@@ -104,7 +132,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
-    args = parser.parse_args(argv)
+
+
+def _check_webhook_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The CIDR lists as tuples; a malformed range ends the program with its option's name."""
     for option in ("webhook_allow_cidrs", "webhook_deny_cidrs"):
         values = tuple(v.strip() for v in getattr(args, option).split(",") if v.strip())
         try:
@@ -112,12 +143,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except ValueError as exc:
             parser.error(f"--{option.replace('_', '-')}: {exc}")
         setattr(args, option, values)
-    if args.shard is not None:
-        try:
-            check_shard(args.shard)
-        except ValueError as exc:
-            parser.error(f"--shard: {exc}")
-    return args
 
 
 async def serve(args: argparse.Namespace) -> None:

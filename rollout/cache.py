@@ -28,6 +28,8 @@ from typing import Any
 
 from rollout.kube import (
     DEPLOYMENTS,
+    GRPCROUTES,
+    HTTPROUTES,
     INGRESSES,
     RELEASES,
     SERVICES,
@@ -89,6 +91,7 @@ class InformerStats:
     resyncs: int = 0
     deleted_on_relist: int = 0
     forbidden: bool = False
+    not_served: bool = False  # 404 on the list: the kind is not installed
     last_error: str = ""
 
 
@@ -103,9 +106,10 @@ class Informer:
     kind: str = ""
     watch_seconds: int = WATCH_SECONDS
     resync_seconds: float = RESYNC_SECONDS
-    # How soon a list refused by RBAC (403) is tried again. Workload kinds fall back to
-    # reads by name, so rarely; the engine's own CanaryReleases have no fallback, so an
-    # RBAC fix must be picked up as soon as any other failure would be.
+    # How soon a list refused by RBAC (403) or of a kind not installed (404) is tried
+    # again. Workload kinds fall back to reads by name, so rarely; the engine's own
+    # CanaryReleases have no fallback, so an RBAC fix must be picked up as soon as any
+    # other failure would be.
     forbidden_retry_seconds: float = 60.0
     handlers: list[Handler] = field(default_factory=list)
     stats: InformerStats = field(default_factory=InformerStats)
@@ -115,6 +119,7 @@ class Informer:
         self._objects: dict[tuple[str, str], JsonObject] = {}
         self._stale: set[tuple[str, str]] = set()
         self._synced = threading.Event()
+        self._settled = threading.Event()  # listed, or told it may not or cannot list
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -128,6 +133,10 @@ class Informer:
     def wait_synced(self, timeout: float) -> bool:
         """Block until the first list arrived (for tests and tools)."""
         return self._synced.wait(timeout)
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Block until the first list arrived or was refused (403, or 404: not installed)."""
+        return self._settled.wait(timeout)
 
     def lookup(self, namespace: str, name: str) -> tuple[bool, JsonObject | None]:
         """(served, a private copy of the object or None when it does not exist)."""
@@ -212,6 +221,7 @@ class Informer:
         self.stop()
         self._stop = threading.Event()
         self._synced.clear()
+        self._settled.clear()
         self._thread = threading.Thread(
             target=self._run,
             args=(since, self._stop),
@@ -239,9 +249,19 @@ class Informer:
                     self.resource.plural,
                     exc.message,
                 )
-            self.stats.forbidden = exc.status == 403
-            if exc.status != 403:
+            elif exc.status == 404 and not self.stats.not_served:
+                # an optional kind whose CRDs are not installed (Gateway API routes)
+                log.info(
+                    "the API server does not serve %s.%s: reading them by name until it does",
+                    self.resource.plural,
+                    self.resource.group,
+                )
+            elif exc.status not in (403, 404):
                 log.warning("listing %s failed: %s (retrying)", self.resource.plural, exc)
+            self.stats.forbidden = exc.status == 403
+            self.stats.not_served = exc.status == 404
+            if exc.status in (403, 404):
+                self._settled.set()
             return ""
         if stop.is_set():
             return ""
@@ -254,8 +274,9 @@ class Informer:
             item.setdefault("kind", kind)
         gone = self._replace(items)
         self.stats.deleted_on_relist += len(gone)
-        self.stats.forbidden = False
+        self.stats.forbidden = self.stats.not_served = False
         self._synced.set()
+        self._settled.set()
         self._emit("DELETED", gone)
         self._emit("LISTED", items)
         return str(result.get("metadata", {}).get("resourceVersion", ""))
@@ -267,8 +288,8 @@ class Informer:
             if not version:
                 version = self._list(stop)
                 if not version:
-                    forbidden = self.stats.forbidden
-                    stop.wait(self.forbidden_retry_seconds if forbidden else RETRY_SECONDS)
+                    refused = self.stats.forbidden or self.stats.not_served
+                    stop.wait(self.forbidden_retry_seconds if refused else RETRY_SECONDS)
                     continue
                 resynced = time.monotonic()
             try:
@@ -345,10 +366,11 @@ class WatchCache:
             informer.stop()
 
     def wait_synced(self, timeout: float) -> bool:
-        """Block until every informer has listed (for tests and tools)."""
+        """Block until every informer has listed, or learnt that it may not (RBAC) or
+        cannot (its kind is not installed) and reads by name (for tests and tools)."""
         deadline = time.monotonic() + timeout
         return all(
-            i.wait_synced(max(0.0, deadline - time.monotonic())) for i in self.informers.values()
+            i.wait_settled(max(0.0, deadline - time.monotonic())) for i in self.informers.values()
         )
 
     # -- rollout.kube.ReadCache -----------------------------------------------------------
@@ -396,7 +418,8 @@ def engine_cache(
     kube: Kube, namespace: str | None, release_selector: str = "", *, workloads: bool = True
 ) -> EngineCache:
     """CanaryReleases (matching ``release_selector``) and, with ``workloads``, the
-    Deployments, Services and Ingresses of the engine's namespace scope."""
+    Deployments, Services, Ingresses, HTTPRoutes and GRPCRoutes of the engine's namespace
+    scope (the routes only where the Gateway API CRDs are installed)."""
     releases = Informer(
         kube,
         RELEASES,
@@ -410,5 +433,7 @@ def engine_cache(
         Informer(kube, DEPLOYMENTS, namespace, kind="Deployment", watch_seconds=120),
         Informer(kube, SERVICES, namespace, kind="Service", watch_seconds=120),
         Informer(kube, INGRESSES, namespace, kind="Ingress", watch_seconds=120),
+        Informer(kube, HTTPROUTES, namespace, kind="HTTPRoute", watch_seconds=120),
+        Informer(kube, GRPCROUTES, namespace, kind="GRPCRoute", watch_seconds=120),
     ]
     return EngineCache(releases, others if workloads else ())

@@ -126,6 +126,37 @@ def webhook_runner(kube: Kube, settings: EngineSettings) -> WebhookRunner:
     return WebhookRunner(policy=policy, secrets=KubeSecrets(kube, namespace))
 
 
+def watch_cache(kube: Kube, settings: EngineSettings) -> EngineCache:
+    """The informers: CanaryReleases (the controller's watch) and, with the watch cache,
+    the Deployments, Services and Ingresses the engine then reads from them."""
+    return engine_cache(
+        kube, settings.namespace, release_selector(settings.shard), workloads=settings.watch_cache
+    )
+
+
+def build_engine(
+    kube: Kube,
+    notifier: Notifier,
+    settings: EngineSettings,
+    *,
+    metrics: MetricProvider,
+    webhooks: WebhookRunner,
+    clock: Clock,
+) -> Engine:
+    """The engine over ``kube`` (the fenced view), refusing to act in protected namespaces."""
+    return Engine(
+        kube,
+        metrics,
+        notifier=notifier,
+        webhooks=webhooks,
+        clock=clock,
+        cluster=settings.cluster,
+        protected_namespaces=protected_namespaces(
+            _own_namespace(settings), settings.protected_namespaces
+        ),
+    )
+
+
 @dataclass
 class _KeyLock:
     """One release's lock and how many tasks hold or await it."""
@@ -153,28 +184,17 @@ class Controller:
         self.kube = kube
         self.settings = settings
         self.identity = identity
-        provider = metrics or PrometheusProvider(settings.prometheus_url, settings.metric_templates)
         # every write of the engine and of retention goes through the leader's fence
         fenced = kube.fenced(self._write_budget)
-        # The CanaryRelease informer is the controller's watch; with the watch cache the
-        # engine also reads Deployments, Services and Ingresses from informers.
-        self.cache: EngineCache = engine_cache(
-            kube,
-            settings.namespace,
-            release_selector(settings.shard),
-            workloads=settings.watch_cache,
-        )
+        self.cache = watch_cache(kube, settings)
         self.cache.releases.handlers.append(self._release_event)
-        self.engine = Engine(
+        self.engine = build_engine(
             fenced.cached(self.cache) if settings.watch_cache else fenced,
-            provider,
-            notifier=notifier,
+            notifier,
+            settings,
+            metrics=metrics or PrometheusProvider(settings.prometheus_url, settings.metric_templates),
             webhooks=webhooks or webhook_runner(kube, settings),
             clock=clock,
-            cluster=settings.cluster,
-            protected_namespaces=protected_namespaces(
-                _own_namespace(settings), settings.protected_namespaces
-            ),
         )
         self.metrics: EngineMetrics | None = None
         if registry is not None:

@@ -267,22 +267,27 @@ def _await_canary(b: Builder, workloads: ClusterState, checks: Checks) -> None:
     b.event("StepAdvanced", f"Advance {b.name} canary weight {weight}")
 
 
+def _converge(b: Builder, workloads: ClusterState) -> None:
+    """A finished release, after a crash between its ending's actions: traffic to stable,
+    the canary gone, the post-rollout hooks called; nothing else is taken any more."""
+    if workloads.router_weight or workloads.canary_exists:
+        if workloads.router_weight:
+            b.act(SetWeight(0))
+        b.act(DeleteCanary())
+    if b.status.post_rollout_due:
+        # the ending stopped after storing its outcome, before its hooks were called
+        b.act(NotifyHooks("post-rollout", b.status.reason or b.status.phase.value))
+    for request in pending_requests(b.release):
+        b.audit(request, "ignored", f"release already {b.status.phase.value}")
+
+
 def decide(
     release: CanaryRelease, workloads: ClusterState, checks: Checks, now: datetime
 ) -> Decision:
     """The whole state machine. Pure: same inputs, same decision."""
     b = Builder(release, now)
     if b.status.phase.is_final:
-        # Converge after a crash between actions: traffic to stable, canary gone.
-        if workloads.router_weight or workloads.canary_exists:
-            if workloads.router_weight:
-                b.act(SetWeight(0))
-            b.act(DeleteCanary())
-        if b.status.post_rollout_due:
-            # the ending stopped after storing its outcome, before its hooks were called
-            b.act(NotifyHooks("post-rollout", b.status.reason or b.status.phase.value))
-        for request in pending_requests(release):
-            b.audit(request, "ignored", f"release already {b.status.phase.value}")
+        _converge(b, workloads)
         return b.build()
     if not workloads.target_exists and b.status.phase != Phase.INITIALIZING:
         b.rollback(f"target Deployment {release.spec.target_ref.name} disappeared")

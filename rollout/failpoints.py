@@ -3,7 +3,9 @@
 ``CANARY_BOT_CRASH_AT=Failed:StoreDecision`` makes the process kill itself (SIGKILL, no
 cleanup, as if its node died) right after ``advance`` performed that step: the phase the
 decision moves to, then the action (``SetWeight``, ``StoreDecision``, ``DeleteCanary``,
-...). Unset, as in every real deployment, a failpoint is one dictionary lookup.
+...). The revision loop has points of its own, named ``revisions:<step>`` (e.g.
+``revisions:AbortRequested``: a superseded release's abort was requested, its successor
+not opened yet). Unset, as in every real deployment, a failpoint is one dictionary lookup.
 """
 
 from __future__ import annotations

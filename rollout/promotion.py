@@ -10,11 +10,8 @@ from __future__ import annotations
 from rollout.builder import Builder, analysis_due, elapsed
 from rollout.decision import (
     ClusterState,
-    DeleteCanary,
-    NotifyHooks,
     PromoteTarget,
     SetWeight,
-    StoreDecision,
 )
 from rollout.models import Phase
 

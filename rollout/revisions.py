@@ -59,14 +59,8 @@ from pydantic import ValidationError
 
 from rollout.canaries import KIND as CANARY_KIND
 from rollout.canaries import Canary, CanaryStatus, LastRevision, ready_condition
-from rollout.hold import (
-    MANAGER,
-    DeploymentWakeups,
-    Key,
-    held,
-    promoting_release,
-    set_paused,
-)
+from rollout.failpoints import failpoint
+from rollout.hold import MANAGER, DeploymentWakeups, Key, held, promoting_release, set_paused
 from rollout.kube import CANARIES, DEPLOYMENTS, RELEASES, Conflict, JsonObject, Kube, KubeError
 from rollout.models import (
     API_VERSION,
@@ -427,6 +421,7 @@ class Revisions:
         else:
             reason = f"superseded by revision {current}"
         await self._abort(release, reason)
+        failpoint("revisions:AbortRequested")
         await self._write_status(raw, {"state": phase, "release": name, "message": reason})
 
     async def _abort(self, release: JsonObject, reason: str) -> None:

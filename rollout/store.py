@@ -29,6 +29,8 @@ log = logging.getLogger("canary_bot.store")
 
 # How much of a reason an invalid object gets in messages: enough to fix it, never a wall.
 MAX_REASON_CHARS = 1000
+# status writes that clear postRolloutDue before a conflict is left to the next advance
+CLEAR_ATTEMPTS = 3
 
 
 class ReleaseExists(Exception):
@@ -189,14 +191,20 @@ class ReleaseStore:
         return parse_release(raw)
 
     async def clear_post_rollout_due(self, release: CanaryRelease) -> CanaryRelease:
-        """Record that the post-rollout hooks were called. Unconditional (a merge patch of
-        one field only the engine writes), so a delivery stored meanwhile cannot make the
-        hooks run again."""
-        meta = release.metadata
-        raw = await self.kube.merge_patch(
-            RELEASES, meta.namespace, meta.name, {"status": {"postRolloutDue": False}}, sub="status"
-        )
-        return parse_release(raw)
+        """Record that the post-rollout hooks were called (a status PUT, as every status
+        write: RBAC grants update, never patch). A change of the object meanwhile (a click
+        on a finished release) is not a reason to call the hooks again: re-read, write again."""
+        for _ in range(CLEAR_ATTEMPTS - 1):
+            status = release.status.model_copy(update={"post_rollout_due": False})
+            try:
+                return await self.write_status(release, status)
+            except Conflict:
+                fresh = await self.get(release.metadata.namespace, release.metadata.name)
+                if fresh is None or not fresh.status.post_rollout_due:
+                    return fresh or release
+                release = fresh
+        status = release.status.model_copy(update={"post_rollout_due": False})
+        return await self.write_status(release, status)
 
     async def write_raw_status(self, raw: JsonObject, status: CanaryReleaseStatus) -> JsonObject:
         """Status of an object whose spec does not validate (to report why)."""

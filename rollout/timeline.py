@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -175,21 +175,7 @@ async def rollout_timeline(
     answers = await asyncio.gather(
         *(provider.query_range(q, start, end, step) for q in queries), return_exceptions=True
     )
-    series: list[tuple[Sample, ...]] = []
-    problems: list[str] = []
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            problem = _problem(answer)
-            if problem not in problems:
-                problems.append(problem)
-            log.warning(
-                "range query for the rollout chart failed: %s",
-                problem,
-                extra={"namespace": ctx.namespace, "release": ctx.release},
-            )
-            series.append(())
-        else:
-            series.append(tuple(Sample(at, value) for at, value in answer))
+    series, problems = _series(answers, ctx)
     timeline = Timeline(
         start=start,
         end=end,
@@ -205,6 +191,28 @@ async def rollout_timeline(
     if release is None:
         return timeline
     return _with_status(timeline, release, success_metric, duration_metric)
+
+
+def _series(
+    answers: Sequence[list[tuple[datetime, float]] | BaseException], ctx: QueryContext
+) -> tuple[list[tuple[Sample, ...]], list[str]]:
+    """Each query's samples; a failed query gives no samples and its problem (once)."""
+    series: list[tuple[Sample, ...]] = []
+    problems: list[str] = []
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            problem = _problem(answer)
+            if problem not in problems:
+                problems.append(problem)
+            log.warning(
+                "range query for the rollout chart failed: %s",
+                problem,
+                extra={"namespace": ctx.namespace, "release": ctx.release},
+            )
+            series.append(())
+        else:
+            series.append(tuple(Sample(at, value) for at, value in answer))
+    return series, problems
 
 
 async def release_timeline(

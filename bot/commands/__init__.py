@@ -1,6 +1,6 @@
 """The ``/canary`` command language: typed commands, the parser and the help text."""
 
-from bot.commands.help import overview, usage
+from bot.commands.help import help_reply, parse_error_reply, usage
 from bot.commands.model import (
     Command,
     ControlCommand,
@@ -28,7 +28,8 @@ __all__ = [
     "ReleaseOptions",
     "StartCommand",
     "StatusCommand",
-    "overview",
+    "help_reply",
     "parse",
+    "parse_error_reply",
     "usage",
 ]

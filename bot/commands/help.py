@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bot.commands.model import ParseError
+from bot.reply import Code, Line, Reply, Strong, lines_of, spans_of, warning
+
 USAGE: dict[str, str] = {
     "start": (
         "`/canary start <deployment> image=<ref> [-n ns] [--profile name] [--step N] "
@@ -54,13 +57,21 @@ def usage(topic: str) -> str:
     return USAGE[topic]
 
 
-def overview() -> str:
-    """The help shown by ``/canary help``: one line per subcommand."""
-    lines = ["*canary-bot* — progressive delivery from Slack. Subcommands:"]
-    for text in USAGE.values():
-        lines.append(f"• {text.splitlines()[0]}")
+def help_reply(topic: str | None) -> Reply:
+    """``/canary help``: one line per subcommand, or one subcommand's usage."""
+    if topic is not None:
+        return Reply("info", lines_of(usage(topic)))
+    lines: list[Line] = [(Strong("canary-bot"), " — progressive delivery from Slack. Subcommands:")]
+    lines += [("• ", *spans_of(text.splitlines()[0])) for text in USAGE.values()]
     lines.append(
-        "A release name can be the Deployment's name: it means its active (or latest) release."
+        ("A release name can be the Deployment's name: it means its active (or latest) release.",)
     )
-    lines.append("More on one subcommand: `/canary help <subcommand>`.")
-    return "\n".join(lines)
+    lines.append(("More on one subcommand: ", Code("/canary help <subcommand>"), "."))
+    return Reply("info", tuple(lines))
+
+
+def parse_error_reply(error: ParseError) -> Reply:
+    """The refusal of bad input: what is wrong, then the usage of that subcommand."""
+    if error.topic is not None:
+        return warning(*spans_of(error.message), more=lines_of(usage(error.topic)))
+    return warning(*spans_of(error.message), more=(("See ", Code("/canary help"), "."),))

@@ -261,14 +261,7 @@ class _HelpRequested(Exception):
 
 
 def _release_options(tokens: list[str], topic: str, *, need_images: bool) -> ReleaseOptions:
-    expanded: list[str] = []
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if sep and key in _KEY_VALUE_FLAGS:
-            expanded.extend([_KEY_VALUE_FLAGS[key], value])
-        else:
-            expanded.append(token)
-    positional, values = _split_flags(expanded, _RELEASE_FLAGS, topic)
+    positional, values = _split_flags(_expand_key_values(tokens), _RELEASE_FLAGS, topic)
     if not positional:
         raise ParseError(f"{topic} needs the Deployment's name first", topic)
     deployment, *rest = positional
@@ -279,9 +272,33 @@ def _release_options(tokens: list[str], topic: str, *, need_images: bool) -> Rel
             topic,
         )
     _object_name("Deployment")(deployment)
+    image, images = _images(rest, topic)
+    if need_images and image is None and not images:
+        raise ParseError(
+            f"which image should {deployment} get? Add image=<ref>, e.g. "
+            f"`/canary start {deployment} image=stefanprodan/podinfo:6.0.3`",
+            topic,
+        )
+    return ReleaseOptions(deployment=deployment, images=images, image=image, **values)
+
+
+def _expand_key_values(tokens: list[str]) -> list[str]:
+    """``ingress=web`` as ``--ingress web``: the flags that also have a key=value spelling."""
+    expanded: list[str] = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if sep and key in _KEY_VALUE_FLAGS:
+            expanded.extend([_KEY_VALUE_FLAGS[key], value])
+        else:
+            expanded.append(token)
+    return expanded
+
+
+def _images(words: list[str], topic: str) -> tuple[str | None, dict[str, str]]:
+    """``image=<ref>`` (the only container) or ``<container>=<ref>`` per container."""
     images: dict[str, str] = {}
     image: str | None = None
-    for word in rest:
+    for word in words:
         container, sep, ref = word.partition("=")
         if not sep:
             raise ParseError(
@@ -301,14 +318,7 @@ def _release_options(tokens: list[str], topic: str, *, need_images: bool) -> Rel
                 )
             image = ref
             continue
-        if not is_dns_label(container):
-            raise ParseError(
-                f"{_show(container)} is not a container name; container names are lowercase "
-                "letters, digits and '-'",
-                topic,
-            )
-        if container in images:
-            raise ParseError(f"container {container} is given twice; keep one image", topic)
+        _check_container(container, images, topic)
         images[container] = ref
     if image is not None and images:
         raise ParseError(
@@ -316,13 +326,19 @@ def _release_options(tokens: list[str], topic: str, *, need_images: bool) -> Rel
             "for each container, not both",
             topic,
         )
-    if need_images and image is None and not images:
+    return image, images
+
+
+def _check_container(container: str, images: dict[str, str], topic: str) -> None:
+    """A container name that is a DNS label and not given before."""
+    if not is_dns_label(container):
         raise ParseError(
-            f"which image should {deployment} get? Add image=<ref>, e.g. "
-            f"`/canary start {deployment} image=stefanprodan/podinfo:6.0.3`",
+            f"{_show(container)} is not a container name; container names are lowercase "
+            "letters, digits and '-'",
             topic,
         )
-    return ReleaseOptions(deployment=deployment, images=images, image=image, **values)
+    if container in images:
+        raise ParseError(f"container {container} is given twice; keep one image", topic)
 
 
 def _uppercase_repository(ref: str) -> bool:

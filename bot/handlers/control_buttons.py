@@ -16,8 +16,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.deps import Deps
 from bot.handlers.replies import post_audit, send_reply
-from bot.operations import Actor, Reply, describe_failure, request_id
+from bot.operations import Actor, describe_failure, request_id
 from bot.render.card import ACTION_PREFIX, parse_button_value
+from bot.reply import warning
 from rollout.models import ControlAction
 
 log = logging.getLogger("canary_bot.handlers")
@@ -43,7 +44,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except ValueError:
             control = None
         if control is None:
-            await send_reply(respond, Reply(":warning: That button is not one of canary-bot's."))
+            await send_reply(respond, warning("That button is not one of canary-bot's."))
             return
         user = body.get("user") or {}
         actor = Actor(
@@ -61,4 +62,4 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except Exception as exc:
             log.exception("%s button failed for %s/%s", control, namespace, name)
             deps.metrics.commands.labels(verb=control, outcome="error").inc()
-            await send_reply(respond, Reply(describe_failure(exc)))
+            await send_reply(respond, describe_failure(exc))

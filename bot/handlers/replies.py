@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,8 +10,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
-from bot.operations import ControlOutcome, Reply, message_blocks
+from bot.operations import ControlOutcome
 from bot.render.limits import check_message
+from bot.render.slack_reply import slack_blocks, slack_text
+from bot.reply import Channel, Link, Reply
 
 log = logging.getLogger("canary_bot.handlers")
 
@@ -21,9 +22,10 @@ Respond = Callable[..., Awaitable[Any]]
 
 async def send_reply(respond: Respond, reply: Reply) -> None:
     """Answer through the request's ``response_url`` (ephemeral unless public)."""
+    text = slack_text(reply)
     await respond(
-        text=reply.text,
-        blocks=check_message(message_blocks(reply), reply.text),
+        text=text,
+        blocks=check_message(slack_blocks(reply), text),
         response_type="in_channel" if reply.public else "ephemeral",
         replace_original=False,
     )
@@ -60,5 +62,5 @@ async def with_thread_link(client: AsyncWebClient, reply: Reply) -> Reply:
     except SlackApiError:  # the reply matters more than the link
         link = ""
     if not link.startswith(("https://", "http://")) or set("<>|") & set(link):
-        return dataclasses.replace(reply, text=reply.text + f" Its thread is in <#{channel}>.")
-    return dataclasses.replace(reply, text=reply.text + f" <{link}|Open the release thread>")
+        return reply.extended(" Its thread is in ", Channel(channel), ".")
+    return reply.extended(" ", Link(link, "Open the release thread"))

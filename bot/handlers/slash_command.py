@@ -14,15 +14,15 @@ from bot.commands import (
     HelpCommand,
     OpenStartDialog,
     ParseError,
-    overview,
+    help_reply,
     parse,
-    usage,
+    parse_error_reply,
 )
 from bot.deps import Deps
 from bot.handlers.replies import post_audit, send_reply, with_thread_link
-from bot.operations import Actor, Reply, describe_failure
+from bot.operations import Actor, describe_failure
 from bot.render.modal import start_modal
-from bot.render.mrkdwn import escape
+from bot.render.slack_reply import slack_text
 
 log = logging.getLogger("canary_bot.handlers")
 
@@ -31,7 +31,7 @@ COMMAND = "/canary"
 
 def help_text(topic: str | None) -> str:
     """``/canary help`` or one subcommand's usage (escaped: ``<ref>`` is not a link)."""
-    return escape(overview() if topic is None else usage(topic))
+    return slack_text(help_reply(topic))
 
 
 def parse_error_text(error: ParseError) -> str:
@@ -39,12 +39,7 @@ def parse_error_text(error: ParseError) -> str:
 
     The message quotes what the person typed: escaped, it cannot mention or link anything.
     """
-    text = f":warning: {escape(error.message)}"
-    if error.topic is not None:
-        text += f"\n{escape(usage(error.topic))}"
-    else:
-        text += "\nSee `/canary help`."
-    return text
+    return slack_text(parse_error_reply(error))
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -82,7 +77,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except Exception as exc:
             log.exception("/canary %s failed", parsed.verb)
             deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
-            await send_reply(respond, Reply(describe_failure(exc)))
+            await send_reply(respond, describe_failure(exc))
 
 
 async def run(

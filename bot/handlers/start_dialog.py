@@ -12,9 +12,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.commands import ParseError, StartCommand, parse
 from bot.deps import Deps
 from bot.handlers.replies import with_thread_link
-from bot.operations import Actor, Reply, describe_failure
+from bot.operations import Actor, describe_failure
 from bot.releases import RequestProblem, build_analysis
 from bot.render.modal import START_CALLBACK, origin_channel, submission_text
+from bot.render.slack_reply import slack_text
+from bot.reply import Reply
 
 log = logging.getLogger("canary_bot.handlers")
 
@@ -70,16 +72,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except Exception as exc:
             log.exception("start from the form failed")
             deps.metrics.commands.labels(verb="start", outcome="error").inc()
-            reply = Reply(describe_failure(exc))
+            reply = describe_failure(exc)
         await tell(client, actor, await with_thread_link(client, reply))
 
 
 async def tell(client: AsyncWebClient, actor: Actor, reply: Reply) -> None:
     """An ephemeral note to the user in the channel the form came from (else a DM)."""
+    text = slack_text(reply)
     try:
         if actor.channel:
-            await client.chat_postEphemeral(channel=actor.channel, user=actor.user, text=reply.text)
+            await client.chat_postEphemeral(channel=actor.channel, user=actor.user, text=text)
         else:
-            await client.chat_postMessage(channel=actor.user, text=reply.text)
+            await client.chat_postMessage(channel=actor.user, text=text)
     except SlackApiError as exc:
         log.warning("could not tell %s: %s", actor.user, exc.response.get("error"))

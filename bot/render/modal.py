@@ -24,7 +24,21 @@ FIELDS = ("deployment", "images", "namespace", "profile", "options")
 
 def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
     """The start form, prefilled with the default namespace and profile."""
-    blocks: list[Any] = [
+    blocks = [*_target_inputs(config, namespace), *_profile_input(config), _options_input()]
+    return View(
+        type="modal",
+        callback_id=START_CALLBACK,
+        title=PlainTextObject(text="Start a canary"),
+        submit=PlainTextObject(text="Start"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps({"channel": channel}),
+        blocks=blocks,
+    )
+
+
+def _target_inputs(config: BotConfig, namespace: str | None) -> list[InputBlock]:
+    """What to release: the Deployment, its new images, its namespace."""
+    return [
         InputBlock(
             block_id="deployment",
             label="Deployment",
@@ -53,38 +67,36 @@ def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
             ),
         ),
     ]
-    if config.profiles:
-        options = [Option(value=name, text=name) for name in sorted(config.profiles)][:100]
-        initial = next((o for o in options if o.value == config.defaults.profile), None)
-        blocks.append(
-            InputBlock(
-                block_id="profile",
-                label="Analysis profile",
-                optional=True,
-                element=StaticSelectElement(
-                    action_id="profile", options=options, initial_option=initial
-                ),
-            )
-        )
-    blocks.append(
+
+
+def _profile_input(config: BotConfig) -> list[InputBlock]:
+    """The analysis profile picker, when the config has profiles (Slack shows 100 at most)."""
+    if not config.profiles:
+        return []
+    options = [Option(value=name, text=name) for name in sorted(config.profiles)][:100]
+    initial = next((o for o in options if o.value == config.defaults.profile), None)
+    return [
         InputBlock(
-            block_id="options",
-            label="Options",
+            block_id="profile",
+            label="Analysis profile",
             optional=True,
-            element=CheckboxesElement(
-                action_id="options",
-                options=[Option(value="approval", text="Wait for approval before promoting")],
+            element=StaticSelectElement(
+                action_id="profile", options=options, initial_option=initial
             ),
         )
-    )
-    return View(
-        type="modal",
-        callback_id=START_CALLBACK,
-        title=PlainTextObject(text="Start a canary"),
-        submit=PlainTextObject(text="Start"),
-        close=PlainTextObject(text="Cancel"),
-        private_metadata=json.dumps({"channel": channel}),
-        blocks=blocks,
+    ]
+
+
+def _options_input() -> InputBlock:
+    """The start's switches."""
+    return InputBlock(
+        block_id="options",
+        label="Options",
+        optional=True,
+        element=CheckboxesElement(
+            action_id="options",
+            options=[Option(value="approval", text="Wait for approval before promoting")],
+        ),
     )
 
 

@@ -7,6 +7,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.authz import Authorizer, SlackGroupDirectory
 from bot.config import parse_config
+from bot.render.slack_reply import slack_text
 from sandbox.slack_fake import SlackFake
 
 RULES = parse_config(
@@ -62,8 +63,9 @@ async def test_rules(user: str, namespace: str, verb: str, allowed: bool) -> Non
 
 async def test_nothing_configured_denies_everything() -> None:
     authorizer = Authorizer(parse_config("").authorization, Groups(GROUPS))
-    refusal = await authorizer.refusal("U0ALICE", "test", "abort")
-    assert refusal is not None
+    refused = await authorizer.refusal("U0ALICE", "test", "abort")
+    assert refused is not None
+    refusal = slack_text(refused)
     assert "not allowed to abort releases in namespace test" in refusal
     assert "authorization.rules" in refusal
 
@@ -75,8 +77,9 @@ async def test_a_listed_user_needs_no_group_lookup() -> None:
 
 
 async def test_refusal_names_the_groups_to_join() -> None:
-    refusal = await Authorizer(RULES, Groups(GROUPS)).refusal("U0MALLORY", "test", "pause")
-    assert refusal is not None
+    refused = await Authorizer(RULES, Groups(GROUPS)).refusal("U0MALLORY", "test", "pause")
+    assert refused is not None
+    refusal = slack_text(refused)
     assert "<!subteam^S0DEVS>" in refusal and "<!subteam^S0SRE>" in refusal
 
 
@@ -107,8 +110,9 @@ authorization:
     assert not await authorizer.allowed("U0ALICE", "test", "skip-analysis")
     assert await authorizer.allowed("U0BOB", "test", "skip-analysis")
     assert not await authorizer.allowed("U0BOB", "prod", "skip-analysis")
-    refusal = await authorizer.refusal("U0ALICE", "prod", "skip-analysis")
-    assert refusal == (
+    refused = await authorizer.refusal("U0ALICE", "prod", "skip-analysis")
+    assert refused is not None
+    assert slack_text(refused) == (
         ":no_entry: You are not allowed to start releases that skip the analysis in namespace "
         "prod; ask an admin to add you to an `authorization.rules` entry for namespace prod "
         'and verb skip-analysis in the canary-bot config (a rule with verbs ["*"] does not '

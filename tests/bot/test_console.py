@@ -8,7 +8,7 @@ import pytest
 
 from bot.authz import Authorizer
 from bot.config import parse_config
-from bot.console import ConsoleNotifier, ConsoleSession, plain
+from bot.console import ConsoleNotifier, ConsoleSession
 from bot.process import CONSOLE_AUTHORIZATION
 from rollout.kube import Kube
 from rollout.store import ReleaseStore
@@ -37,12 +37,6 @@ def session(kube: Kube, namespace: str) -> tuple[ConsoleSession, ConsoleNotifier
         ConsoleSession(operations, notifier, out=out, extra={"ping": lambda w: "pong"}),
         notifier,
         out,
-    )
-
-
-def test_plain_turns_slack_markup_into_terminal_text() -> None:
-    assert plain(":warning: *Nothing* was started: `podinfo` <@U1> <https://x|the thread>") == (
-        "Nothing was started: 'podinfo' @U1 the thread"
     )
 
 

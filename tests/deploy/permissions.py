@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RELEASES_GROUP = "canarybot.io"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,15 @@ IN_RELEASE_NAMESPACE = [
     Access("create", "ingresses", "networking.k8s.io", why="router.reconcile"),
     Access("patch", "ingresses", "networking.k8s.io", why="router.reconcile (merge patch)"),
     Access("delete", "ingresses", "networking.k8s.io", why="router.finalize"),
+    Access("get", "httproutes", GATEWAY_GROUP, why="routers.gateway (route, status)"),
+    Access("list", "httproutes", GATEWAY_GROUP, why="cache.Informer (watch cache)"),
+    Access("watch", "httproutes", GATEWAY_GROUP, why="cache.Informer (watch cache)"),
+    Access("update", "httproutes", GATEWAY_GROUP, why="routers.gateway reconcile/finalize"),
+    Access("get", "grpcroutes", GATEWAY_GROUP, why="routers.gateway (route, status)"),
+    Access("list", "grpcroutes", GATEWAY_GROUP, why="cache.Informer (watch cache)"),
+    Access("watch", "grpcroutes", GATEWAY_GROUP, why="cache.Informer (watch cache)"),
+    Access("update", "grpcroutes", GATEWAY_GROUP, why="routers.gateway reconcile/finalize"),
+    Access("list", "referencegrants", GATEWAY_GROUP, why="routers.gateway cross-namespace"),
     Access("get", "horizontalpodautoscalers", "autoscaling", why="autoscaling.ensure/delete"),
     Access("list", "horizontalpodautoscalers", "autoscaling", why="autoscaling.target_autoscaler"),
     Access("create", "horizontalpodautoscalers", "autoscaling", why="autoscaling.ensure"),

@@ -45,6 +45,7 @@ from tests.deploy.kubectl import (
 from tests.deploy.permissions import CLUSTER_WIDE, IN_BOT_NAMESPACE, IN_RELEASE_NAMESPACE
 from tests.engine.test_rollout import NEW, canary_objects, events, target_image, tutorial_spec
 from tests.engine.test_rollout import wait_phase as wait_for_phase
+from tests.fixtures.engine import async_wait_for
 from tests.fixtures.slack import SlackRequests, eventually
 
 pytestmark = pytest.mark.cluster
@@ -185,7 +186,19 @@ async def test_engine_limited_to_apps_completes_a_rollout(
     bot_kube = Kube.connect(kubeconfig=str(kubeconfig))
     try:
         store = ReleaseStore(bot_kube)
-        spec = tutorial_spec(loadtester.url, analysis={"maxWeight": 10, "stepWeight": 5})
+        hooks = [
+            w.model_dump(by_alias=True) for w in tutorial_spec(loadtester.url).analysis.webhooks
+        ]
+        hooks.append(
+            {
+                "name": "notify",
+                "type": "post-rollout",
+                "url": f"{loadtester.url}/notify",
+                "metadata": {"cmd": "echo done"},
+            }
+        )
+        analysis = {"maxWeight": 10, "stepWeight": 5, "webhooks": hooks}
+        spec = tutorial_spec(loadtester.url, analysis=analysis)
         await store.create(APPS, "podinfo", spec)
         with engine(
             kubeconfig, APPS, prometheus.url, tmp_path / "engine.log", "canary-bot-apps-0"
@@ -196,6 +209,14 @@ async def test_engine_limited_to_apps_completes_a_rollout(
                 f"the engine to take the Lease\n{process.log()}",
             )
             release = await wait_for_phase(store, APPS, {Phase.SUCCEEDED, Phase.FAILED}, 120)
+            # the post-rollout hook ran and its record was written under the Role's verbs
+            loadtester.wait_for_call(path="/notify", timeout=30)
+
+            async def recorded() -> bool:
+                stored = await store.get(APPS, "podinfo")
+                return stored is not None and not stored.status.post_rollout_due
+
+            await async_wait_for(recorded, 30, f"postRolloutDue cleared\n{process.log()}")
             exit_code = process.stop()
         log = process.log()
     finally:
@@ -235,8 +256,9 @@ async def test_overlay_bot_runs_a_release_under_its_role_and_shows_only_apps(
     deploy_podinfo(kube_api_client, APPS)
     apps_api = k8s.AppsV1Api(kube_api_client)
     wait_for(
-        lambda: (apps_api.read_namespaced_deployment("podinfo", APPS).status.ready_replicas or 0)
-        == 2,
+        lambda: (
+            (apps_api.read_namespaced_deployment("podinfo", APPS).status.ready_replicas or 0) == 2
+        ),
         60,
         "podinfo to have 2 ready replicas in apps",
     )

@@ -116,6 +116,20 @@ def canary_objects(api: k8s.ApiClient, namespace: str) -> list[str]:
     return sorted(found)
 
 
+def canary_weight_on_ingress(api: k8s.ApiClient, namespace: str, app: str) -> int | None:
+    """The weight annotation of ``app``'s canary Ingress (None when the Ingress is gone)."""
+    try:
+        ingress = k8s.NetworkingV1Api(api).read_namespaced_ingress(f"{app}-canary", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if ingress.metadata.deletion_timestamp is not None:
+        return None
+    annotations = ingress.metadata.annotations or {}
+    return int(annotations.get("nginx.ingress.kubernetes.io/canary-weight", "0"))
+
+
 def canary_leftovers(api: k8s.ApiClient, namespace: str, timeout: float = 30.0) -> list[str]:
     """Canary objects still present ``timeout`` s from now (an ending stores its outcome
     first and deletes the canary right after, so they may take a moment to go)."""

@@ -1,4 +1,5 @@
-"""SIGKILL after every step of the three endings: promotion, rollback and abort.
+"""SIGKILL after every step of the endings: promotion, rollback and abort (supersede, which
+needs a managed Deployment, is in test_crash_points_supersede.py).
 
 The engine dies at an exact point through its failpoints (``CANARY_BOT_CRASH_AT``, see
 rollout/failpoints.py): right after it performed the named action of the decision that
@@ -20,7 +21,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from rollout.models import CanaryRelease, CanaryReleaseSpec
 from sandbox.loadtester import LoadTester
@@ -30,6 +30,7 @@ from tests.faults.helpers import (
     NEW,
     OLD,
     canary_objects,
+    canary_weight_on_ingress,
     create,
     image_of,
     outbox_problems,
@@ -134,20 +135,6 @@ def abort_when_progressing(api: k8s.ApiClient, namespace: str) -> None:
     )
 
 
-def canary_weight_on_ingress(api: k8s.ApiClient, namespace: str) -> int | None:
-    """The canary Ingress's weight annotation (None when the Ingress is gone)."""
-    try:
-        ingress = k8s.NetworkingV1Api(api).read_namespaced_ingress(f"{APP}-canary", namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    if ingress.metadata.deletion_timestamp is not None:
-        return None
-    annotations = ingress.metadata.annotations or {}
-    return int(annotations.get("nginx.ingress.kubernetes.io/canary-weight", "0"))
-
-
 def check_at_kill(api: k8s.ApiClient, namespace: str, ending: Ending, point: str) -> None:
     """What a crash at ``point`` leaves: traffic on stable, the outcome stored in time."""
     release = releases(api, namespace)[APP]
@@ -155,7 +142,7 @@ def check_at_kill(api: k8s.ApiClient, namespace: str, ending: Ending, point: str
     ended = point.startswith(("Failed:", "Succeeded:"))
     if ended:
         # every ending routes all traffic to stable before anything else
-        assert canary_weight_on_ingress(api, namespace) in (0, None), story(release)
+        assert canary_weight_on_ingress(api, namespace, APP) in (0, None), story(release)
     stored = ended and step != "SetWeight"
     if stored:
         assert release.status.phase.value == ending.final_phase, story(release)
@@ -220,7 +207,7 @@ def test_a_kill_after_any_step_of_an_ending_keeps_the_decided_outcome(
     assert final.status.phase.value == ending.final_phase, story(final)
     assert final.status.reason.startswith(ending.final_reason), (final.status.reason, story(final))
     assert final.status.canary_weight == 0, story(final)
-    assert canary_weight_on_ingress(kube_api_client, namespace) is None
+    assert canary_weight_on_ingress(kube_api_client, namespace, APP) is None
     assert image_of(kube_api_client, namespace, APP) == ending.final_image
     assert canary_objects(kube_api_client, namespace) == []
     assert not outbox_problems(final), (outbox_problems(final), story(final))

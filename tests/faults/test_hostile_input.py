@@ -44,6 +44,7 @@ from kubernetes import client as k8s
 
 from bot.handlers.control_buttons import ACTION_IDS, ACTIONS
 from bot.operations import describe_failure
+from bot.render.slack_reply import slack_text
 from rollout.kube import Kube
 from rollout.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase
 from rollout.store import ReleaseStore
@@ -59,7 +60,7 @@ CHANNEL = "C0DEPLOYS"
 RELEASES_PATH = "/apis/canarybot.io/v1alpha1/canaryreleases"
 BODY_LIMIT = 1024 * 1024  # bot.web's client_max_size
 # What a person reads when a handler met an exception it did not expect.
-UNEXPECTED = describe_failure(RuntimeError())
+UNEXPECTED = slack_text(describe_failure(RuntimeError()))
 
 EXAMPLES = 1000
 

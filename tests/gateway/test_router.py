@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from rollout.cache import engine_cache
 from rollout.kube import HTTPROUTES, JsonObject, Kube, Resource
 from rollout.routers.gateway import (
     ORIGINAL_ANNOTATION,
@@ -277,3 +278,45 @@ async def test_a_grpcroute_gets_the_same_treatment(
     assert _weights(stored()) == [[("web", 75), ("web-canary", 25)], [("api", 1)]]
     await router.finalize(rel)
     assert user_visible(stored()) == before
+
+
+async def test_with_the_watch_cache_a_step_reads_no_route_from_the_server(
+    kube: Kube, kube_api_client: k8s.ApiClient, namespace: str, gateway_crds: DataPlane
+) -> None:
+    create_app(kube_api_client, namespace)
+    k8s.CoreV1Api(kube_api_client).create_namespaced_service(namespace, service("api", "api"))
+    create_route(kube_api_client, user_route(namespace, gateway_crds.parent_ref))
+    rel = release(namespace)
+    cache = engine_cache(kube, namespace)
+    routes = cache.informer(HTTPROUTES)
+    assert routes is not None
+    routes.start()
+    try:
+        assert routes.wait_synced(30), routes.stats
+        router = GatewayRouter(kube.cached(cache), RouteRef("web"))
+
+        async def in_force() -> None:
+            # as between two steps: Contour has accepted this generation, the watch says so
+            deadline = time.monotonic() + 30
+            while (waiting := await router.waiting_for(rel)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not waiting, waiting
+
+        await router.reconcile(rel, 0)
+        await in_force()
+        spent: dict[tuple[str, str], int] = {}
+        for weight in (10, 20):
+            calls = dict(kube.requests.counts)
+            await router.reconcile(rel, weight)
+            assert await router.get_weight(rel) == weight
+            for key, count in kube.requests.counts.items():
+                if count != calls.get(key, 0):
+                    spent[key] = spent.get(key, 0) + count - calls.get(key, 0)
+            await in_force()
+        # one write per step, no reads: the route comes from the informer, kept current by
+        # the write's own result and by the watch (Contour's status updates)
+        assert spent == {("PUT", "httproutes"): 2}, spent
+        await router.finalize(rel)
+        assert await router.get_weight(rel) is None
+    finally:
+        routes.stop()

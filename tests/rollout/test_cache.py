@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from kubernetes import client as k8s
 from rollout.analysis import PrometheusProvider
 from rollout.cache import Informer, engine_cache
 from rollout.engine import Engine
-from rollout.kube import DEPLOYMENTS, EVENTS, Kube
+from rollout.kube import DEPLOYMENTS, EVENTS, Kube, Resource
 from rollout.models import CanaryReleaseSpec, Phase
 from rollout.notify import LoggingNotifier
 from rollout.shards import release_selector
@@ -80,8 +81,9 @@ def test_the_cache_follows_additions_changes_and_deletions(
         wait_for(lambda: cached(informer, namespace, "after"), 30, "the new Deployment")
         apps.patch_namespaced_deployment("after", namespace, {"spec": {"replicas": 3}})
         wait_for(
-            lambda: (cached(informer, namespace, "after") or {}).get("spec", {}).get("replicas")
-            == 3,
+            lambda: (
+                (cached(informer, namespace, "after") or {}).get("spec", {}).get("replicas") == 3
+            ),
             30,
             "the changed replica count",
         )
@@ -95,8 +97,9 @@ def test_the_cache_follows_additions_changes_and_deletions(
         lists = informer.stats.lists
         apps.patch_namespaced_deployment("after", namespace, {"spec": {"replicas": 1}})
         wait_for(
-            lambda: (cached(informer, namespace, "after") or {}).get("spec", {}).get("replicas")
-            == 1,
+            lambda: (
+                (cached(informer, namespace, "after") or {}).get("spec", {}).get("replicas") == 1
+            ),
             30,
             "the second change",
         )
@@ -152,6 +155,25 @@ def test_a_version_the_server_no_longer_has_means_a_relist(
         assert informer.stats.lists == 1
         assert cached(informer, namespace, "first") is not None
         assert ("LISTED", "first") in seen
+    finally:
+        informer.stop()
+
+
+def test_a_kind_the_server_does_not_serve_falls_back_to_reads_by_name(
+    gateway: Kube, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a cluster without the Gateway API CRDs: the route informers must not spin or warn
+    missing = Resource("example.invalid", "v1", "widgets")
+    informer = Informer(gateway, missing, namespace, kind="Widget", forbidden_retry_seconds=60)
+    informer.start()
+    try:
+        wait_for(lambda: informer.stats.not_served, 30, f"the 404 to be seen: {informer.stats}")
+        assert not informer.synced
+        assert informer.lookup(namespace, "w") == (False, None)  # read by name instead
+        lists = gateway.requests.counts.get(("GET", "widgets"), 0)
+        time.sleep(2)  # a refused list is retried after forbidden_retry_seconds, not each second
+        assert gateway.requests.counts.get(("GET", "widgets"), 0) == lists
+        assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.records
     finally:
         informer.stop()
 

@@ -27,6 +27,7 @@ from bot.authz import Authorizer
 from bot.config import parse_config
 from bot.operations import Operations
 from bot.process import CONSOLE_AUTHORIZATION
+from bot.render.slack_reply import slack_text
 from rollout.kube import Kube
 from rollout.models import Phase
 from rollout.store import ReleaseStore
@@ -163,12 +164,12 @@ async def test_an_unreadable_release_is_marked_invalid_and_the_others_keep_runni
         kube=kube,
         authorizer=Authorizer(CONSOLE_AUTHORIZATION, NoGroups()),
     )
-    listed = (await operations.list_active(namespace)).text
+    listed = slack_text(await operations.list_active(namespace))
     assert listed.startswith(f"No active releases in {namespace}.\n*Invalid releases*"), listed
     assert (
         f":x: `{stalled}` ({namespace}) invalid: spec.analysis.interval: "
         "'99999999999999999999'... is not a duration" in listed
     )
     assert f":x: `backwards` ({namespace}) invalid: spec.analysis.stepWeights" in listed
-    everywhere = (await operations.list_active(None)).text
+    everywhere = slack_text(await operations.list_active(None))
     assert f"`{stalled}` ({namespace}) invalid" in everywhere

@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 from bot.commands import ReleaseOptions
 from bot.config import BotConfig
 from bot.operations import Actor
+from bot.render.slack_reply import slack_text
 from rollout.kube import DEPLOYMENTS, INGRESSES, SERVICES, Kube
 from rollout.models import CanaryReleaseSpec, Phase
 from rollout.owner import NotOwned
@@ -88,7 +89,7 @@ async def test_a_second_release_behind_the_same_ingress_is_refused_and_the_first
         Actor(user=USER, channel="C0DEPLOYS"),
         "trigger-b",
     )
-    assert reply.text == f":warning: Nothing was started:\n• {refusal}"
+    assert slack_text(reply) == f":warning: Nothing was started:\n• {refusal}"
 
     # B applied with kubectl: the engine refuses it the same way
     await store.create(namespace, "web-b", spec_of("web", "podinfo"))
@@ -140,7 +141,7 @@ async def test_a_foreign_canary_service_stops_the_release_at_start_naming_its_ow
         Actor(user=USER, channel="C0DEPLOYS"),
         "trigger-1",
     )
-    assert reply.text == f":warning: Nothing was started:\n• {refusal}"
+    assert slack_text(reply) == f":warning: Nothing was started:\n• {refusal}"
 
     store = ReleaseStore(kube)
     await store.create(namespace, "podinfo", spec_of("podinfo", "podinfo"))

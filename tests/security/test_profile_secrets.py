@@ -27,6 +27,7 @@ from bot.commands import ReleaseOptions
 from bot.config import ConfigError, parse_config
 from bot.logs import JsonFormatter
 from bot.operations import Actor
+from bot.render.slack_reply import slack_text
 from rollout.hooksecrets import KubeSecrets, SecretUnavailable
 from rollout.kube import RELEASES, Kube
 from rollout.models import Phase, SecretKeyRef
@@ -129,8 +130,8 @@ async def test_a_profile_secret_reaches_the_hook_and_nothing_else(
 
         plan = ops.plan(options)
         started = await ops.start(options, Actor(user=USER, channel="C0DEPLOYS"), "trigger-1")
-        assert started.text.startswith(":seedling: Started release"), started.text
-        name = started.text.split("`")[1]
+        assert slack_text(started).startswith(":seedling: Started release"), slack_text(started)
+        name = slack_text(started).split("`")[1]
         notifier = RecordingNotifier()
         await controller_factory(namespace, notifier=notifier, secret_namespace=bot_namespace)
         release = await wait_phase(
@@ -152,14 +153,14 @@ async def test_a_profile_secret_reaches_the_hook_and_nothing_else(
     assert (
         "• webhook smoke (pre-rollout) → URL from Secret canary-bot-webhooks (key smoke-url); "
         "metadata token from a Secret"
-    ) in plan.text
+    ) in slack_text(plan)
     stored = await kube.get(RELEASES, namespace, name)
     seen = {
         "the CanaryRelease object": json.dumps(stored),
         "its Events": json.dumps(release_events(kube_api_client, namespace)),
         "what Slack is sent": notifier.text,
-        "the plan reply": plan.text,
-        "the start reply": started.text,
+        "the plan reply": slack_text(plan),
+        "the start reply": slack_text(started),
         # canary-bot's own log lines, as the JSON formatter writes them (the test's hook
         # server and admin client log requests themselves; they are not canary-bot)
         "the logs": "\n".join(
@@ -229,9 +230,9 @@ def test_plan_masks_a_plain_url(kube: Kube) -> None:
     reply = operations(kube, config).plan(ReleaseOptions("podinfo", profile="p"))
     assert (
         "• webhook chat (event) → https://hooks.example.com/services/T0/B0/***?channel=***"
-        in reply.text
+        in slack_text(reply)
     )
-    assert PATH_TOKEN not in reply.text
+    assert PATH_TOKEN not in slack_text(reply)
 
 
 def shipped_secret_rbac(namespace: str) -> list[dict[str, Any]]:

@@ -195,6 +195,46 @@ class CanaryStatus(_Model):
     conditions: Annotated[list[Condition], Clipped(32)] = Field(default_factory=list)
 
 
+READY = "Ready"
+_AT_REST = ("Idle",)
+_BLOCKED = ("Blocked", "Invalid")
+
+
+def ready_condition(status: CanaryStatus, now: datetime) -> Condition:
+    """The Canary's ``Ready`` condition, from its state (``kubectl wait
+    --for=condition=Ready canary/<name>`` waits for it):
+
+    - True, Idle: nothing runs and the pods run what the spec asks for;
+    - False, Running: a release runs (or the Deployment is being adopted);
+    - False, Blocked: canary-bot cannot protect the Deployment (the message says why);
+    - False, LeftPaused: the last release was rolled back, so the Deployment stays paused
+      with a spec its pods do not run until a fixed revision or a revert is pushed.
+
+    ``lastTransitionTime`` changes only when status or reason does.
+    """
+    if status.state in _BLOCKED:
+        value, reason = "False", "Blocked"
+    elif status.state not in _AT_REST:
+        value, reason = "False", "Running"
+    elif status.last_revision.outcome == "Failed":
+        value, reason = "False", "LeftPaused"
+    else:
+        value, reason = "True", "Idle"
+    since = now
+    for old in status.conditions:
+        if old.type == READY and old.status == value and old.reason == reason:
+            since = old.last_transition_time or now
+    return Condition.model_validate(
+        {
+            "type": READY,
+            "status": value,
+            "reason": reason,
+            "message": status.message,
+            "lastTransitionTime": since,
+        }
+    )
+
+
 class Canary(_Model):
     """A Canary object: one Deployment protected by canary-bot, Flagger's Canary in shape."""
 

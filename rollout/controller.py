@@ -37,6 +37,7 @@ from rollout.engine import Clock, Engine, utc_now
 from rollout.hooksecrets import KubeSecrets
 from rollout.kube import (
     DEFAULT_TIMEOUT,
+    DEPLOYMENTS,
     RELEASES,
     Conflict,
     JsonObject,
@@ -222,6 +223,9 @@ class Controller:
             clock=clock,
         )
         self._revision_task: asyncio.Task[None] | None = None
+        deployments = self.cache.informer(DEPLOYMENTS)
+        if deployments is not None:  # a managed Deployment's change wakes its Canary at once
+            deployments.handlers.append(self.revisions.wakeups.on_event)
 
     # -- lifecycle --------------------------------------------------------------------------
 

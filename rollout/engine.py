@@ -50,6 +50,7 @@ from rollout.decide import (
 )
 from rollout.egress import error_text
 from rollout.failpoints import failpoint
+from rollout.hold import promoting_release, set_paused
 from rollout.kube import Conflict, JsonObject, Kube, KubeError
 from rollout.models import (
     CanaryRelease,
@@ -63,7 +64,7 @@ from rollout.models import (
 from rollout.notify import Notifier, undelivered
 from rollout.owner import owned_by
 from rollout.preflight import check_start, protected_refusal
-from rollout.revisions import set_paused, stable_images_of
+from rollout.revisions import stable_images_of, template_is_revision
 from rollout.router import Router
 from rollout.routers.select import ReleaseRouter
 from rollout.store import InvalidRelease, ReleaseStore, parse_release
@@ -155,7 +156,10 @@ class Engine:
             reason = f"the engine cannot process this release ({type(exc).__name__}: {exc})"
             await self._refuse_invalid(raw, reason[:1000], "Unprocessable", release.status)
             return None
-        target = await self.workloads.target(release) if _needs_target(decision.actions) else None
+        managed = release.spec.canary_ref is not None
+        target = None
+        if _needs_target(decision.actions, managed):
+            target = await self.workloads.target(release)
         stats = AdvanceStats(
             actions=sum(not isinstance(a, StoreDecision) for a in decision.actions),
             phase=decision.status.phase.value,
@@ -287,24 +291,49 @@ class Engine:
             await self.workloads.ensure_canary(release, target)
             if await self.router.get_weight(release) is None:
                 await self.router.reconcile(release, 0)
-        elif isinstance(action, PromoteTarget | RevertTarget) and release.spec.canary_ref:
-            # managed: the template is the owner's; promotion lets it roll out, a
-            # rollback during promotion stops that rollout where it is
-            paused = isinstance(action, RevertTarget)
+        elif isinstance(action, RevertTarget) and release.spec.canary_ref:
+            # managed: a rollback during promotion stops that rollout where it is
             await set_paused(
-                self.kube, release.metadata.namespace, release.spec.target_ref.name, paused
+                self.kube, release.metadata.namespace, release.spec.target_ref.name, True
             )
+        elif isinstance(action, PromoteTarget) and release.spec.canary_ref:
+            await self._unpause_for(release, target)
         elif isinstance(action, PromoteTarget | RevertTarget):
             if container_images(target) != {**container_images(target), **action.images}:
                 await self.workloads.set_target_images(release, action.images)
         elif isinstance(action, DeleteCanary):
-            if release.spec.canary_ref and target is not None and not target["spec"].get("paused"):
+            if (
+                release.spec.canary_ref
+                and target is not None
+                and (not target["spec"].get("paused") or promoting_release(target))
+            ):
                 # the release ended: the managed target is protected again at once
                 await set_paused(
                     self.kube, release.metadata.namespace, release.spec.target_ref.name, True
                 )
             await self.router.finalize(release)
             await self.workloads.delete_canary(release)
+
+    async def _unpause_for(self, release: CanaryRelease, target: JsonObject | None) -> None:
+        """Managed: the template is the owner's; promotion lets the Deployment controller
+        roll it out, marked as this release's promotion. Only the template the release
+        analysed: a newer one would roll out unanalysed, so the Deployment stays paused
+        (the revision loop supersedes the release). The apply carries the version read,
+        so a template changed since is refused, not rolled."""
+        if target is None:
+            return
+        meta = release.metadata
+        if not template_is_revision(meta.labels, dict(release.spec.images), target):
+            log.info("%s: the template moved on; not unpausing for it", release.key)
+            return
+        await set_paused(
+            self.kube,
+            meta.namespace,
+            release.spec.target_ref.name,
+            False,
+            promoting=meta.name,
+            resource_version=str(target["metadata"].get("resourceVersion", "")),
+        )
 
     async def _notify_hooks(self, release: CanaryRelease, action: NotifyHooks) -> CanaryRelease:
         """Call the hooks, then clear ``postRolloutDue``: at least once, and once unless the
@@ -463,5 +492,8 @@ def _with_store_last(actions: tuple[Action, ...], unchanged: bool) -> Iterator[A
         yield StoreDecision()
 
 
-def _needs_target(actions: tuple[Action, ...]) -> bool:
-    return any(isinstance(a, EnsureCanary | PromoteTarget | RevertTarget) for a in actions)
+def _needs_target(actions: tuple[Action, ...], managed: bool) -> bool:
+    if any(isinstance(a, EnsureCanary | PromoteTarget | RevertTarget) for a in actions):
+        return True
+    # a managed release's target is paused again as its canary is deleted
+    return managed and any(isinstance(a, DeleteCanary) for a in actions)

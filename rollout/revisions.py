@@ -22,9 +22,15 @@ A ``Canary`` puts one Deployment under protection. This module keeps that Deploy
   change back to the stable template cancels the running release the same way.
 - Promotion unpauses the Deployment (the engine, ``set_paused``) until its rollout of the
   new template completes; the template becomes the stable one and the Deployment is
-  paused again. A rollback leaves the Deployment's spec as its owner wrote it: the status
-  says that the spec asks for X while the pods run Y, and that template never starts a
-  release again (a new one does).
+  paused again. While it is unpaused, the Deployment controller would roll out any newer
+  template at once, before its analysis: a template change during a promotion is
+  answered by pausing the Deployment first (one apply), then superseding the release.
+  With the watch cache, the Deployment's watch event wakes this loop for that Canary
+  (the poll every ``interval`` s stays as the fallback); the admission policy
+  ``canary-bot-promotion-hold`` closes the remaining window (rollout/hold.py). A
+  rollback leaves the Deployment's spec as its owner wrote it: the status says that the
+  spec asks for X while the pods run Y, and that template never starts a release again
+  (a new one does).
 - Deleting the Canary (finalizer ``canarybot.io/revisions``): a running release is
   aborted first (traffic to stable, canary removed); then, if the spec is the stable
   template, canary-bot drops its ownership of ``spec.paused`` and the Deployment is
@@ -43,6 +49,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -51,8 +58,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from rollout.canaries import KIND as CANARY_KIND
-from rollout.canaries import Canary, CanaryStatus, LastRevision
+from rollout.canaries import Canary, CanaryStatus, LastRevision, ready_condition
 from rollout.failpoints import failpoint
+from rollout.hold import MANAGER, DeploymentWakeups, Key, held, promoting_release, set_paused
 from rollout.kube import CANARIES, DEPLOYMENTS, RELEASES, Conflict, JsonObject, Kube, KubeError
 from rollout.models import (
     API_VERSION,
@@ -65,11 +73,11 @@ from rollout.models import (
     new_object,
 )
 from rollout.store import ReleaseStore
+from rollout.text import rolled_back, show_images
 from rollout.workloads import readiness
 
 log = logging.getLogger("canary_bot.revisions")
 
-MANAGER = "canary-bot"
 FINALIZER = "canarybot.io/revisions"
 CANARY_LABEL = "canarybot.io/canary"
 HASH_LABEL = "canarybot.io/template-hash"
@@ -111,9 +119,25 @@ def template_images(template: JsonObject) -> dict[str, str]:
     return {c["name"]: c.get("image", "") for c in containers}
 
 
-def show_images(images: dict[str, str]) -> str:
-    """``podinfod=stefanprodan/podinfo:6.0.3`` (several joined by commas)."""
-    return ", ".join(f"{c}={i}" for c, i in sorted(images.items()))
+def template_is_revision(
+    labels: dict[str, str], images: dict[str, str], deployment: JsonObject
+) -> bool:
+    """Whether the Deployment's template is still the revision a managed release was
+    opened for (its template hash; for a release without one, its images)."""
+    template = deployment.get("spec", {}).get("template") or {}
+    revision = labels.get(HASH_LABEL, "")
+    if revision:
+        return template_hash(template) == revision
+    current = template_images(template)
+    return current == {**current, **images}
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """A status timestamp (RFC 3339), None when missing or unreadable."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def changed_by(deployment: JsonObject) -> str:
@@ -127,30 +151,6 @@ def changed_by(deployment: JsonObject) -> str:
         if stamp >= best_time:
             best, best_time = str(entry.get("manager") or "unknown"), stamp
     return best[:256]
-
-
-def owns_paused(deployment: JsonObject) -> bool:
-    """Whether canary-bot's field manager owns ``spec.paused`` and it is true."""
-    if not deployment.get("spec", {}).get("paused"):
-        return False
-    for entry in deployment["metadata"].get("managedFields") or []:
-        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        if (
-            entry.get("manager") == MANAGER
-            and entry.get("operation") == "Apply"
-            and "f:paused" in spec
-        ):
-            return True
-    return False
-
-
-async def set_paused(kube: Kube, namespace: str, name: str, paused: bool | None) -> None:
-    """Own ``spec.paused`` of a Deployment with value ``paused``; None gives it up (the
-    field then falls back to its default, unpaused, unless another manager sets it)."""
-    body: JsonObject = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}}
-    if paused is not None:
-        body["spec"] = {"paused": paused}
-    await kube.apply(DEPLOYMENTS, namespace, name, body, MANAGER)
 
 
 async def find_canary_for(kube: Kube, namespace: str, deployment: str) -> Canary | None:
@@ -209,6 +209,12 @@ def _created(obj: JsonObject) -> str:
     return str(obj["metadata"].get("creationTimestamp") or "")
 
 
+def _target_of(raw: JsonObject) -> Key:
+    """(namespace, targetRef.name) of a Canary object."""
+    target = ((raw.get("spec") or {}).get("targetRef") or {}).get("name") or ""
+    return str(raw["metadata"].get("namespace", "")), str(target)
+
+
 class Revisions:
     """The revision loop: one ``reconcile`` per Canary each tick, on the leader only."""
 
@@ -226,15 +232,27 @@ class Revisions:
         self.interval = interval
         self.profiles = profiles
         self._clock = clock
+        # Deployment watch events (subscribe ``wakeups.on_event`` to an informer)
+        self.wakeups = DeploymentWakeups()
+        # managed Deployment -> the template hash its running release may roll out
+        self._revision_of: dict[Key, str] = {}
 
     def _now(self) -> datetime:
         return self._clock() if self._clock else datetime.now(UTC)
 
     async def run(self) -> None:
-        """Reconcile every Canary every ``interval`` s until cancelled."""
+        """Reconcile every Canary every ``interval`` s, and the Canary of a Deployment
+        whose spec changed as soon as its watch event arrives, until cancelled."""
+        self.wakeups.bind(asyncio.get_running_loop())
+        due: dict[Key, JsonObject] = {}
+        next_full = 0.0
         while True:
+            if not due:
+                next_full = time.monotonic() + self.interval
             try:
-                await self.tick()
+                if due:
+                    await self._hold(due)
+                await self.tick(set(due) if due else None)
             except asyncio.CancelledError:
                 raise
             except KubeError as exc:
@@ -242,12 +260,34 @@ class Revisions:
                 log.log(level, "listing Canaries failed: %s", exc)
             except Exception:
                 log.exception("revision loop failed; retrying")
-            await asyncio.sleep(self.interval)
+            due = await self.wakeups.wait(next_full - time.monotonic())
 
-    async def tick(self) -> None:
-        """One pass over every Canary (a failure is that Canary's alone)."""
-        for raw in await self.kube.list_objects(CANARIES, self.namespace):
+    async def _hold(self, due: dict[Key, JsonObject]) -> None:
+        """Pause at once an unpaused Deployment whose template is not the one its running
+        release may roll out (a change during promotion): before any other request."""
+        for (namespace, name), deployment in due.items():
+            revision = self._revision_of.get((namespace, name))
+            template = deployment.get("spec", {}).get("template") or {}
+            if not revision or deployment.get("spec", {}).get("paused"):
+                continue
+            if template_hash(template) == revision:
+                continue
+            log.info("%s/%s: template changed during a promotion; pausing", namespace, name)
+            try:
+                await set_paused(self.kube, namespace, name, True)
+            except KubeError as exc:
+                log.warning("pausing %s/%s failed: %s", namespace, name, exc)
+
+    async def tick(self, targets: set[Key] | None = None) -> None:
+        """One pass over every Canary, or over those of ``targets`` (namespace,
+        Deployment); a failure is that Canary's alone."""
+        canaries = await self.kube.list_objects(CANARIES, self.namespace)
+        if targets is None:
+            self.wakeups.watch({_target_of(raw) for raw in canaries})
+        for raw in canaries:
             meta = raw["metadata"]
+            if targets is not None and _target_of(raw) not in targets:
+                continue
             try:
                 await self.reconcile(raw)
             except Conflict:
@@ -331,7 +371,8 @@ class Revisions:
         if running:
             await self._steer(raw, canary, deployment, running[-1], current)
             return
-        if not owns_paused(deployment):
+        self._revision_of.pop((namespace, target), None)
+        if not held(deployment):
             await set_paused(self.kube, namespace, target, True)
         status = canary.status
         newest = releases[-1] if releases else None
@@ -356,17 +397,25 @@ class Revisions:
         release: JsonObject,
         current: str,
     ) -> None:
-        """A release runs: follow its phase, or stop it when the template moved on."""
+        """A release runs: follow its phase, or stop it when the template moved on (the
+        Deployment paused first, so the Deployment controller rolls nothing out)."""
         name = release["metadata"]["name"]
         phase = (release.get("status") or {}).get("phase", Phase.INITIALIZING.value)
         revision = release["metadata"].get("labels", {}).get(HASH_LABEL, "")
+        namespace, target = canary.metadata.namespace, canary.spec.target_ref.name
+        self._revision_of[(namespace, target)] = revision
         if revision == current:
-            if phase in _RUNNING_PROMOTION and deployment["spec"].get("paused"):
+            if phase in _RUNNING_PROMOTION and (
+                deployment["spec"].get("paused") or promoting_release(deployment) != name
+            ):
+                version = str(deployment["metadata"].get("resourceVersion", ""))
                 await set_paused(
-                    self.kube, canary.metadata.namespace, canary.spec.target_ref.name, False
+                    self.kube, namespace, target, False, promoting=name, resource_version=version
                 )
             await self._write_status(raw, {"state": phase, "release": name})
             return
+        if not held(deployment):
+            await set_paused(self.kube, namespace, target, True)
         if current == canary.status.stable_hash:
             reason = "cancelled: the pod template is back to the stable revision"
         else:
@@ -467,11 +516,8 @@ class Revisions:
         elif outcome in ("Superseded", "Cancelled"):
             message = f"{asks} {outcome.lower()}: {cause}; pods run {runs}"
         else:
-            at = str(rel_status.get("finishedAt") or "")
-            message = (
-                f"spec asks for {asks}, pods run {runs} (rolled back at {at}: {cause}); "
-                "push a fixed revision or revert"
-            )
+            at = _timestamp(rel_status.get("finishedAt"))
+            message = rolled_back(dict(last.images), dict(status.stable_images), at, cause)
             changes = {"failedHashes": [*status.failed_hashes, revision][-20:]}
         last = last.model_copy(update={"message": message})
         await self._write_status(
@@ -497,6 +543,7 @@ class Revisions:
             if (release.get("status") or {}).get("phase") not in _FINAL:
                 await self._abort(release, "stopped: the Canary was deleted (Canary deleted)")
                 return  # the next tick looks again, once the engine has rolled it back
+        self._revision_of.pop((namespace, target), None)
         deployment = await self.kube.get(DEPLOYMENTS, namespace, target) if target else None
         if deployment is not None:
             await self._release_deployment(raw, deployment)
@@ -535,6 +582,9 @@ class Revisions:
         )
         merged["observedGeneration"] = int(raw["metadata"].get("generation", 0))
         new = CanaryStatus.model_validate(merged)
+        ready = ready_condition(new, self._now())
+        others = [c for c in new.conditions if c.type != ready.type]
+        new = new.model_copy(update={"conditions": [*others, ready]})
         if new == old:
             return
         body = {**raw, "status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}

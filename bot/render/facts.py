@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bot.render.mrkdwn import escape, is_user_id, mention
 from rollout.models import CanaryRelease, Phase, format_duration
+from rollout.text import rolled_back
 
 PHASE_EMOJI: dict[Phase, str] = {
     Phase.INITIALIZING: ":hourglass_flowing_sand:",
@@ -183,17 +184,6 @@ def rolled_back_text(release: CanaryRelease) -> str | None:
     status = release.status
     if release.spec.canary_ref is None or status.phase is not Phase.FAILED:
         return None
-    asks = _images_text(release.spec.images)
-    runs = _images_text(status.stable_images) or "the previous revision"
     at = status.finished_at or status.phase_since
-    when = f" at {at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if at is not None else ""
-    cause = f": {status.reason or status.message}" if status.reason or status.message else ""
-    return (
-        f"spec asks for {asks}, pods run {runs} (rolled back{when}{cause}); "
-        "push a fixed revision or revert"
-    )
-
-
-def _images_text(images: dict[str, str]) -> str:
-    """``podinfod=stefanprodan/podinfo:6.0.3``, several joined by commas."""
-    return ", ".join(f"{c}={i}" for c, i in sorted(images.items()))
+    cause = status.reason or status.message
+    return rolled_back(dict(release.spec.images), dict(status.stable_images), at, cause)

@@ -351,6 +351,25 @@ def test_admission_policy_is_opt_in_and_exempts_the_releases_service_account(
     ]
 
 
+def test_promotion_hold_is_opt_in_and_the_kustomize_policy(helm: Helm, tmp_path: Path) -> None:
+    kinds = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    name = "canary-bot-promotion-hold"
+    for kind in kinds:
+        assert find(helm.template({"admissionPolicy": {"enabled": True}}), kind, name) == []
+    kubectl = Kubectl(find_binaries() / "kubectl", tmp_path / "none")
+    theirs = kubectl.render(MANIFESTS / "admission" / "promotion-hold")
+    ours = helm.template({"promotionHold": {"enabled": True}}, namespace="ops")
+    for kind in kinds:
+        assert find(ours, kind, "canary-bot-target-access") == []
+        mine, shipped = one(ours, kind, name)["spec"], one(theirs, kind)["spec"]
+        if kind == "ValidatingAdmissionPolicy":
+            assert mine["matchConditions"][0]["expression"] == (
+                "request.userInfo.username != 'system:serviceaccount:ops:canary-bot'"
+            )
+            mine, shipped = mine["validations"], shipped["validations"]
+        assert mine == shipped
+
+
 def test_notes_say_what_to_do_next_and_warn_about_a_default_namespace_out_of_reach(
     helm: Helm,
 ) -> None:

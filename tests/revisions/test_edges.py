@@ -47,6 +47,12 @@ async def release_in(cluster: Cluster, phase: str, index: int = 0) -> dict[str, 
     return found
 
 
+def ready(status: dict[str, Any]) -> tuple[str, str, str]:
+    """The Canary's Ready condition: (status, reason, message)."""
+    (found,) = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+    return found["status"], found["reason"], found["message"]
+
+
 def stable_pods_run(cluster: Cluster) -> set[str]:
     images: set[str] = set()
     for pod, found in cluster.pod_images().items():
@@ -101,6 +107,11 @@ async def test_after_a_rollback_the_spec_stays_and_the_status_says_what_runs(
     await start(cluster, controller_factory, **HELD)
     await kubectl(cluster, "set", "image", "deployment/podinfo", f"podinfod={NEW}")
     release = await release_in(cluster, "WaitingPromotion")
+    running = await cluster.wait(
+        lambda: (s := cluster.canary_status()).get("state") == "WaitingPromotion" and s,
+        "the Canary to show the running release",
+    )
+    assert ready(running)[:2] == ("False", "Running")
 
     abort = ControlRequest(id="abort-1", action="abort", user="U1", user_name="alice")
     await ReleaseStore(kube).request_control(cluster.namespace, release["metadata"]["name"], abort)
@@ -114,6 +125,7 @@ async def test_after_a_rollback_the_spec_stays_and_the_status_says_what_runs(
     message = status["message"]
     assert message.startswith(f"spec asks for podinfod={NEW}, pods run podinfod={OLD} (rolled back at")
     assert "aborted by alice" in message and message.endswith("push a fixed revision or revert")
+    assert ready(status) == ("False", "LeftPaused", message)
     dep = cluster.deployment()
     assert dep.spec.template.spec.containers[0].image == NEW  # as its owner wrote it
     assert dep.spec.paused is True

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
-from rollout.canaries import Canary
+from rollout.canaries import Canary, CanaryStatus, ready_condition
+from rollout.hold import owns_paused
 from rollout.models import Analysis
 from rollout.revisions import (
     changed_by,
-    owns_paused,
     release_spec,
     stable_images_of,
     template_hash,
 )
+from rollout.text import rolled_back
 
 TEMPLATE: dict[str, Any] = {
     "metadata": {"labels": {"app": "podinfo"}},
@@ -81,3 +83,38 @@ def test_stable_images_annotation_is_read_defensively() -> None:
     assert stable_images_of({"canarybot.io/stable-images": "not json"}) == {}
     assert stable_images_of({"canarybot.io/stable-images": "[1]"}) == {}
     assert stable_images_of({}) == {}
+
+
+def test_the_rolled_back_sentence_has_one_wording() -> None:
+    at = datetime(2026, 12, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    asks, runs = {"podinfod": "stefanprodan/podinfo:6.0.4"}, {"podinfod": "stefanprodan/podinfo:6.0.3"}
+
+    assert rolled_back(asks, runs, at, "request-success-rate 42% < 99%") == (
+        "spec asks for podinfod=stefanprodan/podinfo:6.0.4, pods run "
+        "podinfod=stefanprodan/podinfo:6.0.3 (rolled back at 2026-12-02T03:04:05Z: "
+        "request-success-rate 42% < 99%); push a fixed revision or revert"
+    )
+    assert rolled_back(asks, {}, None, "") == (
+        "spec asks for podinfod=stefanprodan/podinfo:6.0.4, pods run the previous revision "
+        "(rolled back); push a fixed revision or revert"
+    )
+
+
+def test_ready_condition_follows_the_state_and_keeps_its_transition_time() -> None:
+    earlier, now = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+
+    def ready(**status: Any) -> Any:
+        return ready_condition(CanaryStatus.model_validate(status), now)
+
+    assert (ready().status, ready().reason) == ("True", "Idle")
+    assert ready(state="Progressing").reason == "Running"
+    assert ready(state="Adopting").reason == "Running"
+    assert ready(state="Blocked", message="Deployment podinfo not found").message == (
+        "Deployment podinfo not found"
+    )
+    assert ready(state="Invalid").reason == "Blocked"
+    assert ready(lastRevision={"outcome": "Failed"}).reason == "LeftPaused"
+    assert ready(lastRevision={"outcome": "Superseded"}).reason == "Idle"
+    kept = {"type": "Ready", "status": "True", "reason": "Idle", "lastTransitionTime": earlier}
+    assert ready(conditions=[kept]).last_transition_time == earlier
+    assert ready(state="Progressing", conditions=[kept]).last_transition_time == now

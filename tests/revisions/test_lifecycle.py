@@ -36,8 +36,15 @@ async def test_adoption_pauses_the_deployment_and_records_what_pods_run(
     cluster: Cluster, controller_factory: ControllerFactory
 ) -> None:
     await adopted(cluster, controller_factory)
+    waited = await asyncio.to_thread(
+        cluster.kubectl, "wait", "--for=condition=Ready", "canary/podinfo", "--timeout=30s"
+    )
 
+    assert waited.strip() == "canary.canarybot.io/podinfo condition met"
     status = cluster.canary_status()
+    (condition,) = status["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("Ready", "True", "Idle")
+    assert condition["message"] == status["message"]
     assert status["state"] == "Idle"
     assert status["stableImages"] == {"podinfod": OLD}
     assert cluster.deployment().spec.paused is True

@@ -6,6 +6,8 @@
 - The spec fields that decide what runs cannot change after creation.
 - Images only replace containers the target has: a new name is refused at start, before
   any canary Deployment exists, and promotion never adds a container.
+- While canary-bot promotes a managed Deployment, the promotion-hold policy refuses a
+  change of its pod template from anyone else; scaling, labels, annotations pass.
 - In protected namespaces (kube-system, canary-bot's own, configured ones) the engine
   refuses the release and touches nothing.
 """
@@ -24,14 +26,24 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout.analysis import PrometheusProvider
 from rollout.engine import Engine
-from rollout.kube import Kube
+from rollout.hold import set_paused
+from rollout.kube import DEPLOYMENTS, Kube
 from rollout.models import CanaryRelease, Phase
 from rollout.notify import LoggingNotifier
 from rollout.preflight import protected_namespaces
 from rollout.store import ReleaseStore
 from rollout.workloads import CanaryWorkloads
+from sandbox.controlplane import ControlPlane
 from sandbox.sample_app import deploy_podinfo
 from tests.deploy.kubectl import MANIFESTS, SA_USER, Kubectl
+from tests.revisions.hold import (
+    ANNOTATION,
+    bot_identity,
+    hold_installed,
+    image_of,
+    promoting,
+    refusal,
+)
 from tests.security.conftest import NEW, apply, release
 
 pytestmark = pytest.mark.cluster
@@ -442,3 +454,89 @@ def test_policy_applies_to_a_canary_as_soon_as_the_kind_exists(
         "or change a Canary for it"
     ) in refused.stderr, refused.stderr
     assert allowed.returncode == 0, allowed.stderr
+
+
+# -- promotion hold ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def held_podinfo(
+    kubectl: Kubectl, control_plane: ControlPlane, kube_api_client: k8s.ApiClient, namespace: str
+) -> Iterator[Kube]:
+    """podinfo in a namespace under the promotion hold; canary-bot's identity (its
+    ServiceAccount) to write it with."""
+    deploy_podinfo(kube_api_client, namespace)
+    with hold_installed(kubectl, namespace), bot_identity(
+        kubectl, control_plane.kubeconfig, namespace
+    ) as bot:
+        yield bot
+
+
+def _podinfo(api: k8s.ApiClient, namespace: str) -> Any:
+    return k8s.AppsV1Api(api).read_namespaced_deployment("podinfo", namespace)
+
+
+async def test_promotion_hold_refuses_template_changes_while_canary_bot_promotes(
+    kubectl: Kubectl, kube_api_client: k8s.ApiClient, namespace: str, held_podinfo: Kube
+) -> None:
+    bot = held_podinfo
+    await set_paused(bot, namespace, "podinfo", True)
+    await set_paused(bot, namespace, "podinfo", False, promoting="podinfo-5d1f0c2a9e")
+    assert promoting(_podinfo(kube_api_client, namespace)) == "podinfo-5d1f0c2a9e"
+
+    def run(*args: str) -> Any:
+        return kubectl.run("-n", namespace, *args, check=False)
+
+    refused = run("set", "image", "deployment/podinfo", f"podinfod={NEW}")
+    restarted = run("rollout", "restart", "deployment/podinfo")
+    scaled = run("scale", "deployment/podinfo", "--replicas=3")  # the scale subresource
+    replicas = run("patch", "deployment/podinfo", "-p", '{"spec": {"replicas": 4}}')
+    labelled = run("label", "deployment/podinfo", "team=web")
+    annotated = run("annotate", "deployment/podinfo", "owner=platform")
+
+    assert refused.returncode != 0
+    assert refusal("podinfo-5d1f0c2a9e") in refused.stderr, refused.stderr
+    assert restarted.returncode != 0 and "is being promoted by canary-bot" in restarted.stderr
+    for done in (scaled, replicas, labelled, annotated):
+        assert done.returncode == 0, done.stderr
+    during = _podinfo(kube_api_client, namespace)
+    assert image_of(during) != NEW and during.spec.replicas == 4
+    assert during.metadata.labels["team"] == "web"
+
+    # canary-bot's own writes pass, a template change included (/canary start on a
+    # managed Deployment writes the new image into it)
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "podinfod", "image": NEW}]}}}}
+    await bot.strategic_patch(DEPLOYMENTS, namespace, "podinfo", patch)
+    assert image_of(_podinfo(kube_api_client, namespace)) == NEW
+
+    # the re-pause removes the mark, and with it the hold
+    await set_paused(bot, namespace, "podinfo", True)
+    after = _podinfo(kube_api_client, namespace)
+    assert promoting(after) == "" and after.spec.paused is True
+    allowed = run("set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.4")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+async def test_removing_the_mark_lifts_the_hold(
+    kubectl: Kubectl, kube_api_client: k8s.ApiClient, namespace: str, held_podinfo: Kube
+) -> None:
+    await set_paused(held_podinfo, namespace, "podinfo", False, promoting="podinfo-5d1f0c2a9e")
+
+    # removing it together with a template change is still refused (the old object counts)
+    both = kubectl.run(
+        "-n", namespace, "patch", "deployment/podinfo", "--type=json", "-p",
+        json.dumps([
+            {"op": "remove", "path": "/metadata/annotations/canarybot.io~1promoting"},
+            {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": NEW},
+        ]),
+        check=False,
+    )  # fmt: skip
+    lifted = kubectl.run("-n", namespace, "annotate", "deployment/podinfo", f"{ANNOTATION}-")
+    changed = kubectl.run(
+        "-n", namespace, "set", "image", "deployment/podinfo", f"podinfod={NEW}", check=False
+    )
+
+    assert both.returncode != 0 and refusal("podinfo-5d1f0c2a9e") in both.stderr, both.stderr
+    assert lifted.returncode == 0
+    assert changed.returncode == 0, changed.stderr
+    assert image_of(_podinfo(kube_api_client, namespace)) == NEW

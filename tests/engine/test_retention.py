@@ -153,6 +153,8 @@ async def test_a_finished_release_is_not_advanced_again_on_resync(
         await engine._stop_leading()
         await engine._start_leading()
         await _listed(engine, 4)
+        # every informer of the new term has listed (or learnt its kind is not installed)
+        assert await asyncio.to_thread(engine.cache.wait_synced, 30), "the cache did not list"
         after = dict(engine_kube.requests.counts)
         sent = {
             k: after[k] - before.get(k, 0)
@@ -160,13 +162,16 @@ async def test_a_finished_release_is_not_advanced_again_on_resync(
             if after[k] != before.get(k, 0) and k[0] != "WATCH"
         }
         # four lists of releases, nothing else (watches aside): no release read, no
-        # status written; the new term's watch cache lists Deployments, Services and
-        # Ingresses once each (one list per kind, not one read per release)
+        # status written; the new term's watch cache lists Deployments, Services,
+        # Ingresses, HTTPRoutes and GRPCRoutes once each (one list per kind, not one read
+        # per release; a route list answered 404 where the Gateway API CRDs are missing)
         assert sent == {
             ("GET", "canaryreleases"): 4,
             ("GET", "deployments"): 1,
             ("GET", "services"): 1,
             ("GET", "ingresses"): 1,
+            ("GET", "httproutes"): 1,
+            ("GET", "grpcroutes"): 1,
         }, sent
 
         # a control request that arrives after the end is still audited (once)

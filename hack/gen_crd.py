@@ -516,6 +516,12 @@ CANARY_COLUMNS = [
 ]
 
 
+# Fields a list may select on (``fieldSelector=spec.targetRef.name=podinfo``, Kubernetes
+# 1.32+): a start's checks read the releases of one Deployment or one Ingress, not all of
+# the namespace's with their histories (rollout/preflight.py, rollout/ownership.py).
+SELECTABLE = [{"jsonPath": ".spec.targetRef.name"}, {"jsonPath": ".spec.ingressRef.name"}]
+
+
 def _definition(
     names: Schema, spec: Schema, status: Schema, columns: list[Schema], doc: str
 ) -> Schema:
@@ -526,6 +532,7 @@ def _definition(
         "storage": True,
         "subresources": {"status": {}},
         "additionalPrinterColumns": columns,
+        "selectableFields": SELECTABLE,
         "schema": {
             "openAPIV3Schema": {
                 "description": _clean(doc),

@@ -21,7 +21,7 @@ async def ownership_problems(
     kube: Kube, namespace: str, name: str, spec: CanaryReleaseSpec
 ) -> list[str]:
     """Why release ``name`` may not use its canary names; [] when it may."""
-    releases = await kube.list_objects(RELEASES, namespace)
+    releases = await _neighbours(kube, namespace, spec)
     shared = _ingress_in_use(releases, namespace, name, spec)
     problems = []
     for resource, kind, object_name in _canary_objects(spec):
@@ -31,6 +31,21 @@ async def ownership_problems(
         if problem is not None:
             problems.append(problem)
     return problems + ([shared] if shared else [])
+
+
+async def _neighbours(kube: Kube, namespace: str, spec: CanaryReleaseSpec) -> list[JsonObject]:
+    """The releases that may own this release's canary names: those of its Deployment and
+    those behind its Ingress (selected by the API server, not the whole namespace)."""
+    found = await kube.list_objects(
+        RELEASES, namespace, fields={"spec.targetRef.name": spec.target_ref.name}
+    )
+    if spec.ingress_ref is not None:
+        names = {r["metadata"]["name"] for r in found}
+        behind = await kube.list_objects(
+            RELEASES, namespace, fields={"spec.ingressRef.name": spec.ingress_ref.name}
+        )
+        found += [r for r in behind if r["metadata"]["name"] not in names]
+    return found
 
 
 def _canary_objects(spec: CanaryReleaseSpec) -> list[tuple[Resource, str, str]]:
@@ -57,6 +72,9 @@ async def _taken(
     if owner.startswith("CanaryRelease "):
         other = owner.removeprefix("CanaryRelease ").split(" ", 1)[0]
         phase = _phase_of(releases, other)
+        if not phase:  # not among the neighbours: ask for that release by name
+            found = await kube.get(RELEASES, namespace, other)
+            phase = _phase_of([found], other) if found is not None else ""
         if phase in FINAL_PHASES:
             # a finished release's canary, deleted right after its outcome was stored: the
             # new release creates its own once it is gone (ensure_canary waits for that)

@@ -86,7 +86,7 @@ async def check_start(
             "needs the app's Ingress to shift traffic (set it with ingress=<name>)"
         )
     problems += await route_problems(kube, namespace, spec, uid)
-    for raw in await kube.list_objects(RELEASES, namespace):
+    for raw in await kube.list_objects(RELEASES, namespace, fields={"spec.targetRef.name": target}):
         other = raw["metadata"]["name"]
         if other == name:
             continue

@@ -193,6 +193,21 @@ def release_spec(
     )
 
 
+def release_object(canary: Canary, name: str, spec: CanaryReleaseSpec, revision: str) -> JsonObject:
+    """The CanaryRelease of ``revision``: labelled with its Canary and template hash, owned
+    by the Canary (not its controller: deleting the Canary must not delete the history),
+    with the stable images the release was opened against."""
+    labels = {CANARY_LABEL: canary.metadata.name, HASH_LABEL: revision}
+    body = new_object(name, canary.metadata.namespace, spec, labels)
+    stable = json.dumps(canary.status.stable_images, sort_keys=True)
+    body["metadata"]["annotations"] = {STABLE_ANNOTATION: stable}
+    owner: JsonObject = {"apiVersion": API_VERSION, "kind": CANARY_KIND}
+    owner |= {"name": canary.metadata.name, "uid": canary.metadata.uid}
+    owner |= {"controller": False, "blockOwnerDeletion": False}
+    body["metadata"]["ownerReferences"] = [owner]
+    return body
+
+
 def _outcome(release: JsonObject) -> str:
     status = release.get("status") or {}
     if status.get("phase") == Phase.SUCCEEDED.value:
@@ -461,21 +476,7 @@ class Revisions:
             1 for r in releases if r["metadata"].get("labels", {}).get(HASH_LABEL) == current
         )
         name = f"{canary.metadata.name[:40]}-{current}" + (f"-{again + 1}" if again else "")
-        labels = {CANARY_LABEL: canary.metadata.name, HASH_LABEL: current}
-        body = new_object(name, namespace, spec, labels)
-        body["metadata"]["annotations"] = {
-            STABLE_ANNOTATION: json.dumps(canary.status.stable_images, sort_keys=True)
-        }
-        body["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": API_VERSION,
-                "kind": CANARY_KIND,
-                "name": canary.metadata.name,
-                "uid": canary.metadata.uid,
-                "controller": False,
-                "blockOwnerDeletion": False,
-            }
-        ]
+        body = release_object(canary, name, spec, current)
         with contextlib.suppress(Conflict):  # created by an earlier pass that then failed
             await self.kube.create(RELEASES, namespace, body)
         images = template_images(template)

@@ -51,6 +51,7 @@ pytestmark = pytest.mark.cluster
 POLICY = "canary-bot-target-access"
 ALICE = "alice@example.com"  # may create CanaryReleases, may not patch Deployments
 BOB = "bob@example.com"  # may do both
+CAROL = "carol@example.com"  # may do both, and may update the HTTPRoute web
 
 
 def _rbac(namespace: str) -> list[dict[str, Any]]:
@@ -88,8 +89,20 @@ def _rbac(namespace: str) -> list[dict[str, Any]]:
             "deployer",
             [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch"]}],
         ),
-        binding("releasers", "releaser", [user(ALICE), user(BOB), bot]),
-        binding("deployers", "deployer", [user(BOB)]),
+        role(
+            "route-editor",
+            [
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": ["httproutes"],
+                    "resourceNames": ["web"],
+                    "verbs": ["get", "update"],
+                }
+            ],
+        ),
+        binding("releasers", "releaser", [user(ALICE), user(BOB), user(CAROL), bot]),
+        binding("deployers", "deployer", [user(BOB), user(CAROL)]),
+        binding("route-editors", "route-editor", [user(CAROL)]),
     ]
 
 
@@ -172,6 +185,36 @@ def test_policy_allows_a_user_who_may_patch_and_canary_bot_itself(
     )
     assert steer.returncode != 0
     assert f"{ALICE} may not patch Deployment podinfo" in steer.stderr, steer.stderr
+
+
+def routed(name: str) -> dict[str, Any]:
+    """A release routed through the HTTPRoute ``web`` instead of an Ingress."""
+    body = release(name, provider="contour")
+    del body["spec"]["ingressRef"]
+    body["spec"]["routeRef"] = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "name": "web",
+    }
+    return body
+
+
+def test_a_routed_release_needs_the_right_to_update_its_route(
+    kubectl: Kubectl, admission_policy: str
+) -> None:
+    namespace = admission_policy
+    # bob may patch the Deployment but not edit the route canary-bot would edit for him
+    done = _refused_once_active(kubectl, namespace, routed("by-bob"), BOB)
+    assert done.returncode != 0, "bob's routed CanaryRelease was accepted"
+    assert (
+        f"{BOB} may not update HTTPRoute web in namespace {namespace}, so may not create or "
+        "change a CanaryRelease routed through it: canary-bot would edit that route on "
+        "their behalf."
+    ) in done.stderr, done.stderr
+    by_carol = apply(kubectl, namespace, routed("by-carol"), user=CAROL)
+    assert by_carol.returncode == 0, by_carol.stderr
+    by_bot = apply(kubectl, namespace, routed("by-bot"), user=SA_USER)
+    assert by_bot.returncode == 0, by_bot.stderr
 
 
 # -- immutable spec ----------------------------------------------------------------------

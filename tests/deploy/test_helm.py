@@ -711,6 +711,12 @@ async def test_engine_as_the_charts_service_account_completes_the_tutorial_rollo
                 f"the engine to take the Lease\n{process.log()}",
             )
             release = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 180)
+            # the canary goes right after the outcome is stored: wait for it before the stop
+            wait_for(
+                lambda: not canary_objects(kube_api_client, namespace),
+                30,
+                f"the canary to be deleted\n{process.log()}",
+            )
             exit_code = process.stop()
         log = process.log()
     finally:

@@ -6,6 +6,7 @@ suite runs in minutes; everything else is the tutorial's analysis block.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -180,7 +181,8 @@ async def test_tutorial_release_promotes_step_by_step(
     assert "Routing all traffic to primary" in story
     assert target_image(kube_api_client, namespace) == NEW
     await canary_deleted(kube_api_client, namespace)
-    sim.wait_for_weight(0, timeout=10)  # the data plane follows the Ingress within ticks
+    # the data plane follows the Ingress within ticks (waited for off the engine's loop)
+    await asyncio.to_thread(sim.wait_for_weight, 0, timeout=10)
     # the load tester was asked to run the acceptance test and the load test
     assert loadtester.calls("acceptance-test") and loadtester.calls("load-test")
     rate = next(m for m in release.status.metrics if m.name == "request-success-rate")
@@ -247,7 +249,8 @@ async def test_http_500s_roll_back_after_threshold(
     assert measured.value is not None and 30 < measured.value < 70
     assert target_image(kube_api_client, namespace) == OLD
     await canary_deleted(kube_api_client, namespace)
-    sim.wait_for_weight(0, timeout=10)  # the data plane follows the Ingress within ticks
+    # the data plane follows the Ingress within ticks (waited for off the engine's loop)
+    await asyncio.to_thread(sim.wait_for_weight, 0, timeout=10)
     assert release.status.canary_weight == 0
 
 
@@ -377,7 +380,7 @@ async def test_abort_request_routes_traffic_back_within_a_second(
     # the interval is 30 s: only the watch can explain a prompt reaction
     assert latency < 10, f"abort took {latency:.2f}s"
     await canary_deleted(kube_api_client, namespace)
-    sim.wait_for_weight(0, timeout=5)
+    await asyncio.to_thread(sim.wait_for_weight, 0, timeout=5)
 
 
 async def _async(value: Any) -> Any:

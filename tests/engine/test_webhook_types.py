@@ -7,6 +7,7 @@ server, real Prometheus, simulated traffic; intervals shortened to 2 s.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -110,7 +111,7 @@ async def test_every_webhook_type_follows_the_load_testers_gates(
     ], story
     assert target_image(kube_api_client, namespace) == NEW
     await canary_deleted(kube_api_client, namespace)
-    sim.wait_for_weight(0, timeout=10)
+    await asyncio.to_thread(sim.wait_for_weight, 0, timeout=10)
 
     # pre-rollout and rollout hooks ran their commands; traffic gates were asked
     assert loadtester.calls("acceptance-test") and loadtester.calls("load-test")
@@ -121,7 +122,9 @@ async def test_every_webhook_type_follows_the_load_testers_gates(
     assert {"Waiting", "Progressing", "WaitingPromotion"} <= phases, phases
     assert all(c.status == 403 for c in loadtester.calls(path="/rollback/check"))
     # post-rollout: once, after the outcome is stored
-    notified = loadtester.wait_for_call(predicate=lambda c: c.cmd == "echo done", timeout=30)
+    notified = await asyncio.to_thread(
+        loadtester.wait_for_call, predicate=lambda c: c.cmd == "echo done", timeout=30
+    )
     assert notified.phase == "Succeeded"
     # event hooks get each event's message
     told = [c.metadata.get("eventMessage", "") for c in loadtester.calls(path="/events")]
@@ -159,6 +162,7 @@ async def test_an_open_rollback_gate_rolls_back_a_progressing_release(
     release = await wait_phase(store, namespace, {Phase.SUCCEEDED, Phase.FAILED}, 30)
     assert release.status.phase == Phase.FAILED
     assert release.status.reason == "manual rollback requested by webhook manual-rollback"
+
     # the Event follows the stored status: wait for it rather than read once
     def told() -> bool:
         wanted = f"Rolling back podinfo.{namespace} manual rollback requested by webhook "
@@ -167,9 +171,11 @@ async def test_an_open_rollback_gate_rolls_back_a_progressing_release(
     await async_wait_for(told, 20, "the RolledBack event")
     assert target_image(kube_api_client, namespace) == OLD
     await canary_deleted(kube_api_client, namespace)
-    sim.wait_for_weight(0, timeout=10)
+    await asyncio.to_thread(sim.wait_for_weight, 0, timeout=10)
     # post-rollout hooks run after a rollback too, with the Failed phase
-    notified = loadtester.wait_for_call(predicate=lambda c: c.cmd == "echo done", timeout=30)
+    notified = await asyncio.to_thread(
+        loadtester.wait_for_call, predicate=lambda c: c.cmd == "echo done", timeout=30
+    )
     assert notified.phase == "Failed"
 
 

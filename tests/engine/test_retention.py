@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 from rollout.controller import Controller, EngineSettings
-from rollout.kube import RELEASES, Kube
+from rollout.kube import RELEASES, Conflict, Kube
 from rollout.models import (
+    CanaryRelease,
     CanaryReleaseSpec,
     CanaryReleaseStatus,
     ControlRequest,
@@ -50,12 +51,18 @@ async def finished(
     store: ReleaseStore, namespace: str, name: str, target: str, minutes: int
 ) -> None:
     """A release that ended ``minutes`` after BASE_TIME, its end already reported."""
-    created = await store.create(namespace, name, spec(target))
+    release: CanaryRelease | None = await store.create(namespace, name, spec(target))
     at = BASE_TIME + timedelta(minutes=minutes)
     phase = Phase.SUCCEEDED if minutes % 2 else Phase.FAILED
-    await store.write_status(
-        created, CanaryReleaseStatus(phase=phase, started_at=at, finished_at=at)
-    )
+    status = CanaryReleaseStatus(phase=phase, started_at=at, finished_at=at)
+    for _ in range(5):
+        assert release is not None
+        try:
+            await store.write_status(release, status)
+            return
+        except Conflict:  # a running engine saw the new release first: write over it
+            release = await store.get(namespace, name)
+    raise AssertionError(f"could not mark {name} finished")
 
 
 @pytest.fixture

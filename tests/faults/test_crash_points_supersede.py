@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from rollout.hold import PROMOTING_ANNOTATION
 from rollout.models import CanaryRelease, Phase
 from rollout.revisions import HASH_LABEL, template_hash
 from sandbox.controlplane import ControlPlane
@@ -113,7 +114,11 @@ class PodAudit:
             # read after the pod was seen: a pod made before the promotion fails here
             second = release_of(self.api, self.namespace, NEWER)
             phase = second.status.phase.value if second else "no release yet"
-            if phase in PROMOTED:
+            # the promotion's unpause marks the Deployment with the release in the same
+            # write, a moment before the engine stores Promoting
+            target = k8s.AppsV1Api(self.api).read_namespaced_deployment(APP, self.namespace)
+            marked = (target.metadata.annotations or {}).get(PROMOTING_ANNOTATION)
+            if phase in PROMOTED or (second is not None and marked == second.metadata.name):
                 self.promoted.add(pod.metadata.name)
             else:
                 first = release_of(self.api, self.namespace, NEW)

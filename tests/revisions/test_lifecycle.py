@@ -11,6 +11,7 @@ import pytest
 
 from tests.fixtures.engine import ControllerFactory
 from tests.revisions.conftest import OLD, Cluster, canary_manifest
+from tests.revisions.hold import promoting
 
 pytestmark = [pytest.mark.cluster]
 
@@ -69,11 +70,16 @@ async def test_set_image_runs_a_release_and_promotion_rolls_the_deployment(
 
     def finished() -> str:
         (current,) = cluster.releases()
-        if cluster.phase(current) not in ("Promoting", "Finalising", "Succeeded"):
+        # the promotion's unpause marks the Deployment in the same write, a moment before
+        # the engine stores Promoting: a marked Deployment is promoting
+        marked = promoting(cluster.deployment())
+        if cluster.phase(current) not in ("Promoting", "Finalising", "Succeeded") and not marked:
             for pod, images in cluster.pod_images().items():
                 if not pod.startswith("podinfo-canary-"):
                     before_promotion.update(images)
         return cluster.phase(current) if cluster.phase(current) in ("Succeeded", "Failed") else ""
+
+    finished()  # one look while the release is surely before its promotion
 
     assert await cluster.wait(finished, "the release to end", timeout=120) == "Succeeded"
     # Until promotion, no pod of the user's Deployment ran the new image.

@@ -51,7 +51,15 @@ def _set_spec_schema(api: k8s.ApiClient, spec_schema: dict[str, Any]) -> None:
     ext = k8s.ApiextensionsV1Api(api)
     crd = ext.read_custom_resource_definition(CRD_NAME)
     body = api.sanitize_for_serialization(crd)
-    body["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = spec_schema
+    version = body["spec"]["versions"][0]
+    version["schema"]["openAPIV3Schema"]["properties"]["spec"] = spec_schema
+    # only fields the schema declares can be selectable: drop them while the spec is
+    # relaxed, and put the shipped ones back with the strict schema
+    shipped = yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]
+    if "properties" in spec_schema:
+        version["selectableFields"] = shipped.get("selectableFields", [])
+    else:
+        version.pop("selectableFields", None)
     ext.replace_custom_resource_definition(CRD_NAME, body)
 
 

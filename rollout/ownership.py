@@ -18,10 +18,15 @@ from rollout.owner import created_by_release, describe_owner
 
 
 async def ownership_problems(
-    kube: Kube, namespace: str, name: str, spec: CanaryReleaseSpec
+    kube: Kube,
+    namespace: str,
+    name: str,
+    spec: CanaryReleaseSpec,
+    of_target: list[JsonObject],
 ) -> list[str]:
-    """Why release ``name`` may not use its canary names; [] when it may."""
-    releases = await _neighbours(kube, namespace, spec)
+    """Why release ``name`` may not use its canary names; [] when it may. ``of_target``:
+    the releases of its Deployment, as the preflight listed them."""
+    releases = await _neighbours(kube, namespace, spec, of_target)
     shared = _ingress_in_use(releases, namespace, name, spec)
     problems = []
     for resource, kind, object_name in _canary_objects(spec):
@@ -33,12 +38,12 @@ async def ownership_problems(
     return problems + ([shared] if shared else [])
 
 
-async def _neighbours(kube: Kube, namespace: str, spec: CanaryReleaseSpec) -> list[JsonObject]:
+async def _neighbours(
+    kube: Kube, namespace: str, spec: CanaryReleaseSpec, of_target: list[JsonObject]
+) -> list[JsonObject]:
     """The releases that may own this release's canary names: those of its Deployment and
     those behind its Ingress (selected by the API server, not the whole namespace)."""
-    found = await kube.list_objects(
-        RELEASES, namespace, fields={"spec.targetRef.name": spec.target_ref.name}
-    )
+    found = list(of_target)
     if spec.ingress_ref is not None:
         names = {r["metadata"]["name"] for r in found}
         behind = await kube.list_objects(

@@ -86,7 +86,8 @@ async def check_start(
             "needs the app's Ingress to shift traffic (set it with ingress=<name>)"
         )
     problems += await route_problems(kube, namespace, spec, uid)
-    for raw in await kube.list_objects(RELEASES, namespace, fields={"spec.targetRef.name": target}):
+    of_target = await kube.list_objects(RELEASES, namespace, fields={"spec.targetRef.name": target})
+    for raw in of_target:
         other = raw["metadata"]["name"]
         if other == name:
             continue
@@ -97,4 +98,4 @@ async def check_start(
                 f"Deployment {target} already has a rollout in progress ({other}, {phase}); "
                 f"wait for it or abort it with `/canary abort {other} -n {namespace}`"
             )
-    return problems + await ownership_problems(kube, namespace, name, spec)
+    return problems + await ownership_problems(kube, namespace, name, spec, of_target)

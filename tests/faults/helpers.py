@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from rollout.models import CanaryRelease, CanaryReleaseSpec, new_object
 from sandbox.controlplane import ControlPlane
 from tests.faults.conftest import EngineProcess
+from tests.fixtures.engine import wait_for
 
 OLD = "stefanprodan/podinfo:6.0.0"
 NEW = "stefanprodan/podinfo:6.0.3"
@@ -402,3 +403,21 @@ def dispatched(api: k8s.ApiClient, schema: str) -> int:
         if line.startswith("apiserver_flowcontrol_dispatched_requests_total{") and label in line:
             count += float(line.rsplit(" ", 1)[1])
     return int(count)
+
+
+def killed_at_failpoint(engine: EngineProcess, point: str) -> None:
+    """Wait until ``engine`` killed itself (SIGKILL) at failpoint ``point``."""
+    code = wait_for(
+        lambda: None if engine.alive else engine.wait_exit(1),
+        120,
+        f"the engine to die at failpoint {point}",
+        interval=0.2,
+    )
+    assert code == -9, f"the engine exited with {code}, not SIGKILL:\n{engine.log()}"
+    assert f"failpoint {point}" in engine.current_log(), engine.log()
+
+
+def restart_without_failpoint(engine: EngineProcess) -> None:
+    """Start ``engine`` again, as it runs in production (no failpoint armed)."""
+    engine.env.pop("CANARY_BOT_CRASH_AT")
+    engine.start()

@@ -33,8 +33,10 @@ from tests.faults.helpers import (
     canary_weight_on_ingress,
     create,
     image_of,
+    killed_at_failpoint,
     outbox_problems,
     releases,
+    restart_without_failpoint,
     spec,
     story,
 )
@@ -173,18 +175,10 @@ def test_a_kill_after_any_step_of_an_ending_keeps_the_decided_outcome(
     if ending.abort:
         abort_when_progressing(kube_api_client, namespace)
 
-    code = wait_for(
-        lambda: None if engine.alive else engine.wait_exit(1),
-        120,
-        f"the engine to die at failpoint {point}",
-        interval=0.2,
-    )
-    assert code == -9, f"the engine exited with {code}, not SIGKILL:\n{engine.log()}"
-    assert f"failpoint {point}" in engine.current_log(), engine.log()
+    killed_at_failpoint(engine, point)
     check_at_kill(kube_api_client, namespace, ending, point)
 
-    engine.env.pop("CANARY_BOT_CRASH_AT")
-    engine.start()
+    restart_without_failpoint(engine)
 
     def ended() -> CanaryRelease | None:
         release = releases(kube_api_client, namespace)[APP]

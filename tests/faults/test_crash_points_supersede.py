@@ -31,8 +31,10 @@ from tests.faults.helpers import (
     NEW,
     canary_objects,
     canary_weight_on_ingress,
+    killed_at_failpoint,
     outbox_problems,
     releases,
+    restart_without_failpoint,
     story,
 )
 from tests.fixtures.engine import wait_for
@@ -182,18 +184,10 @@ def test_a_kill_during_a_supersede_still_rolls_out_the_newest_revision(
         cluster.kubectl("set", "image", f"deployment/{APP}", f"podinfod={NEW}")
         revision = supersede_when_progressing(cluster, kube_api_client)
 
-        code = wait_for(
-            lambda: None if engine.alive else engine.wait_exit(1),
-            120,
-            f"the engine to die at failpoint {point}",
-            interval=0.2,
-        )
-        assert code == -9, f"the engine exited with {code}, not SIGKILL:\n{engine.log()}"
-        assert f"failpoint {point}" in engine.current_log(), engine.log()
+        killed_at_failpoint(engine, point)
         check_at_kill(kube_api_client, namespace, point, revision)
 
-        engine.env.pop("CANARY_BOT_CRASH_AT")
-        engine.start()
+        restart_without_failpoint(engine)
         first, second = finish(cluster, kube_api_client, loadtester)
         engine.stop()
 

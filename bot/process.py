@@ -36,6 +36,7 @@ from bot.slack_client import make_client
 from bot.slack_port import SlackPort
 from bot.web import EarlyAck, build_metrics_app, build_web_app, serve
 from rollout.analysis import PrometheusProvider
+from rollout.cache import WatchCache, front_cache
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.lease_namespace import check_lease_namespace
@@ -122,6 +123,8 @@ class BotProcess:
     _responder: Responder | None = None
     _slack_port: SlackPort | None = None
     _early_ack: EarlyAck | None = None
+    # the front's watch of CanaryReleases (``rollout.cache.front_cache``)
+    reads: WatchCache | None = None
 
     async def start(self) -> None:
         """Connect to the cluster and Slack, serve HTTP, start the engine."""
@@ -144,10 +147,14 @@ class BotProcess:
                 metrics=metrics,
                 timelines=timeline_source(self._chart_prometheus),
             )
+        # commands read releases from a watch, not a LIST/GET decoded per command
+        self.reads = front_cache(kube, self.namespace)
+        self.reads.start()
+        reads = kube.cached(self.reads)
         operations = Operations(
             config=config,
-            store=ReleaseStore(kube),
-            kube=kube,
+            store=ReleaseStore(reads),
+            kube=reads,
             authorizer=Authorizer(
                 # at a terminal the operator acts with their own kube credentials
                 CONSOLE_AUTHORIZATION if transport == "console" else config.authorization,
@@ -284,6 +291,8 @@ class BotProcess:
             self._chart_prometheus.close()
         if self._slack_port is not None:
             await self._slack_port.stop()
+        if self.reads is not None:
+            self.reads.stop()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         if self._responder is not None:  # after the web runner: no request answers later

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from rollout.kube import (
     Kube,
     KubeError,
     Resource,
+    matching,
 )
 
 log = logging.getLogger("canary_bot.cache")
@@ -150,8 +151,12 @@ class Informer:
         # copied outside the lock: stored objects are replaced, never changed in place
         return True, _clone(obj) if obj is not None else None
 
-    def select(self, namespace: str | None) -> list[JsonObject] | None:
-        """Copies of every cached object (of one namespace, or all), None when not served."""
+    def select(
+        self, namespace: str | None, fields: Mapping[str, str] | None = None
+    ) -> list[JsonObject] | None:
+        """Copies of the cached objects (of one namespace, or all; with ``fields``, only
+        those whose dotted paths hold these values), None when not served. Only the chosen
+        objects are copied: a lookup of one Deployment's releases costs those releases."""
         with self._lock:
             if not self._synced.is_set():
                 return None
@@ -160,7 +165,7 @@ class Informer:
                 for (ns, _), obj in self._objects.items()
                 if namespace is None or ns == namespace
             ]
-        return [_clone(obj) for obj in chosen]
+        return [_clone(obj) for obj in matching(chosen, fields)]
 
     def covers(self, namespace: str | None) -> bool:
         """Whether this informer's scope holds every object of ``namespace``."""
@@ -385,13 +390,17 @@ class WatchCache:
         return informer.lookup(namespace, name)
 
     def select(
-        self, resource: Resource, namespace: str | None, label_selector: str
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str,
+        fields: Mapping[str, str] | None = None,
     ) -> list[JsonObject] | None:
         """See ``ReadCache.select`` (selectors other than the informer's go to the server)."""
         informer = self.informer(resource)
         if informer is None or label_selector or not informer.covers(namespace):
             return None
-        return informer.select(namespace)
+        return informer.select(namespace, fields)
 
     def written(self, resource: Resource, obj: JsonObject) -> None:
         """See ``ReadCache.written``."""
@@ -437,3 +446,17 @@ def engine_cache(
         Informer(kube, GRPCROUTES, namespace, kind="GRPCRoute", watch_seconds=120),
     ]
     return EngineCache(releases, others if workloads else ())
+
+
+def front_cache(kube: Kube, namespace: str | None) -> WatchCache:
+    """The command front's reads: every CanaryRelease of its scope, whatever its shard.
+
+    ``status``, ``list``, ``history``, a start's checks and the clicks read releases from
+    here instead of a LIST or GET decoded per command. It is the front's own informer,
+    not the engine's: an engine's holds only its shard's releases (and only while it
+    leads), where the front answers for all of them. The front's writes go through the
+    same ``Kube.cached`` view, so a read after a write sees at least what was written.
+    """
+    return WatchCache(
+        [Informer(kube, RELEASES, namespace, kind="CanaryRelease", watch_seconds=30)]
+    )

@@ -132,14 +132,23 @@ class ReleaseStore:
         raw = await self.get_raw(namespace, name)
         return parse_release(raw) if raw is not None else None
 
-    async def list_objects(self, namespace: str | None = None) -> list[CanaryRelease]:
-        """All valid releases (in a namespace or everywhere), oldest first."""
-        return (await self.list_all(namespace)).releases
+    async def list_objects(
+        self, namespace: str | None = None, target: str | None = None
+    ) -> list[CanaryRelease]:
+        """All valid releases (in a namespace or everywhere; of one Deployment, when
+        ``target`` is given), oldest first."""
+        return (await self.list_all(namespace, target)).releases
 
-    async def list_all(self, namespace: str | None = None) -> Listing:
-        """Valid releases oldest first, and the objects that cannot be read, by name."""
+    async def list_all(self, namespace: str | None = None, target: str | None = None) -> Listing:
+        """Valid releases oldest first, and the objects that cannot be read, by name.
+
+        ``target`` selects the releases whose ``spec.targetRef.name`` is that Deployment
+        before any is validated: the API server or the watch cache does the choosing, so
+        a lookup of one Deployment costs its releases, not the namespace's.
+        """
+        fields = {"spec.targetRef.name": target} if target is not None else None
         releases, invalid = [], []
-        for raw in await self.kube.list_objects(RELEASES, namespace):
+        for raw in await self.kube.list_objects(RELEASES, namespace, fields=fields):
             try:
                 releases.append(parse_release(raw))
             except InvalidRelease as exc:

@@ -43,7 +43,7 @@ from rollout.lease_namespace import check_lease_namespace
 from rollout.models import Analysis
 from rollout.notify import Notifier
 from rollout.preflight import parse_namespace_list
-from rollout.store import ReleaseStore
+from rollout.store import ParsedReleases, ReleaseStore
 from rollout.timeline import timeline_source
 
 log = logging.getLogger("canary_bot.process")
@@ -153,7 +153,7 @@ class BotProcess:
         reads = kube.cached(self.reads)
         operations = Operations(
             config=config,
-            store=ReleaseStore(reads),
+            store=ReleaseStore(reads, ParsedReleases()),
             kube=reads,
             authorizer=Authorizer(
                 # at a terminal the operator acts with their own kube credentials

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 
 from rollout.kube import RELEASES, Kube
-from rollout.models import CanaryReleaseSpec
+from rollout.models import CanaryReleaseSpec, new_object
 from rollout.shards import SHARD_LABEL
-from rollout.store import ReleaseStore
+from rollout.store import InvalidRelease, ParsedReleases, ReleaseStore
 from sandbox.slack_fake import SlackFake
 from tests.bot.harness import (
     ALICE,
@@ -98,3 +99,25 @@ async def test_a_start_is_seen_by_the_next_command_and_reads_no_release_list(
     assert "Started release `podinfo-" in started
     name = started.split("`")[1]
     assert f"Canary {name}.{namespace}" in told[0], told
+
+
+def test_an_unchanged_version_is_validated_once_and_a_new_one_again() -> None:
+    parsed = ParsedReleases(size=2)
+    raw = new_object("podinfo-a", "test", SPEC)
+    raw["metadata"].update(uid="uid-a", resourceVersion="7")
+    first = parsed.parse(raw)
+    assert parsed.parse(copy.deepcopy(raw)) is first
+    raw["metadata"]["resourceVersion"] = "8"
+    raw["spec"]["images"] = {"podinfod": "stefanprodan/podinfo:6.0.4"}
+    second = parsed.parse(raw)
+    assert second is not first and second.spec.images == {"podinfod": "stefanprodan/podinfo:6.0.4"}
+    # without a version (an object not from the API server) nothing is remembered
+    del raw["metadata"]["resourceVersion"]
+    assert parsed.parse(raw) is not parsed.parse(raw)
+    # an invalid object is refused every time, with the reason
+    raw["metadata"]["resourceVersion"] = "9"
+    raw["spec"]["images"] = "not a map"
+    with pytest.raises(InvalidRelease, match=r"spec\.images"):
+        parsed.parse(raw)
+    with pytest.raises(InvalidRelease):
+        parsed.parse(raw)

@@ -36,7 +36,7 @@ from bot.slack_client import make_client
 from bot.slack_port import SlackPort
 from bot.web import EarlyAck, build_metrics_app, build_web_app, serve
 from rollout.analysis import PrometheusProvider
-from rollout.cache import WatchCache, front_cache
+from rollout.cache import FrontCache, front_cache
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.lease_namespace import check_lease_namespace
@@ -124,7 +124,7 @@ class BotProcess:
     _slack_port: SlackPort | None = None
     _early_ack: EarlyAck | None = None
     # the front's watch of CanaryReleases (``rollout.cache.front_cache``)
-    reads: WatchCache | None = None
+    reads: FrontCache | None = None
 
     async def start(self) -> None:
         """Connect to the cluster and Slack, serve HTTP, start the engine."""
@@ -235,6 +235,8 @@ class BotProcess:
             profiles=self._profile,
         )
         await self.controller.start()
+        if self.reads is not None:  # its Deployments, Ingresses, routes: while it leads
+            self.reads.share(self.controller.cache)
 
     def _profile(self, name: str) -> Analysis | None:
         """The analysis profile a Canary names (``spec.profile``), None when there is none."""

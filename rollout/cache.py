@@ -448,7 +448,64 @@ def engine_cache(
     return EngineCache(releases, others if workloads else ())
 
 
-def front_cache(kube: Kube, namespace: str | None) -> WatchCache:
+class FrontCache(WatchCache):
+    """The command front's reads: its own informers, and for the kinds it has none of,
+    the engine's of the same process (``share``). Those serve only while that engine
+    leads; otherwise, as for any cache that cannot answer, reads go to the server."""
+
+    def __init__(self, informers: Iterable[Informer] = ()) -> None:
+        super().__init__(informers)
+        self._shared: WatchCache | None = None
+
+    def share(self, other: WatchCache) -> None:
+        """Answer the kinds this cache has no informer of from ``other`` (whose informers
+        stay ``other``'s to start and stop)."""
+        self._shared = other
+
+    def _owner(self, resource: Resource) -> WatchCache | None:
+        """The other cache that answers for ``resource``, None when it is this one's."""
+        return self._shared if self.informer(resource) is None else None
+
+    def lookup(
+        self, resource: Resource, namespace: str, name: str
+    ) -> tuple[bool, JsonObject | None]:
+        """See ``ReadCache.lookup``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            return owner.lookup(resource, namespace, name)
+        return super().lookup(resource, namespace, name)
+
+    def select(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> list[JsonObject] | None:
+        """See ``ReadCache.select``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            return owner.select(resource, namespace, label_selector, fields)
+        return super().select(resource, namespace, label_selector, fields)
+
+    def written(self, resource: Resource, obj: JsonObject) -> None:
+        """See ``ReadCache.written``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            owner.written(resource, obj)
+        else:
+            super().written(resource, obj)
+
+    def invalidate(self, resource: Resource, namespace: str, name: str) -> None:
+        """See ``ReadCache.invalidate``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            owner.invalidate(resource, namespace, name)
+        else:
+            super().invalidate(resource, namespace, name)
+
+
+def front_cache(kube: Kube, namespace: str | None) -> FrontCache:
     """The command front's reads: every CanaryRelease of its scope, whatever its shard.
 
     ``status``, ``list``, ``history``, a start's checks and the clicks read releases from
@@ -456,7 +513,9 @@ def front_cache(kube: Kube, namespace: str | None) -> WatchCache:
     not the engine's: an engine's holds only its shard's releases (and only while it
     leads), where the front answers for all of them. The front's writes go through the
     same ``Kube.cached`` view, so a read after a write sees at least what was written.
+    Deployments, Ingresses and routes come from the engine's informers where the engine
+    runs in the same process (``FrontCache.share``).
     """
-    return WatchCache(
+    return FrontCache(
         [Informer(kube, RELEASES, namespace, kind="CanaryRelease", watch_seconds=30)]
     )

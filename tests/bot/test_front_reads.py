@@ -7,10 +7,11 @@ import copy
 
 import pytest
 
-from rollout.kube import RELEASES, Kube
+from rollout.kube import DEPLOYMENTS, INGRESSES, RELEASES, Kube
 from rollout.models import CanaryReleaseSpec, new_object
 from rollout.shards import SHARD_LABEL
 from rollout.store import InvalidRelease, ParsedReleases, ReleaseStore
+from sandbox.sample_app import PODINFO_IMAGE
 from sandbox.slack_fake import SlackFake
 from tests.bot.harness import (
     ALICE,
@@ -121,3 +122,36 @@ def test_an_unchanged_version_is_validated_once_and_a_new_one_again() -> None:
         parsed.parse(raw)
     with pytest.raises(InvalidRelease):
         parsed.parse(raw)
+
+
+async def test_with_the_engine_in_the_process_a_start_reads_the_engines_watch(
+    kube: Kube,
+    podinfo: str,
+    slack_fake: SlackFake,
+    slack_requests: SlackRequests,
+    signing_secret: str,
+) -> None:
+    namespace = podinfo
+    env = environment(slack_fake, signing_secret=signing_secret)
+    config = config_for(namespace)
+    async with running_bot(env, config, kube, namespace=namespace, run_engine=True) as bot:
+        assert bot.reads is not None and bot.controller is not None
+        engine = bot.controller.cache
+        assert await asyncio.to_thread(engine.wait_synced, 30), "the engine's informers"
+        assert await asyncio.to_thread(bot.reads.wait_synced, 30), "the front's informer"
+        watched = [i for i in (engine.informer(DEPLOYMENTS), engine.informer(INGRESSES)) if i]
+        lists = [i.stats.lists for i in watched]
+        before = dict(kube.requests.counts)
+        # the image it already runs: every check of a start runs, and it is refused
+        start = slack_requests.slash_command(text=f"start podinfo image={PODINFO_IMAGE}")
+        await post_signed(bot.bound_port, start)
+        [told] = await eventually(lambda: ephemeral_texts(slack_fake, ALICE))
+        gets = [
+            kube.requests.counts.get(("GET", i.resource.plural), 0)
+            - before.get(("GET", i.resource.plural), 0)
+            for i in watched
+        ]
+        # no GET of the Deployment or the Ingress but the informers' own relists, if any
+        assert gets == [i.stats.lists - n for i, n in zip(watched, lists, strict=True)]
+    assert len(watched) == 2
+    assert f"already runs {PODINFO_IMAGE}; nothing to release" in told, told

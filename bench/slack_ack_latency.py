@@ -39,6 +39,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,10 @@ NEWER = "stefanprodan/podinfo:6.1.0"
 RPS_PER_APP = 20
 # seconds after a case's last ack that its answers may still arrive in
 ANSWER_GRACE = 60.0
+_API_REQUESTS = re.compile(
+    r'^canarybot_kube_api_requests_total\{resource="(?P<resource>[^"]*)",'
+    r'verb="(?P<verb>[^"]*)"\} (?P<value>[0-9.e+]+)$'
+)
 
 CONFIG = textwrap.dedent(
     f"""\
@@ -188,6 +193,20 @@ def _rows(result: Result, case: dict[str, Any]) -> None:
         "ms",
         "CPU from the first send until the answers were out (engine included) / requests",
     )
+    result.add(
+        label,
+        "API requests per command",
+        case.get("api_requests_per_command"),
+        "requests",
+        "the bot's, engine included, until the answers were out / requests",
+    )
+    result.add(
+        label,
+        "CanaryRelease GETs per command",
+        case.get("release_reads_per_command"),
+        "requests",
+        "gets and lists of releases (the front's and the engine's) / requests",
+    )
     result.add(label, "send lag max", case["send_lag_max_ms"], "ms", "this process falling behind")
     result.add(label, "bot CPU", case["bot_cpu_percent"], "% of a core")
     result.add(label, "active rollouts", case["active_rollouts"], "", "at the start of the case")
@@ -214,6 +233,23 @@ class BotChild:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def api_requests(self) -> dict[str, float]:
+        """The process's Kubernetes API requests so far, by ``VERB resource`` (engine
+        included), from its ``/metrics``; empty when they cannot be read."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+            ) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            match = _API_REQUESTS.match(line)
+            if match:
+                counts[f"{match['verb']} {match['resource']}"] = float(match["value"])
+        return counts
 
     def stop(self) -> None:
         """SIGTERM, SIGKILL after 10 s."""
@@ -402,6 +438,7 @@ async def _case(
     # built (and signed) before the clock starts, so building never delays a send
     requests = [_request(fake, _text(command, rng.choice(apps))) for _ in range(count)]
     pid = bot.process.pid
+    api_before = bot.api_requests()
     cpu_before = procstat.snapshot(pid)
     start = time.monotonic() + 0.5
     wall_offset = time.time() - time.monotonic()
@@ -438,6 +475,8 @@ async def _case(
             break
         await asyncio.sleep(0.2)
     cpu_drained = procstat.snapshot(pid)
+    api_after = bot.api_requests()
+    api = {k: v - api_before.get(k, 0.0) for k, v in api_after.items()}
     first_post: dict[str, float] = {}
     for post in fake.response_url_posts():
         if post.url in urls and post.url not in first_post:
@@ -473,6 +512,18 @@ async def _case(
             1000 * (cpu_drained.cpu_seconds - cpu_before.cpu_seconds) / max(len(sent), 1), 2
         ),
         "bot_cpu_percent": round(procstat.usage(cpu_before, cpu_after).cpu_percent, 1),
+        # until the answers were out, engine included (50 rollouts' steps: a few per s)
+        "api_requests": {k: int(v) for k, v in sorted(api.items()) if v},
+        "api_requests_per_command": round(sum(api.values()) / max(len(sent), 1), 2)
+        if api_after
+        else None,
+        "release_reads_per_command": round(
+            sum(v for k, v in api.items() if k.startswith("GET canaryreleases"))
+            / max(len(sent), 1),
+            3,
+        )
+        if api_after
+        else None,
         "sample_answer": _sample_answer(fake, sent),
     }
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.kube import (
+    CANARIES,
     DEPLOYMENTS,
     GRPCROUTES,
     HTTPROUTES,
@@ -506,7 +507,8 @@ class FrontCache(WatchCache):
 
 
 def front_cache(kube: Kube, namespace: str | None) -> FrontCache:
-    """The command front's reads: every CanaryRelease of its scope, whatever its shard.
+    """The command front's reads: every CanaryRelease of its scope, whatever its shard,
+    and the Canaries.
 
     ``status``, ``list``, ``history``, a start's checks and the clicks read releases from
     here instead of a LIST or GET decoded per command. It is the front's own informer,
@@ -517,5 +519,9 @@ def front_cache(kube: Kube, namespace: str | None) -> FrontCache:
     runs in the same process (``FrontCache.share``).
     """
     return FrontCache(
-        [Informer(kube, RELEASES, namespace, kind="CanaryRelease", watch_seconds=30)]
+        [
+            Informer(kube, RELEASES, namespace, kind="CanaryRelease", watch_seconds=30),
+            # a start asks whether a Canary protects its Deployment
+            Informer(kube, CANARIES, namespace, kind="Canary", watch_seconds=120),
+        ]
     )

@@ -222,6 +222,7 @@ class Controller:
             interval=settings.revision_interval_seconds,
             profiles=profiles,
             clock=clock,
+            cluster=settings.cluster,
         )
         self._revision_task: asyncio.Task[None] | None = None
         deployments = self.cache.informer(DEPLOYMENTS)

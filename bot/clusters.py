@@ -32,6 +32,15 @@ class Routed:
     operations: Operations
     named: bool
 
+    def audit(self, action: str, user: str) -> None:
+        """Log which cluster a person's request went to (a front of several clusters)."""
+        if self.named:
+            log.info(
+                "request routed to cluster %s",
+                self.name,
+                extra={"cluster": self.name, "action": action, "user": user},
+            )
+
 
 def describe_failure_in(routed: Routed, exc: BaseException) -> Reply:
     """``describe_failure``, naming the cluster that failed when the front serves several.

@@ -59,6 +59,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             deps.metrics.commands.labels(verb=control, outcome="refused").inc()
             await send_reply(respond, routed)
             return
+        routed.audit(control, actor.user)
         await _steer(deps, routed, control, target, actor, respond)
 
 

@@ -132,6 +132,7 @@ async def carry_out(
         deps.metrics.commands.labels(verb=parsed.verb, outcome="refused").inc()
         await send_reply(respond, routed)
         return
+    routed.audit(parsed.verb, actor.user)
     try:
         await run(deps, routed, parsed, actor, command, respond, client)
         deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()

@@ -72,6 +72,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             deps.metrics.commands.labels(verb="start", outcome="refused").inc()
             await tell(client, actor, routed)
             return
+        routed.audit("start", actor.user)
         try:
             reply = await routed.operations.start(
                 parsed.options, actor, request_key=str(view.get("id", ""))

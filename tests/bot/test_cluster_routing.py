@@ -3,20 +3,25 @@ needed: ``Kube.connect`` reads a kubeconfig without contacting the API server)."
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bot.authz import Authorizer
-from bot.clusters import Clusters, Routed, describe_failure_in
+from bot.clusters import ClusterNamedNotifier, Clusters, Routed, describe_failure_in
 from bot.config import BotConfig, parse_config
 from bot.config_clusters import ClusterEntry
 from bot.operations import Operations
+from bot.render.card import button_value
 from bot.render.slack_reply import slack_text
 from bot.reply import Reply
 from rollout.kube import Kube, KubeError
+from rollout.models import CanaryRelease, NotificationState, RolloutEvent
 from rollout.store import ReleaseStore
+from tests.bot.factories import release
 
 
 class NoGroups:
@@ -165,3 +170,35 @@ authorization:
     assert "not allowed to abort releases in namespace test of cluster prod-us" in slack_text(
         refused
     )
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.seen: list[CanaryRelease] = []
+
+    async def publish(
+        self, release: CanaryRelease, events: Sequence[RolloutEvent]
+    ) -> NotificationState:
+        self.seen.append(release)
+        return release.status.notification
+
+
+async def test_an_engine_names_its_own_cluster_whatever_the_object_says() -> None:
+    inner = Recording()
+    notifier = ClusterNamedNotifier(inner, "prod-us")
+    written = release(seq=4)  # its spec.cluster says prod-eu-1 (anyone with kubectl can)
+    await notifier.publish(written, [])
+    [seen] = inner.seen
+    assert seen.spec.cluster == "prod-us"
+    assert button_value(seen).startswith("prod-us:")
+    assert written.spec.cluster == "prod-eu-1"  # the stored object is left alone
+
+
+def test_a_routed_request_is_logged_with_its_cluster(
+    kubeconfig: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, clusters = front(kubeconfig)
+    caplog.set_level(logging.INFO, logger="canary_bot.clusters")
+    routed(clusters.route("prod-us", "")).audit("abort", "U0BOB")
+    [record] = [r for r in caplog.records if r.getMessage().startswith("request routed")]
+    assert (record.cluster, record.action, record.user) == ("prod-us", "abort", "U0BOB")  # type: ignore[attr-defined]

@@ -365,5 +365,32 @@ async def test_one_front_serves_two_clusters_and_survives_a_third_that_is_down(
     assert "Traceback" not in down and "127.0.0.1" not in down
     await command(f"status podinfo -n {namespace} -c a")
     await told(slack_fake, ALICE, f"Canary {release_a.key}")
+
+    # the start form keeps its cluster: submitted, it goes to c (down), not to a default
+    await command("start -c c")
+    [view] = await eventually(slack_fake.views, message="the start form was not opened")
+    assert json.loads(view["private_metadata"]) == {"channel": CHANNEL_A, "cluster": "c"}
+    values = {
+        "deployment": {"deployment": {"type": "plain_text_input", "value": "podinfo"}},
+        "images": {"images": {"type": "plain_text_input", "value": f"image={NEW}"}},
+        "namespace": {"namespace": {"type": "plain_text_input", "value": namespace}},
+    }
+    submitted = slack_requests.view_submission(
+        "canary_start", values, private_metadata=view["private_metadata"]
+    )
+    assert (await post_signed(front.bound_port, submitted))[0] == 200
+    assert "(Unavailable)" in await told(slack_fake, ALICE, "Cluster c did not answer")
+    # a form whose metadata was changed on the way names no configured cluster
+    forged_form = slack_requests.view_submission(
+        "canary_start", values, private_metadata=json.dumps({"channel": CHANNEL_A, "cluster": "zz"})
+    )
+    assert (await post_signed(front.bound_port, forged_form))[0] == 200
+    await eventually(
+        lambda: [t for t in ephemeral_texts(slack_fake, ALICE) if "No cluster named zz" in t][1:],
+        within=30,
+        message="the forged form was not refused",
+    )
+    assert len(await store_a.list_objects(namespace)) == 1
+    assert len(await store_b.list_objects(namespace)) == 1
     # the engines posted with the bot token only: nobody opened a Socket Mode connection
     assert not slack_fake.calls("apps.connections.open")

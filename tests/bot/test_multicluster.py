@@ -223,6 +223,10 @@ async def topology(
         for process in (*engines, front):
             await process.start()
             started.append(process)
+        for process in engines:  # each the leader of its own cluster's Lease
+            controller = process.controller
+            assert controller is not None
+            await eventually(lambda c=controller: c.is_leader, within=30)
         yield front
     finally:
         for process in reversed(started):
@@ -237,8 +241,10 @@ def engine(env: Environment, config: BotConfig, gateway: Kube, namespace: str) -
         metrics_port=0,
         host="127.0.0.1",
         engine_only=True,
-        leader_election=False,
+        # leader-elected as in a cluster; the Lease lives in the test's namespace
+        leader_election=True,
         namespace=namespace,
+        lease_namespace=namespace,
         kube=gateway,
         identity=f"engine-{config.cluster}",
     )

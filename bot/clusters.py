@@ -125,7 +125,7 @@ class Clusters:
         choice open, or when the chosen cluster's credentials cannot be loaded.
         """
         if self._single is not None:
-            return self._route_single(requested)
+            return self._route_single(None if click else requested)
         if requested is not None and requested not in self._entries:
             return reply(
                 "refused",
@@ -146,9 +146,9 @@ class Clusters:
     def _route_single(self, requested: str | None) -> Routed | Reply:
         assert self._single is not None
         name = self._single_name
+        # a click (whatever its card says) and an unnamed front's commands go to the one
+        # cluster there is: the release they name is looked up and authorized there
         if requested is None or requested == name or not name:
-            # an unnamed front cannot tell its cluster from another: the release named
-            # in the request is looked up in the only cluster it has
             return Routed(name, self._single, named=False)
         return reply(
             "refused",

@@ -273,8 +273,10 @@ class BotProcess:
     async def _start_engine(self, kube: Kube) -> None:
         assert self.notifier is not None
         cluster = self.config.cluster
-        # cards name the cluster the engine runs in, and their buttons send clicks there
-        named = ClusterNamedNotifier(self.notifier, cluster) if is_dns_label(cluster) else None
+        # an engine-only process (one of several clusters) names its cluster on every
+        # card, so their buttons send clicks back to it whatever the object says
+        stamp = self.engine_only and is_dns_label(cluster)
+        named = ClusterNamedNotifier(self.notifier, cluster) if stamp else None
         self.controller = Controller(
             kube,
             named or self.notifier,

@@ -149,6 +149,8 @@ def test_a_single_cluster_front_accepts_only_its_own_name(kubeconfig: Path) -> N
     assert routed(named.route(None, "")).named is False
     assert routed(named.route("sandbox", "")).name == "sandbox"
     assert "serves cluster sandbox only" in refusal(named.route("other", ""))
+    # a click goes to the one cluster there is, whatever its card says
+    assert routed(named.route("other", "", click=True)).operations is operations
     assert routed(Clusters.one(operations).route("anything", "")).operations is operations
 
 

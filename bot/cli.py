@@ -198,7 +198,9 @@ async def run_process(
         if isinstance(notifier, ConsoleNotifier):
             print(process.banner(), file=sys.stderr, flush=True)
         if interactive and isinstance(notifier, ConsoleNotifier) and process.operations:
-            session = ConsoleSession(process.operations, notifier, extra=extra)
+            session = ConsoleSession(
+                process.operations, notifier, extra=extra, clusters=process.clusters
+            )
             console = asyncio.create_task(session.run(stdin_reader()))
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({console, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -3,6 +3,7 @@ needed: ``Kube.connect`` reads a kubeconfig without contacting the API server)."
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from bot.authz import Authorizer
 from bot.clusters import ClusterNamedNotifier, Clusters, Routed, describe_failure_in
 from bot.config import BotConfig, parse_config
 from bot.config_clusters import ClusterEntry
+from bot.console import ConsoleNotifier, ConsoleSession
 from bot.operations import Operations
 from bot.render.card import button_value
 from bot.render.slack_reply import slack_text
@@ -204,3 +206,16 @@ def test_a_routed_request_is_logged_with_its_cluster(
     routed(clusters.route("prod-us", "")).audit("abort", "U0BOB")
     [record] = [r for r in caplog.records if r.getMessage().startswith("request routed")]
     assert (record.cluster, record.action, record.user) == ("prod-us", "abort", "U0BOB")  # type: ignore[attr-defined]
+
+
+async def test_the_console_of_a_front_of_clusters_asks_which_one(kubeconfig: Path) -> None:
+    _, clusters = front(kubeconfig)
+    fallback = clusters.fallback()
+    assert fallback is not None
+    out = io.StringIO()
+    console = ConsoleSession(fallback, ConsoleNotifier(out=out), out=out, clusters=clusters)
+    assert "Which cluster? canary-bot serves prod-eu, prod-us, broken" in await console.handle(
+        "status podinfo -n test"
+    )
+    assert "No cluster named nowhere" in await console.handle("list -c nowhere")
+    assert "Cluster broken cannot be used" in await console.handle("list -c broken")

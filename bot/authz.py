@@ -56,13 +56,24 @@ class SlackGroupDirectory:
 class Authorizer:
     """Decides per namespace and verb; denies when no rule allows."""
 
-    def __init__(self, rules: Authorization, groups: GroupDirectory) -> None:
+    def __init__(
+        self,
+        rules: Authorization,
+        groups: GroupDirectory,
+        cluster: str = "",
+        *,
+        named: bool = False,
+    ) -> None:
+        """``cluster``: where the rules are applied (rules may name clusters);
+        ``named``: refusals say which cluster (a front serving several)."""
         self._rules = rules
         self._groups = groups
+        self._cluster = cluster
+        self._named = named
 
     async def allowed(self, user: str, namespace: str, verb: Verb) -> bool:
-        """Whether ``user`` may ``verb`` in ``namespace``."""
-        rules = self._rules.rules_for(namespace, verb)
+        """Whether ``user`` may ``verb`` in ``namespace`` (of this authorizer's cluster)."""
+        rules = self._rules.rules_for(namespace, verb, self._cluster)
         if any(user in rule.users for rule in rules):
             return True
         for rule in rules:
@@ -75,12 +86,17 @@ class Authorizer:
         """None when allowed; else the ephemeral reply that says how to get access."""
         if await self.allowed(user, namespace, verb):
             return None
-        return refusal_reply(self._rules, namespace, verb)
+        return refusal_reply(self._rules, namespace, verb, self._cluster, named=self._named)
 
 
-def refusal_reply(rules: Authorization, namespace: str, verb: Verb) -> Reply:
-    """What a refused person reads: what was refused and whom to ask for what."""
-    groups = sorted({g for rule in rules.rules_for(namespace, verb) for g in rule.groups})
+def refusal_reply(
+    rules: Authorization, namespace: str, verb: Verb, cluster: str = "", *, named: bool = False
+) -> Reply:
+    """What a refused person reads: what was refused and whom to ask for what.
+
+    ``named`` (a front serving several clusters): the refusal says which cluster."""
+    where = f"namespace {namespace} of cluster {cluster}" if named else f"namespace {namespace}"
+    groups = sorted({g for rule in rules.rules_for(namespace, verb, cluster) for g in rule.groups})
     ask: list[Span] = ["ask an admin to add you to "]
     if groups:
         ask += [span for g in groups for span in (" or ", Group(g))][1:]
@@ -88,7 +104,7 @@ def refusal_reply(rules: Authorization, namespace: str, verb: Verb) -> Reply:
         ask += [
             "an ",
             Code("authorization.rules"),
-            f" entry for namespace {namespace} and verb {verb} in the canary-bot config",
+            f" entry for {where} and verb {verb} in the canary-bot config",
         ]
         if verb in EXPLICIT_VERBS:
             ask.append(f' (a rule with verbs ["*"] does not grant {verb}: it must be named)')
@@ -96,7 +112,7 @@ def refusal_reply(rules: Authorization, namespace: str, verb: Verb) -> Reply:
     return reply(
         "refused",
         Icon(":no_entry:"),
-        f"You are not allowed to {doing} in namespace {namespace}; ",
+        f"You are not allowed to {doing} in {where}; ",
         *ask,
         ".",
     )

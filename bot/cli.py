@@ -15,10 +15,10 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from bot import logs
-from bot.config import ConfigError, Environment, load_config
+from bot.config import BotConfig, ConfigError, Environment, load_config
 from bot.console import ConsoleNotifier, ConsoleSession, ExtraCommand, stdin_reader
 from bot.convert import MAX_INPUT_BYTES, ConvertError, convert_text
-from bot.process import BotProcess, slack_problem
+from bot.process import BotProcess, engine_only_problem, slack_problem
 from rollout.controller import EngineSettings
 from rollout.lease_namespace import LeaseNamespaceMissing
 
@@ -48,17 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--host", default="0.0.0.0", help="address to listen on")
     run.add_argument("--config", help="config file (default: $CANARY_BOT_CONFIG)")
-    engine = run.add_mutually_exclusive_group()
-    engine.add_argument(
-        "--engine",
-        dest="engine",
-        action="store_true",
-        default=None,
-        help="run the engine also in console mode (it stands by while another holds the Lease)",
-    )
-    engine.add_argument(
-        "--no-engine", dest="engine", action="store_false", help="only the Slack front"
-    )
+    _add_engine_options(run)
     run.add_argument(
         "--no-leader-election", action="store_true", help="act at once (single replica)"
     )
@@ -86,6 +76,31 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", help="config file (default: $CANARY_BOT_CONFIG)")
     return _add_convert(parser, commands)
+
+
+def _add_engine_options(run: argparse.ArgumentParser) -> None:
+    """Which parts run: the engine, the front, or both."""
+    engine = run.add_mutually_exclusive_group()
+    engine.add_argument(
+        "--engine",
+        dest="engine",
+        action="store_true",
+        default=None,
+        help="run the engine also in console mode (it stands by while another holds the Lease)",
+    )
+    engine.add_argument(
+        "--no-engine",
+        dest="engine",
+        action="store_false",
+        help="only the Slack front (the default with clusters: in the config)",
+    )
+    engine.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="only the engine, for one cluster of a front that serves several: needs only "
+        "SLACK_BOT_TOKEN (SLACK_APP_TOKEN and SLACK_SIGNING_SECRET are not used), posts "
+        "the cards naming config cluster:, opens no Socket Mode connection or Slack port",
+    )
 
 
 def _add_convert(
@@ -151,6 +166,14 @@ def _metrics_port(flag: int | None) -> int:
     return int(value)
 
 
+def _runs_engine(flag: bool | None, env: Environment, config: BotConfig) -> bool:
+    """``--engine``/``--no-engine``, else: an engine with Slack, none at a terminal
+    (it must never be a surprise next to the installed one) nor in a front of clusters."""
+    if flag is not None:
+        return flag
+    return env.transport != "console" and not config.clusters
+
+
 def _at_least_one(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
@@ -175,7 +198,9 @@ async def run_process(
         if isinstance(notifier, ConsoleNotifier):
             print(process.banner(), file=sys.stderr, flush=True)
         if interactive and isinstance(notifier, ConsoleNotifier) and process.operations:
-            session = ConsoleSession(process.operations, notifier, extra=extra)
+            session = ConsoleSession(
+                process.operations, notifier, extra=extra, clusters=process.clusters
+            )
             console = asyncio.create_task(session.run(stdin_reader()))
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({console, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -194,6 +219,29 @@ def stdin_is_interactive() -> bool:
     except (OSError, ValueError):
         return False
     return sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+def _slack_refusal(args: argparse.Namespace, env: Environment, config: BotConfig) -> str | None:
+    """Why ``run`` must not start with this Slack configuration and these parts, if so.
+
+    A partial configuration in a Pod (stdin not a terminal) stops it: a half-configured
+    Slack must not look healthy. At a terminal it falls back to console mode.
+    """
+    if args.engine_only:
+        problem = engine_only_problem(env)
+        return None if problem is None else f"incomplete Slack configuration: {problem}"
+    if config.clusters and args.engine:
+        return (
+            "a front with clusters: runs no engine; leave out --engine and run "
+            "`canary-bot run --engine-only` in each cluster (docs/multicluster.md)"
+        )
+    problem = slack_problem(env)
+    if problem is None:
+        return None
+    if not sys.stdin.isatty():
+        return f"incomplete Slack configuration: {problem}"
+    print(f"canary-bot: {problem}; running in console mode", file=sys.stderr)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{path or '(no file)'}: ok — {len(config.profiles)} profile(s), "
             f"{len(config.authorization.rules)} authorization rule(s), "
             f"{len(config.channels.routes)} channel route(s)"
+            + (f", {len(config.clusters)} cluster(s)" if config.clusters else "")
         )
         return 0
     try:
@@ -224,12 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"canary-bot: {exc}", file=sys.stderr)
         return 2
-    problem = slack_problem(env)
-    if problem is not None:
-        if not sys.stdin.isatty():  # a Pod: a half-configured Slack must not look healthy
-            print(f"canary-bot: incomplete Slack configuration: {problem}", file=sys.stderr)
-            return 2
-        print(f"canary-bot: {problem}; running in console mode", file=sys.stderr)
+    refused = _slack_refusal(args, env, config)
+    if refused is not None:
+        print(f"canary-bot: {refused}", file=sys.stderr)
+        return 2
     logs.configure(json_lines=args.log_format == "json")
     process = BotProcess(
         env=env,
@@ -238,9 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         metrics_port=metrics_port,
         host=args.host,
-        # console mode against a cluster is the front only unless asked: an engine at a
-        # terminal must never be a surprise next to the installed one
-        run_engine=args.engine if args.engine is not None else env.transport != "console",
+        run_engine=_runs_engine(args.engine, env, config),
+        engine_only=args.engine_only,
         leader_election=not args.no_leader_election,
         namespace=args.namespace,
         lease_namespace=args.lease_namespace,

@@ -48,6 +48,13 @@ who may do what where, and which analysis a ``/canary start`` gets::
             namespace="{{ namespace }}", ingress="{{ ingress }}", canary="{{ canary }}"}[{{ interval }}]
         )) by (le)) * 1000
 
+One front can serve several clusters: ``clusters:`` lists them, each with its credentials
+(a kubeconfig ``context`` or a ``kubeconfig`` file) and the ``channels`` whose commands
+default to it (``bot.config_clusters``, docs/multicluster.md). A command goes to
+``--cluster``, else its channel's cluster, else the ``default: true`` one; with several and
+none chosen it is refused with the list. Without ``clusters:``, the front serves the one
+cluster it reaches and ``cluster:`` is only the name its cards show.
+
 Decisions: routing takes the first route whose glob matches the namespace, then
 ``channels.default``; with neither, the release gets no Slack thread (a warning is logged).
 The channel a command was typed in, or a release's ``requestedBy.channel``, never picks the
@@ -79,6 +86,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.config_clusters import (
+    MAX_CLUSTERS,
+    ClusterEntry,
+    check_channel,
+    check_cluster_globs,
+    check_clusters,
+    check_rule_clusters,
+)
 from rollout.egress import has_credentials, parse_networks
 from rollout.models import Analysis, Provider, format_duration, is_dns_label, parse_duration
 from rollout.text import validation_problems
@@ -96,7 +111,6 @@ VERBS: tuple[Verb, ...] = (
 # Verbs a ``"*"`` rule does not grant: they must be named in the rule's ``verbs``.
 EXPLICIT_VERBS: frozenset[Verb] = frozenset({"skip-analysis"})
 
-_CHANNEL = re.compile(r"^(?:[CGD][A-Z0-9]{2,}|#[a-z0-9][a-z0-9._-]{0,79})$")
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 _TEMPLATE_VARIABLE = re.compile(r"{{\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)?)\s*}}")
@@ -137,16 +151,7 @@ class ChannelRoute(_Frozen):
     @field_validator("channel")
     @classmethod
     def _channel_id(cls, value: str) -> str:
-        return _check_channel(value)
-
-
-def _check_channel(value: str) -> str:
-    if not _CHANNEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a Slack channel; use a channel id such as C0123ABCD "
-            "(channel details > About) or #name"
-        )
-    return value
+        return check_channel(value)
 
 
 class Channels(_Frozen):
@@ -161,7 +166,7 @@ class Channels(_Frozen):
     @field_validator("default")
     @classmethod
     def _default_id(cls, value: str | None) -> str | None:
-        return None if value is None else _check_channel(value)
+        return None if value is None else check_channel(value)
 
     def route(self, namespace: str) -> str | None:
         """The channel for a release in ``namespace``: the first matching route, else default.
@@ -179,14 +184,18 @@ class Channels(_Frozen):
 class AuthorizationRule(_Frozen):
     """Users and user groups allowed some verbs in some namespaces. `"*"` grants every verb
     except `skip-analysis` (`/canary start --skip-analysis`, which also needs `start`):
-    that one is granted only where a rule names it."""
+    that one is granted only where a rule names it. `clusters` (globs over the names under
+    `clusters:`) limits the rule to those clusters; left out, it applies in every one."""
 
     namespaces: list[str]
     verbs: list[Verb | Literal["*"]]
     users: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
+    clusters: list[str] | None = Field(default=None, max_length=MAX_CLUSTERS)
 
     _globs = field_validator("namespaces")(_check_globs)
+
+    _cluster_globs = field_validator("clusters")(check_cluster_globs)
 
     @field_validator("users")
     @classmethod
@@ -217,14 +226,24 @@ class AuthorizationRule(_Frozen):
             raise ValueError(f"a rule needs verbs: any of {', '.join(VERBS)} or *")
         return self
 
-    def covers(self, namespace: str, verb: Verb) -> bool:
-        """Whether the rule speaks about ``verb`` in ``namespace``.
+    def covers(self, namespace: str, verb: Verb, cluster: str = "") -> bool:
+        """Whether the rule speaks about ``verb`` in ``namespace`` of ``cluster``.
 
         ``"*"`` grants every verb except those in ``EXPLICIT_VERBS`` (``skip-analysis``):
         a rule written before such a verb existed must not start granting it.
         """
         granted = verb in self.verbs or ("*" in self.verbs and verb not in EXPLICIT_VERBS)
-        return granted and any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces)
+        return (
+            granted
+            and self.in_cluster(cluster)
+            and any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces)
+        )
+
+    def in_cluster(self, cluster: str) -> bool:
+        """Whether the rule applies in ``cluster`` (every cluster when it names none)."""
+        if self.clusters is None:
+            return True
+        return any(fnmatch.fnmatchcase(cluster, glob) for glob in self.clusters)
 
 
 class Authorization(_Frozen):
@@ -232,9 +251,9 @@ class Authorization(_Frozen):
 
     rules: list[AuthorizationRule] = Field(default_factory=list)
 
-    def rules_for(self, namespace: str, verb: Verb) -> list[AuthorizationRule]:
-        """The rules that could allow ``verb`` in ``namespace``."""
-        return [rule for rule in self.rules if rule.covers(namespace, verb)]
+    def rules_for(self, namespace: str, verb: Verb, cluster: str = "") -> list[AuthorizationRule]:
+        """The rules that could allow ``verb`` in ``namespace`` of ``cluster``."""
+        return [rule for rule in self.rules if rule.covers(namespace, verb, cluster)]
 
 
 class IntervalRange(_Frozen):
@@ -327,8 +346,7 @@ class LimitRule(_Frozen):
     def _selects_and_bounds(self) -> LimitRule:
         if self.namespaces is None and self.profiles is None:
             raise ValueError(
-                'a limits entry needs namespaces (e.g. ["prod-*"], or ["*"] for all) '
-                "or profiles"
+                'a limits entry needs namespaces (e.g. ["prod-*"], or ["*"] for all) or profiles'
             )
         if (
             self.max_weight is None
@@ -415,9 +433,12 @@ class WebhookPolicy(_Frozen):
 
 
 class BotConfig(_Frozen):
-    """The whole YAML file."""
+    """The whole YAML file. `cluster`: the name this process's cards show for its own
+    cluster (an engine's, or a single-cluster front's). `clusters`: the clusters one
+    front serves (docs/multicluster.md); without it, the one cluster it can reach."""
 
     cluster: str = Field(default="", max_length=63)
+    clusters: list[ClusterEntry] = Field(default_factory=list, max_length=MAX_CLUSTERS)
     channels: Channels = Field(default_factory=Channels)
     authorization: Authorization = Field(default_factory=Authorization)
     defaults: Defaults = Field(default_factory=Defaults)
@@ -478,7 +499,16 @@ class BotConfig(_Frozen):
                     raise ValueError(
                         f"limits[{index}].profiles names {name!r}, which is not under profiles"
                     )
+        check_clusters(self.clusters)
+        check_rule_clusters(self.authorization.rules, self.cluster_names)
         return self
+
+    @property
+    def cluster_names(self) -> list[str]:
+        """The names commands may give to ``--cluster``: ``clusters:``, else ``cluster:``."""
+        if self.clusters:
+            return [entry.name for entry in self.clusters]
+        return [self.cluster] if self.cluster else []
 
 
 def describe_errors(error: ValidationError) -> str:

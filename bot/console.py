@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from bot.clusters import Clusters
 from bot.commands import (
     Command,
     HelpCommand,
@@ -90,8 +91,11 @@ class ConsoleSession:
         out: TextIO = sys.stdout,
         extra: Mapping[str, ExtraCommand] | None = None,
         actor: Actor | None = None,
+        clusters: Clusters | None = None,
     ) -> None:
         self.operations = operations
+        # with clusters, a typed --cluster picks one (numbered choices act on ``operations``)
+        self.clusters = clusters
         self.notifier = notifier
         self.out = out
         self.extra = dict(extra or {})
@@ -130,8 +134,14 @@ class ConsoleSession:
             return answer
         if isinstance(parsed, OpenStartDialog):
             return help_reply("start")
+        operations = self.operations
+        if self.clusters is not None:
+            routed = self.clusters.route(parsed.cluster, "")
+            if isinstance(routed, Reply):
+                return routed
+            operations = routed.operations
         key = uuid.uuid4().hex
-        return (await self.operations.run_command(parsed, self.actor, request_key=key)).reply
+        return (await operations.run_command(parsed, self.actor, request_key=key)).reply
 
     async def _control(
         self, action: ControlAction, name: str | None, namespace: str | None, reason: str = ""

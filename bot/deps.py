@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clusters import Clusters
 from bot.config import BotConfig
 from bot.metrics import BotMetrics
-from bot.operations import Operations
 
 
 class AuditTrail:
@@ -31,9 +31,9 @@ class AuditTrail:
 
 @dataclass(frozen=True)
 class Deps:
-    """Operations, config, metrics and the Web API client, for every handler."""
+    """The clusters (each with its Operations), config, metrics and the Web API client."""
 
-    operations: Operations
+    clusters: Clusters
     config: BotConfig
     metrics: BotMetrics
     client: AsyncWebClient

@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Fields a log call may bind with ``extra=``; anything else in a record is left out.
-BOUND_FIELDS = ("namespace", "release", "event", "seq", "weight", "action", "user", "request")
+BOUND_FIELDS = (
+    "namespace",
+    "release",
+    "event",
+    "seq",
+    "weight",
+    "action",
+    "user",
+    "request",
+    "cluster",
+)
 
 
 class JsonFormatter(logging.Formatter):

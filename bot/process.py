@@ -6,6 +6,11 @@ printed as text) without any Slack credentials. A partial set is a configuration
 (``slack_problem``), never a silent console. The engine runs in every replica but acts
 only while it holds the one leader Lease of the cluster (``canary-bot/canary-bot-leader``
 unless deliberately changed), so an engine started anywhere else only stands by.
+
+Several clusters (docs/multicluster.md): one front (``clusters:`` in the config, no
+engine) takes every command and click and routes it to a cluster; each cluster runs an
+engine-only process (``engine_only``) that needs only ``SLACK_BOT_TOKEN``, posts with it,
+and opens no Socket Mode connection or Slack port, so every click reaches the front.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import build_app
 from bot.authz import Authorizer, SlackGroupDirectory
+from bot.clusters import ClusterNamedNotifier, Clusters
 from bot.config import Authorization, AuthorizationRule, BotConfig, Environment
+from bot.config_clusters import ClusterEntry
 from bot.console import CONSOLE_USER, ConsoleNotifier
 from bot.deps import Deps
 from bot.handlers import slash_command
@@ -41,7 +49,7 @@ from rollout.cache import FrontCache, front_cache
 from rollout.controller import Controller, EngineSettings
 from rollout.kube import Kube
 from rollout.lease_namespace import check_lease_namespace
-from rollout.models import Analysis
+from rollout.models import Analysis, is_dns_label
 from rollout.notify import Notifier
 from rollout.preflight import parse_namespace_list
 from rollout.store import ParsedReleases, ReleaseStore
@@ -92,6 +100,21 @@ def slack_problem(env: Environment) -> str | None:
     return None
 
 
+def engine_only_problem(env: Environment) -> str | None:
+    """What an engine-only process lacks: only ``SLACK_BOT_TOKEN`` (it posts, never listens).
+
+    The app token and signing secret are not used there (the front holds the Slack
+    connection), so a Secret shared with the front may hold them.
+    """
+    if not _given(env.slack_bot_token):
+        state = "is empty" if env.slack_bot_token is not None else "is missing"
+        return (
+            f"SLACK_BOT_TOKEN {state}; an engine-only process posts its cards with the bot "
+            "token (xoxb-…) and needs nothing else from Slack"
+        )
+    return None
+
+
 @dataclass
 class BotProcess:
     """Builds and runs every part; ``start`` then ``stop``."""
@@ -104,6 +127,8 @@ class BotProcess:
     metrics_port: int = 9090
     host: str = "0.0.0.0"
     run_engine: bool = True
+    # only the engine: posts to Slack with the bot token, no Socket Mode, no Slack port
+    engine_only: bool = False
     leader_election: bool = True
     # Only releases in this namespace (None: every namespace the credentials can see).
     namespace: str | None = None
@@ -116,6 +141,7 @@ class BotProcess:
     notifier: Notifier | None = None
     controller: Controller | None = None
     operations: Operations | None = None
+    clusters: Clusters | None = None
     _runner: web.AppRunner | None = None
     _metrics_runner: web.AppRunner | None = None
     _socket: AsyncSocketModeHandler | None = None
@@ -124,53 +150,41 @@ class BotProcess:
     _responder: Responder | None = None
     _slack_port: SlackPort | None = None
     _early_ack: EarlyAck | None = None
-    # the front's watch of CanaryReleases (``rollout.cache.front_cache``)
+    # the front's watch of CanaryReleases and Canaries of its one cluster
+    # (``rollout.cache.front_cache``); every cluster's in ``_front_caches``
     reads: FrontCache | None = None
+    _front_caches: list[FrontCache] = field(default_factory=list)
 
     async def start(self) -> None:
         """Connect to the cluster and Slack, serve HTTP, start the engine."""
+        if self.engine_only:
+            await self._start_engine_only()
+            return
         env, config = self.env, self.config
         transport = env.transport
         metrics = BotMetrics(self.registry)
-        kube = self.kube = self.kube or Kube.connect(env.kubeconfig)
         token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else None
         client = make_client(token, env.api_url)
-        if transport == "console":
-            self.notifier = ConsoleNotifier()
-        else:
-            # the end-of-rollout chart reads the same Prometheus as the analysis
-            self._chart_prometheus = PrometheusProvider(
-                env.prometheus_url or EngineSettings.prometheus_url, config.metric_templates
+        if config.clusters and self.run_engine:
+            raise ValueError(
+                "a front with clusters: runs no engine; pass --no-engine and run "
+                "`canary-bot run --engine-only` in each cluster (docs/multicluster.md)"
             )
-            self.notifier = SlackNotifier(
-                client,
-                config.channels,
-                metrics=metrics,
-                timelines=timeline_source(self._chart_prometheus),
-            )
-        # commands read releases from a watch, not a LIST/GET decoded per command
-        self.reads = front_cache(kube, self.namespace)
-        self.reads.start()
-        reads = kube.cached(self.reads)
-        operations = Operations(
-            config=config,
-            store=ReleaseStore(reads, ParsedReleases()),
-            kube=reads,
-            authorizer=Authorizer(
-                # at a terminal the operator acts with their own kube credentials
-                CONSOLE_AUTHORIZATION if transport == "console" else config.authorization,
-                SlackGroupDirectory(client),
-            ),
-            scope=self.namespace,
+        # a front of several clusters reaches them through clusters:, not KUBECONFIG's one
+        kube = None if config.clusters else (self.kube or Kube.connect(env.kubeconfig))
+        self.kube = kube
+        self.notifier = (
+            ConsoleNotifier() if transport == "console" else self._slack_notifier(client, metrics)
         )
-        self.operations = operations
-        deps = Deps(operations=operations, config=config, metrics=metrics, client=client)
+        self.clusters = self._clusters(client, transport, kube)
+        self.operations = self.clusters.fallback()
+        deps = Deps(clusters=self.clusters, config=config, metrics=metrics, client=client)
         if transport != "console":
             # HTTP requests are verified by the web layer in front of Bolt (bot/web.py)
             self._responder = Responder(proxy=client.proxy, ssl=client.ssl)
             self.bolt = build_app(deps, responder=self._responder)
             self._early_ack = slash_command.early_acker(deps)
-        if self.run_engine and self.leader_election:
+        if kube is not None and self.run_engine and self.leader_election:
             await check_lease_namespace(kube, self.lease_namespace, self.lease_name)
         await self._serve(transport)
         if transport == "socket" and self.bolt is not None and env.slack_app_token is not None:
@@ -178,11 +192,77 @@ class BotProcess:
                 self.bolt, env.slack_app_token.get_secret_value(), web_client=client
             )
             await self._socket.connect_async()  # type: ignore[no-untyped-call]  # Bolt's stub
-        if self.run_engine:
+        if kube is not None and self.run_engine:
             await self._start_engine(kube)
         self._engine_started = True
         _freeze_startup_heap()
         log.info("canary-bot running (%s transport)", transport)
+
+    def _slack_notifier(self, client: AsyncWebClient, metrics: BotMetrics) -> SlackNotifier:
+        # the end-of-rollout chart reads the same Prometheus as the analysis
+        self._chart_prometheus = PrometheusProvider(
+            self.env.prometheus_url or EngineSettings.prometheus_url, self.config.metric_templates
+        )
+        return SlackNotifier(
+            client,
+            self.config.channels,
+            metrics=metrics,
+            timelines=timeline_source(self._chart_prometheus),
+        )
+
+    def _clusters(self, client: AsyncWebClient, transport: str, kube: Kube | None) -> Clusters:
+        """The clusters this front serves: its one ``kube``, or each of ``clusters:``."""
+        # at a terminal the operator acts with their own kube credentials
+        rules = CONSOLE_AUTHORIZATION if transport == "console" else self.config.authorization
+        groups = SlackGroupDirectory(client)
+        if kube is not None:
+            self.reads, reads = self._front_reads(kube)
+            operations = Operations(
+                config=self.config,
+                store=ReleaseStore(reads, ParsedReleases()),
+                kube=reads,
+                authorizer=Authorizer(rules, groups, self.config.cluster),
+                scope=self.namespace,
+            )
+            return Clusters.one(operations, self.config.cluster)
+
+        def build(entry: ClusterEntry) -> Operations:
+            # a context of the front's kubeconfig, or a file of the cluster's own
+            cluster_kube = Kube.connect(entry.kubeconfig or self.env.kubeconfig, entry.context)
+            _, reads = self._front_reads(cluster_kube)
+            return Operations(
+                # releases started here name their cluster (the card, the buttons)
+                config=self.config.model_copy(update={"cluster": entry.name}),
+                store=ReleaseStore(reads, ParsedReleases()),
+                kube=reads,
+                authorizer=Authorizer(rules, groups, entry.name, named=True),
+                scope=self.namespace,
+            )
+
+        return Clusters.several(self.config.clusters, build)
+
+    def _front_reads(self, kube: Kube) -> tuple[FrontCache, Kube]:
+        """A started watch of one cluster's releases and Canaries, and the view of
+        ``kube`` that reads from it: commands read no LIST or GET decoded per command."""
+        cache = front_cache(kube, self.namespace)
+        cache.start()
+        self._front_caches.append(cache)
+        return cache, kube.cached(cache)
+
+    async def _start_engine_only(self) -> None:
+        """An engine in one cluster: posts with the bot token; no Slack connection, no
+        Slack port (the front has them), the metrics and probes port only."""
+        env = self.env
+        kube = self.kube = self.kube or Kube.connect(env.kubeconfig)
+        token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else None
+        client = make_client(token, env.api_url)
+        self.notifier = self._slack_notifier(client, BotMetrics(self.registry))
+        if self.leader_election:
+            await check_lease_namespace(kube, self.lease_namespace, self.lease_name)
+        await self._serve("engine-only")
+        await self._start_engine(kube)
+        self._engine_started = True
+        log.info("canary-bot engine running (posts with the bot token; no Slack connection)")
 
     async def _serve(self, transport: str) -> None:
         """The metrics port always; the Slack port only where Slack sends (HTTP mode)."""
@@ -200,9 +280,7 @@ class BotProcess:
             bolt, loop, early_ack = self.bolt, asyncio.get_running_loop(), self._early_ack
             # its own thread and loop: acks do not wait for the work on this one
             self._slack_port = SlackPort(
-                lambda: build_web_app(
-                    bolt, signing_secret, bolt_loop=loop, early_ack=early_ack
-                ),
+                lambda: build_web_app(bolt, signing_secret, bolt_loop=loop, early_ack=early_ack),
                 self.host,
                 self.port,
             )
@@ -211,9 +289,14 @@ class BotProcess:
 
     async def _start_engine(self, kube: Kube) -> None:
         assert self.notifier is not None
+        cluster = self.config.cluster
+        # an engine-only process (one of several clusters) names its cluster on every
+        # card, so their buttons send clicks back to it whatever the object says
+        stamp = self.engine_only and is_dns_label(cluster)
+        named = ClusterNamedNotifier(self.notifier, cluster) if stamp else None
         self.controller = Controller(
             kube,
-            self.notifier,
+            named or self.notifier,
             EngineSettings(
                 prometheus_url=self.env.prometheus_url or EngineSettings.prometheus_url,
                 metric_templates=self.config.metric_templates,
@@ -228,9 +311,7 @@ class BotProcess:
                 secret_namespace=self.config.webhooks.secret_namespace,
                 # canary-bot's own namespace is where its Lease lives
                 own_namespace=self.lease_namespace,
-                protected_namespaces=parse_namespace_list(
-                    self.env.canary_bot_protected_namespaces
-                ),
+                protected_namespaces=parse_namespace_list(self.env.canary_bot_protected_namespaces),
             ),
             self.identity,
             registry=self.registry,
@@ -247,6 +328,8 @@ class BotProcess:
     async def _slack_ready(self) -> bool:
         """Socket Mode: connected; HTTP mode: the signing secret is loaded and served."""
         transport = self.env.transport
+        if self.engine_only:  # posts only: ready once the engine runs
+            return True
         if transport == "socket":
             # the client's is_connected is a coroutine: awaited, not merely called
             return self._socket is not None and bool(await self._socket.client.is_connected())
@@ -295,12 +378,15 @@ class BotProcess:
             self._chart_prometheus.close()
         if self._slack_port is not None:
             await self._slack_port.stop()
-        if self.reads is not None:
-            self.reads.stop()
+        for cache in self._front_caches:
+            cache.stop()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         if self._responder is not None:  # after the web runner: no request answers later
             await self._responder.aclose()
+        if self.clusters is not None and self.kube is None:  # the front's own connections
+            for operations in self.clusters.loaded:
+                operations.kube.close()
 
 
 def _freeze_startup_heap() -> None:

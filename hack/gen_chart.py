@@ -73,6 +73,8 @@ WEBHOOK_ROLE = ("Role", "canary-bot-webhook-secrets")
 # tooltips in editors); a key of BotConfig missing here fails the generator.
 CONFIG_DESCRIPTIONS = {
     "cluster": "Cluster name shown in every card and alert.",
+    "clusters": "The clusters one front serves (docs/multicluster.md): name, context or "
+    "kubeconfig, channels, default.",
     "channels": "Default channel and per-namespace routes.",
     "authorization": "Who may start, promote, abort, pause, resume and approve, per namespace.",
     "defaults": "Namespace, profile and analysis values used when a command sets none.",

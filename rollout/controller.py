@@ -211,6 +211,7 @@ class Controller:
             self.engine.publish, self.engine.store_delivery, self._hold, self._may_act
         )
         self.engine.on_stored = self._stored
+        self.engine.fold_delivery = self.outbox.fold
         self.leading = asyncio.Event()
         self._stopping = False
         self._elector: LeaderElector | None = None
@@ -221,6 +222,7 @@ class Controller:
             interval=settings.revision_interval_seconds,
             profiles=profiles,
             clock=clock,
+            cluster=settings.cluster,
         )
         self._revision_task: asyncio.Task[None] | None = None
         deployments = self.cache.informer(DEPLOYMENTS)
@@ -258,6 +260,7 @@ class Controller:
             self._scheduler = None
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
+        await self.outbox.flush()  # while still leading: the next leader posts nothing twice
         if self._elector is not None:
             await self._elector.stop()
         else:

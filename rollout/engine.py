@@ -126,6 +126,8 @@ class Engine:
         self.on_advanced: Callable[[CanaryRelease, AdvanceStats], None] | None = None
         # called with the stored object after each status write (to deliver its events)
         self.on_stored: Callable[[CanaryRelease], None] | None = None
+        # the delivery record a status write of ``namespace/name`` carries (rollout.outbox)
+        self.fold_delivery: Callable[[str, NotificationState], NotificationState] | None = None
 
     async def advance(self, namespace: str, name: str) -> CanaryRelease | None:
         """One step of the state machine for ``namespace/name``; None if it is gone."""
@@ -351,7 +353,13 @@ class Engine:
 
     async def _store(self, release: CanaryRelease, decision: Decision) -> CanaryRelease:
         """Write the decided status, then tell ``kubectl describe`` what happened."""
-        release = await self.store.write_status(release, decision.status)
+        status = decision.status
+        if self.fold_delivery is not None:
+            meta = release.metadata
+            carried = self.fold_delivery(f"{meta.namespace}/{meta.name}", status.notification)
+            if carried is not status.notification:
+                status = status.model_copy(update={"notification": carried})
+        release = await self.store.write_status(release, status)
         if self.on_stored is not None:
             self.on_stored(release)
         for event in decision.new_events:

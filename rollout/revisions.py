@@ -171,9 +171,10 @@ async def find_canary_for(kube: Kube, namespace: str, deployment: str) -> Canary
 
 
 def release_spec(
-    canary: Canary, template: JsonObject, who: str, analysis: Analysis
+    canary: Canary, template: JsonObject, who: str, analysis: Analysis, cluster: str = ""
 ) -> CanaryReleaseSpec:
-    """The release of one revision: the Canary's spec and the new template's images."""
+    """The release of one revision: the Canary's spec and the new template's images,
+    named with the engine's cluster (the card shows it, as for a ``/canary start``)."""
     spec = canary.spec
     return CanaryReleaseSpec(
         target_ref=spec.target_ref,
@@ -187,6 +188,7 @@ def release_spec(
         canary_replicas=spec.canary_replicas,
         approval=spec.approval,
         skip_analysis=spec.skip_analysis,
+        cluster=cluster,
         requested_by=Requester(user_name=who, channel=spec.channel, source="kubectl"),
         canary_ref=ObjectRef(name=canary.metadata.name),
         changed_by=who,
@@ -241,9 +243,11 @@ class Revisions:
         interval: float = 2.0,
         profiles: ProfileLookup | None = None,
         clock: Callable[[], datetime] | None = None,
+        cluster: str = "",
     ) -> None:
         self.kube = kube  # fenced by the caller: every write asks the leader's guard
         self.namespace = namespace
+        self.cluster = cluster
         self.interval = interval
         self.profiles = profiles
         self._clock = clock
@@ -471,7 +475,7 @@ class Revisions:
                 return
         template = deployment["spec"]["template"]
         who = changed_by(deployment)
-        spec = release_spec(canary, template, who, analysis or Analysis())
+        spec = release_spec(canary, template, who, analysis or Analysis(), self.cluster)
         again = sum(
             1 for r in releases if r["metadata"].get("labels", {}).get(HASH_LABEL) == current
         )

@@ -7,7 +7,7 @@ from bot.reply import Code, Line, Reply, Strong, lines_of, spans_of, warning
 
 USAGE: dict[str, str] = {
     "start": (
-        "`/canary start <deployment> image=<ref> [-n ns] [--profile name] [--step N] "
+        "`/canary start <deployment> image=<ref> [-n ns] [-c cluster] [--profile name] [--step N] "
         "[--max N] [--interval 30s] [--threshold N] [--approval] [--skip-analysis] "
         "[--ingress name] [--port N]`\n"
         "Start a canary release of a Deployment. `image=<ref>` sets the image of its only "
@@ -15,7 +15,8 @@ USAGE: dict[str, str] = {
         "The config may bound the flags per namespace and profile; `--skip-analysis` needs "
         "the skip-analysis permission.\n"
         "Example: `/canary start podinfo image=stefanprodan/podinfo:6.0.3 -n test`\n"
-        "With no arguments, `/canary start` opens a form."
+        "With no arguments, `/canary start` opens a form. `-c <cluster>` (`--cluster`) "
+        "picks the cluster when canary-bot serves several."
     ),
     "plan": (
         "`/canary plan <deployment> [same options as start]`\n"
@@ -65,6 +66,16 @@ def help_reply(topic: str | None) -> Reply:
     lines += [("• ", *spans_of(text.splitlines()[0])) for text in USAGE.values()]
     lines.append(
         ("A release name can be the Deployment's name: it means its active (or latest) release.",)
+    )
+    lines.append(
+        (
+            "Every subcommand takes ",
+            Code("-c <cluster>"),
+            " (",
+            Code("--cluster"),
+            ") when canary-bot serves several clusters; without it, the channel's "
+            "cluster or the default one.",
+        )
     )
     lines.append(("More on one subcommand: ", Code("/canary help <subcommand>"), "."))
     return Reply("info", tuple(lines))

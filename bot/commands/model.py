@@ -54,6 +54,8 @@ class StartCommand:
 
     options: ReleaseOptions
     verb: Literal["start"] = "start"
+    # ``-c``/``--cluster``: which cluster (None: the channel's, else the default)
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class PlanCommand:
 
     options: ReleaseOptions
     verb: Literal["plan"] = "plan"
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class OpenStartDialog:
 
     namespace: str | None = None
     verb: Literal["start-dialog"] = "start-dialog"
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class StatusCommand:
     name: str | None = None
     namespace: str | None = None
     verb: Literal["status"] = "status"
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class ListCommand:
 
     namespace: str | None = None
     verb: Literal["list"] = "list"
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class HistoryCommand:
     name: str | None = None
     namespace: str | None = None
     verb: Literal["history"] = "history"
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class ControlCommand:
     namespace: str | None = None
     reason: str = ""
     verb: Literal["control"] = "control"
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class HelpCommand:
 
     topic: str | None = None
     verb: Literal["help"] = "help"
+    cluster: str | None = None
 
 
 Command = (

@@ -6,6 +6,7 @@ message says what is wrong and how to fix it; it never raises anything else.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import html
 import logging
@@ -133,6 +134,43 @@ def _interval(text: str) -> str:
         longest = format_duration(MAX_INTERVAL_SECONDS)
         raise ParseError(f"--interval must be at most {longest}, got {_show(text)}")
     return text
+
+
+def _cluster(text: str) -> str:
+    if not is_dns_label(text):
+        raise ParseError(
+            f"{_show(text)} is not a cluster name; cluster names are lowercase letters, "
+            "digits and '-', e.g. `--cluster prod-eu`"
+        )
+    return text
+
+
+_CLUSTER_FLAGS = ("-c", "--cluster")
+
+
+def _take_cluster(tokens: list[str]) -> tuple[list[str], str | None]:
+    """``-c NAME`` / ``--cluster NAME`` / ``--cluster=NAME`` out of any subcommand's words."""
+    rest: list[str] = []
+    cluster: str | None = None
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        name, has_inline, inline = token.partition("=")
+        if name not in _CLUSTER_FLAGS:
+            rest.append(token)
+            continue
+        if has_inline:
+            raw = inline
+        elif index < len(tokens):
+            raw = tokens[index]
+            index += 1
+        else:
+            raise ParseError(f"{name} needs a value, e.g. {name} prod-eu")
+        if cluster is not None:
+            raise ParseError(f"{name} is given twice; keep one")
+        cluster = _cluster(raw)
+    return rest, cluster
 
 
 def _namespace(text: str) -> str:
@@ -438,11 +476,12 @@ def _unknown_subcommand(word: str) -> str:
 def parse(text: str) -> Command:
     """Parse the text after ``/canary``. Raises only ``ParseError``."""
     try:
-        tokens = tokenize(text)
+        tokens, cluster = _take_cluster(tokenize(text))
         if not tokens:
             return HelpCommand()
         topic, *rest = tokens
-        return _parse_topic(topic.lower() if topic.isascii() else topic, rest)
+        command = _parse_topic(topic.lower() if topic.isascii() else topic, rest)
+        return dataclasses.replace(command, cluster=cluster) if cluster else command
     except _HelpRequested as request:
         return HelpCommand(topic=request.topic)
     except ParseError:

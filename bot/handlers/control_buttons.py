@@ -14,11 +14,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from bot.clusters import Routed, describe_failure_in
 from bot.deps import Deps
 from bot.handlers.replies import post_audit, send_reply
-from bot.operations import Actor, describe_failure, request_id
-from bot.render.card import ACTION_PREFIX, parse_button_value
-from bot.reply import warning
+from bot.operations import Actor, request_id
+from bot.render.card import ACTION_PREFIX, ButtonTarget, parse_button_target
+from bot.reply import Reply, warning
 from rollout.models import ControlAction
 
 log = logging.getLogger("canary_bot.handlers")
@@ -40,7 +41,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         verb = str(action.get("action_id", "")).removeprefix(ACTION_PREFIX)
         control = next((a for a in ACTIONS if a == verb), None)
         try:
-            namespace, name, seq = parse_button_value(str(action.get("value", "")))
+            target = parse_button_target(str(action.get("value", "")))
         except ValueError:
             control = None
         if control is None:
@@ -52,14 +53,36 @@ def register(app: AsyncApp, deps: Deps) -> None:
             user_name=str(user.get("username") or user.get("name") or ""),
             channel=str((body.get("channel") or {}).get("id", "")),
         )
-        rid = request_id("btn", namespace, name, control, str(seq), actor.user)
-        try:
-            outcome = await deps.operations.control(control, name, namespace, actor, rid)
-            posted = await post_audit(deps, outcome, rid)
-            if not posted or outcome.audit is None:
-                await send_reply(respond, outcome.reply)
-            deps.metrics.commands.labels(verb=control, outcome="ok").inc()
-        except Exception as exc:
-            log.exception("%s button failed for %s/%s", control, namespace, name)
-            deps.metrics.commands.labels(verb=control, outcome="error").inc()
-            await send_reply(respond, describe_failure(exc))
+        # the value's cluster is whatever the click says: only a configured one is used
+        routed = deps.clusters.route(target.cluster, actor.channel, click=True)
+        if isinstance(routed, Reply):
+            deps.metrics.commands.labels(verb=control, outcome="refused").inc()
+            await send_reply(respond, routed)
+            return
+        routed.audit(control, actor.user)
+        await _steer(deps, routed, control, target, actor, respond)
+
+
+async def _steer(
+    deps: Deps,
+    routed: Routed,
+    control: ControlAction,
+    target: ButtonTarget,
+    actor: Actor,
+    respond: AsyncRespond,
+) -> None:
+    """Record the click's control request in its cluster; answer when there is no audit."""
+    namespace, name = target.namespace, target.name
+    parts = (namespace, name, control, str(target.seq), actor.user)
+    # the cluster is part of the id where several are served: same names, other release
+    rid = request_id("btn", routed.name, *parts) if routed.named else request_id("btn", *parts)
+    try:
+        outcome = await routed.operations.control(control, name, namespace, actor, rid)
+        posted = await post_audit(deps, outcome, rid)
+        if not posted or outcome.audit is None:
+            await send_reply(respond, outcome.reply)
+        deps.metrics.commands.labels(verb=control, outcome="ok").inc()
+    except Exception as exc:
+        log.exception("%s button failed for %s/%s", control, namespace, name)
+        deps.metrics.commands.labels(verb=control, outcome="error").inc()
+        await send_reply(respond, describe_failure_in(routed, exc))

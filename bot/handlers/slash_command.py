@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clusters import Routed, describe_failure_in
 from bot.commands import (
     Command,
     HelpCommand,
@@ -23,9 +24,10 @@ from bot.commands import (
 )
 from bot.deps import Deps
 from bot.handlers.replies import post_audit, send_reply, with_thread_link
-from bot.operations import Actor, describe_failure
+from bot.operations import Actor
 from bot.render.modal import start_modal
 from bot.render.slack_reply import slack_text
+from bot.reply import Reply
 
 log = logging.getLogger("canary_bot.handlers")
 
@@ -122,31 +124,41 @@ async def carry_out(
         user_name=str(command.get("user_name", "")),
         channel=str(command.get("channel_id", "")),
     )
+    if isinstance(parsed, HelpCommand):  # answered in the ack; here only for completeness
+        await send_reply(respond, help_reply(parsed.topic))
+        return
+    routed = deps.clusters.route(parsed.cluster, actor.channel)
+    if isinstance(routed, Reply):
+        deps.metrics.commands.labels(verb=parsed.verb, outcome="refused").inc()
+        await send_reply(respond, routed)
+        return
+    routed.audit(parsed.verb, actor.user)
     try:
-        await run(deps, parsed, actor, command, respond, client)
+        await run(deps, routed, parsed, actor, command, respond, client)
         deps.metrics.commands.labels(verb=parsed.verb, outcome="ok").inc()
     except Exception as exc:
         log.exception("/canary %s failed", parsed.verb)
         deps.metrics.commands.labels(verb=parsed.verb, outcome="error").inc()
-        await send_reply(respond, describe_failure(exc))
+        await send_reply(respond, describe_failure_in(routed, exc))
 
 
 async def run(
     deps: Deps,
+    routed: Routed,
     parsed: Command,
     actor: Actor,
     command: dict[str, Any],
     respond: AsyncRespond,
     client: AsyncWebClient,
 ) -> None:
-    """Carry out one parsed command (after the ack) and answer."""
-    ops = deps.operations
+    """Carry out one parsed command (after the ack) in its cluster and answer."""
     trigger = str(command.get("trigger_id", ""))
     if isinstance(parsed, OpenStartDialog):
-        view = start_modal(deps.config, parsed.namespace, actor.channel)
+        cluster = routed.name if routed.named else None
+        view = start_modal(deps.config, parsed.namespace, actor.channel, cluster)
         await client.views_open(trigger_id=trigger, view=view)
         return
-    outcome = await ops.run_command(parsed, actor, request_key=trigger)
+    outcome = await routed.operations.run_command(parsed, actor, request_key=trigger)
     if outcome.request_id is not None:
         await post_audit(deps, outcome, outcome.request_id)
     await send_reply(respond, await with_thread_link(client, outcome.reply))

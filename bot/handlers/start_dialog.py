@@ -9,12 +9,13 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clusters import describe_failure_in
 from bot.commands import ParseError, StartCommand, parse
 from bot.deps import Deps
 from bot.handlers.replies import with_thread_link
-from bot.operations import Actor, describe_failure
+from bot.operations import Actor
 from bot.releases import RequestProblem, build_analysis
-from bot.render.modal import START_CALLBACK, origin_channel, submission_text
+from bot.render.modal import START_CALLBACK, origin_channel, origin_cluster, submission_text
 from bot.render.slack_reply import slack_text
 from bot.reply import Reply
 
@@ -59,20 +60,28 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         user = body.get("user") or {}
+        metadata = str(view.get("private_metadata", ""))
         actor = Actor(
             user=str(user.get("id", "")),
             user_name=str(user.get("username") or user.get("name") or ""),
-            channel=origin_channel(str(view.get("private_metadata", ""))),
+            channel=origin_channel(metadata),
         )
+        # the metadata comes back from Slack: its cluster is used only if configured
+        routed = deps.clusters.route(origin_cluster(metadata), actor.channel)
+        if isinstance(routed, Reply):
+            deps.metrics.commands.labels(verb="start", outcome="refused").inc()
+            await tell(client, actor, routed)
+            return
+        routed.audit("start", actor.user)
         try:
-            reply = await deps.operations.start(
+            reply = await routed.operations.start(
                 parsed.options, actor, request_key=str(view.get("id", ""))
             )
             deps.metrics.commands.labels(verb="start", outcome="ok").inc()
         except Exception as exc:
             log.exception("start from the form failed")
             deps.metrics.commands.labels(verb="start", outcome="error").inc()
-            reply = describe_failure(exc)
+            reply = describe_failure_in(routed, exc)
         await tell(client, actor, await with_thread_link(client, reply))
 
 

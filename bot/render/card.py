@@ -35,7 +35,7 @@ from bot.render.facts import (
 from bot.render.limits import CheckedBlock, checked, clip
 from bot.render.mrkdwn import code, escape
 from rollout.actions import actions_for
-from rollout.models import CanaryRelease, ControlAction, Phase
+from rollout.models import CanaryRelease, ControlAction, Phase, is_dns_label
 
 ACTION_PREFIX = "canary_"
 
@@ -71,19 +71,48 @@ BUTTONS: dict[ControlAction, ButtonSpec] = {
 
 
 def button_value(release: CanaryRelease) -> str:
-    """``namespace/name@seq``: which release, and which version of the card was clicked.
+    """``[cluster:]namespace/name@seq``: which release, and which version of the card.
 
     The event sequence pins the click to the card the person saw, so a double click or a
-    Slack retry of the same card becomes the same control request id.
+    Slack retry of the same card becomes the same control request id. The cluster (the
+    release's ``spec.cluster`` when it is a DNS label) sends a click on a card to the
+    cluster it came from when one front serves several.
     """
-    return f"{release.metadata.namespace}/{release.metadata.name}@{release.status.event_seq}"
+    meta = release.metadata
+    cluster = release.spec.cluster
+    prefix = f"{cluster}:" if is_dns_label(cluster) else ""
+    return f"{prefix}{meta.namespace}/{meta.name}@{release.status.event_seq}"
+
+
+@dataclass(frozen=True)
+class ButtonTarget:
+    """What a button's value names; ``cluster`` is None on a card that names none."""
+
+    cluster: str | None
+    namespace: str
+    name: str
+    seq: int
+
+
+def parse_button_target(value: str) -> ButtonTarget:
+    """Inverse of ``button_value``; raises ``ValueError`` on anything else.
+
+    The value comes back from Slack in a click: the caller still checks the cluster is
+    one it serves, and the namespace and name against the cluster.
+    """
+    head, colon, tail = value.partition(":")
+    cluster = head if colon else None
+    if cluster is not None and not is_dns_label(cluster):
+        raise ValueError(f"not a canary button value: {value[:80]!r}")
+    namespace, name, seq = parse_button_value(tail if colon else value)
+    return ButtonTarget(cluster, namespace, name, seq)
 
 
 def parse_button_value(value: str) -> tuple[str, str, int]:
-    """Inverse of ``button_value``; raises ``ValueError`` on anything else."""
+    """``namespace/name@seq`` (no cluster); raises ``ValueError`` on anything else."""
     ref, _, seq = value.partition("@")
     namespace, _, name = ref.partition("/")
-    if not namespace or not name or not seq.isdigit():
+    if not namespace or not name or not seq.isdigit() or ":" in ref:
         raise ValueError(f"not a canary button value: {value[:80]!r}")
     return namespace, name, int(seq)
 
@@ -172,8 +201,7 @@ def _analysis_block(release: CanaryRelease) -> Block:
                 else (":large_green_circle:" if line.ok else ":red_circle:")
             )
             text = (
-                f"{mark} *{escape(line.name)}* {escape(line.value)} "
-                f"(want {escape(line.threshold)})"
+                f"{mark} *{escape(line.name)}* {escape(line.value)} (want {escape(line.threshold)})"
             )
             if line.message and not line.ok:
                 text += f" — {escape(line.message)}"

@@ -22,8 +22,13 @@ START_CALLBACK = "canary_start"
 FIELDS = ("deployment", "images", "namespace", "profile", "options")
 
 
-def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
-    """The start form, prefilled with the default namespace and profile."""
+def start_modal(
+    config: BotConfig, namespace: str | None, channel: str, cluster: str | None = None
+) -> View:
+    """The start form, prefilled with the default namespace and profile.
+
+    ``cluster`` (a front serving several) goes in the private metadata: the submission
+    starts the release there."""
     blocks = [*_target_inputs(config, namespace), *_profile_input(config), _options_input()]
     return View(
         type="modal",
@@ -31,7 +36,7 @@ def start_modal(config: BotConfig, namespace: str | None, channel: str) -> View:
         title=PlainTextObject(text="Start a canary"),
         submit=PlainTextObject(text="Start"),
         close=PlainTextObject(text="Cancel"),
-        private_metadata=json.dumps({"channel": channel}),
+        private_metadata=_metadata_of(channel, cluster),
         blocks=blocks,
     )
 
@@ -123,8 +128,26 @@ def submission_text(values: dict[str, Any]) -> str:
 
 def origin_channel(private_metadata: str) -> str:
     """The channel the form was opened from (kept in the view's private metadata)."""
+    return _metadata(private_metadata, "channel") or ""
+
+
+def origin_cluster(private_metadata: str) -> str | None:
+    """The cluster the form was opened for (None: none named). Checked by the caller."""
+    cluster = _metadata(private_metadata, "cluster")
+    return cluster[:64] if cluster else None
+
+
+def _metadata_of(channel: str, cluster: str | None) -> str:
+    data = {"channel": channel}
+    if cluster:
+        data["cluster"] = cluster
+    return json.dumps(data)
+
+
+def _metadata(private_metadata: str, key: str) -> str | None:
     try:
         data = json.loads(private_metadata or "{}")
     except ValueError:
-        return ""
-    return str(data.get("channel", "")) if isinstance(data, dict) else ""
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return str(value) if value is not None else None

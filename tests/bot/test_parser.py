@@ -19,9 +19,11 @@ from bot.commands import (
     ReleaseOptions,
     StartCommand,
     StatusCommand,
+    help_reply,
     parse,
 )
 from bot.commands.parser import MAX_TEXT, unlink
+from bot.render.slack_reply import slack_text
 
 
 def test_the_tutorial_start() -> None:
@@ -261,3 +263,45 @@ def test_skip_analysis_is_a_flag_of_start() -> None:
     assert command.options.skip_analysis is True
     with pytest.raises(ParseError, match="takes no value"):
         parse("start podinfo image=a:1 --skip-analysis=yes")
+
+
+@pytest.mark.parametrize(
+    ("text", "cluster"),
+    [
+        ("start podinfo image=stefanprodan/podinfo:6.0.3 --cluster prod-eu", "prod-eu"),
+        ("start podinfo image=stefanprodan/podinfo:6.0.3 -c b -n test", "b"),
+        ("status podinfo --cluster=prod-us", "prod-us"),
+        ("-c prod-eu list", "prod-eu"),
+        ("abort podinfo it is broken -c b", "b"),
+        ("start -c b", "b"),
+        ("status podinfo", None),
+    ],
+)
+def test_the_cluster_flag_goes_with_every_subcommand(text: str, cluster: str | None) -> None:
+    assert parse(text).cluster == cluster
+
+
+def test_the_abort_reason_does_not_keep_the_cluster_flag() -> None:
+    command = parse("abort podinfo it is broken -c b")
+    assert isinstance(command, ControlCommand)
+    assert (command.reason, command.cluster) == ("it is broken", "b")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("status --cluster", "--cluster needs a value"),
+        ("status -c Prod_EU", "is not a cluster name"),
+        ("status -c " + "a" * 64, "is not a cluster name"),
+        ("status -c a --cluster b", "is given twice"),
+    ],
+)
+def test_a_bad_cluster_flag_is_refused_with_the_fix(text: str, says: str) -> None:
+    with pytest.raises(ParseError) as raised:
+        parse(text)
+    assert says in raised.value.message
+
+
+def test_help_documents_the_cluster_flag() -> None:
+    assert "--cluster" in slack_text(help_reply(None))
+    assert "-c cluster" in slack_text(help_reply("start"))

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from bot.render.card import button_value, card_blocks, parse_button_value
+from bot.render.card import (
+    ButtonTarget,
+    button_value,
+    card_blocks,
+    parse_button_target,
+    parse_button_value,
+)
 from bot.render.events import audit_line, event_reply, failure_alert
 from bot.render.limits import MessageTooLarge, check_message
 from bot.render.text import card_text
@@ -120,11 +126,31 @@ def test_unmeasured_metric_is_said_so() -> None:
     assert "not measured yet" in text
 
 
+def with_cluster(original: CanaryRelease, cluster: str) -> CanaryRelease:
+    spec = original.spec.model_copy(update={"cluster": cluster})
+    return original.model_copy(update={"spec": spec})
+
+
 def test_button_value_round_trip() -> None:
-    value = button_value(release(seq=12))
-    assert parse_button_value(value) == ("test", "podinfo-x7k2p", 12)
+    value = button_value(release(seq=12))  # the factory's spec.cluster is prod-eu-1
+    assert parse_button_target(value) == ButtonTarget("prod-eu-1", "test", "podinfo-x7k2p", 12)
+    unnamed = with_cluster(release(seq=12), "")
+    assert button_value(unnamed) == "test/podinfo-x7k2p@12"
+    assert parse_button_target("test/podinfo-x7k2p@12").cluster is None
+    assert parse_button_value("test/podinfo-x7k2p@12") == ("test", "podinfo-x7k2p", 12)
+
+
+@pytest.mark.parametrize(
+    "value", ["garbage", "Prod EU:test/x@1", ":test/x@1", "a:b:test/x@1", "a:test/x@", "a:/x@1"]
+)
+def test_a_button_value_that_is_not_ours_is_refused(value: str) -> None:
     with pytest.raises(ValueError):
-        parse_button_value("garbage")
+        parse_button_target(value)
+
+
+def test_a_display_name_that_is_no_dns_label_stays_out_of_the_value() -> None:
+    display = with_cluster(release(seq=3), "Prod EU/1")
+    assert button_value(display) == "test/podinfo-x7k2p@3"
 
 
 def test_long_messages_are_clipped_not_rejected() -> None:

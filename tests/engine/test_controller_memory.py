@@ -24,6 +24,7 @@ def kept(controller: Controller, key: str) -> list[str]:
         "again": controller._again,
         "outbox.latest": controller.outbox._latest,
         "outbox.confirmed": controller.outbox._confirmed,
+        "outbox.waiting": controller.outbox._waiting,
     }
     return sorted(name for name, values in maps.items() if key in values)
 

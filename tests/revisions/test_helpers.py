@@ -70,8 +70,9 @@ def test_release_spec_carries_the_canary_and_the_new_images() -> None:
             },
         }
     )
-    spec = release_spec(canary, TEMPLATE, "argocd-controller", Analysis())
+    spec = release_spec(canary, TEMPLATE, "argocd-controller", Analysis(), "prod-eu-1")
 
+    assert spec.cluster == "prod-eu-1"
     assert spec.images == {"podinfod": "stefanprodan/podinfo:6.0.0"}
     assert spec.changed_by == "argocd-controller"
     assert spec.canary_ref is not None and spec.canary_ref.name == "podinfo"

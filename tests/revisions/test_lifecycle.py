@@ -28,7 +28,9 @@ def paused_owner(cluster: Cluster) -> list[str]:
 
 
 async def adopted(cluster: Cluster, controller_factory: ControllerFactory) -> None:
-    await controller_factory(namespace=cluster.namespace, revision_interval_seconds=0.3)
+    await controller_factory(
+        namespace=cluster.namespace, revision_interval_seconds=0.3, cluster="prod-eu-1"
+    )
     await asyncio.to_thread(cluster.kubectl, "apply", "-f", "-", stdin=canary_manifest())
     await cluster.wait(lambda: cluster.canary_status().get("stableHash"), "the Canary to adopt podinfo")
 
@@ -66,6 +68,8 @@ async def test_set_image_runs_a_release_and_promotion_rolls_the_deployment(
     assert release["spec"]["images"] == {"podinfod": NEW}
     assert release["spec"]["changedBy"] == "kubectl-set"
     assert release["spec"]["canaryRef"] == {"name": "podinfo"}
+    # named with the engine's cluster, so its card says where it runs
+    assert release["spec"]["cluster"] == "prod-eu-1"
     assert release["metadata"]["labels"]["canarybot.io/canary"] == "podinfo"
 
     def finished() -> str:

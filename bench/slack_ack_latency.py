@@ -17,7 +17,10 @@ Load: for each command and each offered rate in ``RATES``, requests are sent *op
 loop*: each at its scheduled time (``i / rate``), whether or not earlier ones have been
 answered, so queueing in the bot shows up as latency instead of slowing the sender.
 Latency is taken from the scheduled time to the end of the HTTP answer, so it also
-includes any delay of this process in sending (reported separately as "send lag").
+includes any delay of the sender in sending (reported separately as "send lag"). The
+sender is a process of its own: this one also hosts the Slack fake and a watch of
+every release, whose threads would hold the interpreter while a send or an answer
+waits.
 
 - ``status <app>``: acked at once; then one release is read and its card rendered into
   the ephemeral answer.
@@ -35,15 +38,20 @@ CPU. Numbers only; nothing here passes or fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import multiprocessing
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +88,10 @@ NEWER = "stefanprodan/podinfo:6.1.0"
 RPS_PER_APP = 20
 # seconds after a case's last ack that its answers may still arrive in
 ANSWER_GRACE = 60.0
+_API_REQUESTS = re.compile(
+    r'^canarybot_kube_api_requests_total\{resource="(?P<resource>[^"]*)",'
+    r'verb="(?P<verb>[^"]*)"\} (?P<value>[0-9.e+]+)$'
+)
 
 CONFIG = textwrap.dedent(
     f"""\
@@ -188,6 +200,20 @@ def _rows(result: Result, case: dict[str, Any]) -> None:
         "ms",
         "CPU from the first send until the answers were out (engine included) / requests",
     )
+    result.add(
+        label,
+        "API requests per command",
+        case.get("api_requests_per_command"),
+        "requests",
+        "the bot's, engine included, until the answers were out / requests",
+    )
+    result.add(
+        label,
+        "CanaryRelease GETs per command",
+        case.get("release_reads_per_command"),
+        "requests",
+        "gets and lists of releases (the front's and the engine's) / requests",
+    )
     result.add(label, "send lag max", case["send_lag_max_ms"], "ms", "this process falling behind")
     result.add(label, "bot CPU", case["bot_cpu_percent"], "% of a core")
     result.add(label, "active rollouts", case["active_rollouts"], "", "at the start of the case")
@@ -214,6 +240,23 @@ class BotChild:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def api_requests(self) -> dict[str, float]:
+        """The process's Kubernetes API requests so far, by ``VERB resource`` (engine
+        included), from its ``/metrics``; empty when they cannot be read."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+            ) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            match = _API_REQUESTS.match(line)
+            if match:
+                counts[f"{match['verb']} {match['resource']}"] = float(match["value"])
+        return counts
 
     def stop(self) -> None:
         """SIGTERM, SIGKILL after 10 s."""
@@ -349,7 +392,15 @@ async def _measure(
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=60)
     cases = []
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    # The requests leave from a process of their own: this one also runs the Slack fake
+    # and a watch of every release, whose threads would delay sending and reading
+    # answers (the interpreter lock) and count as the bot's latency.
+    sender = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    async with (
+        _shut_down_after(sender),
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+    ):
+        await asyncio.get_running_loop().run_in_executor(sender, _sender_ready)
         # warm-up: Bolt's first request makes its auth.test call; code paths load
         for _ in range(20):
             warm = _request(fake, "help")
@@ -359,7 +410,7 @@ async def _measure(
             for rate in RATES:
                 active = _active(releases, apps)
                 progress(f"/canary {command} at {rate}/s for {seconds:.0f}s ({active} active)")
-                case = await _case(session, url, fake, bot, command, rate, seconds, apps)
+                case = await _case(sender, url, fake, bot, command, rate, seconds, apps)
                 case["active_rollouts"] = active
                 cases.append(case)
                 progress(
@@ -369,6 +420,14 @@ async def _measure(
                     f"{case['over_deadline']} over 3 s, {case['failed']} failed"
                 )
     return cases
+
+
+@contextlib.asynccontextmanager
+async def _shut_down_after(pool: ProcessPoolExecutor) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _text(command: str, app: str) -> str:
@@ -388,7 +447,7 @@ def _request(fake: SlackFake, text: str) -> tuple[str, slack_requests.SignedRequ
 
 
 async def _case(
-    session: aiohttp.ClientSession,
+    sender: ProcessPoolExecutor,
     url: str,
     fake: SlackFake,
     bot: BotChild,
@@ -402,32 +461,21 @@ async def _case(
     # built (and signed) before the clock starts, so building never delays a send
     requests = [_request(fake, _text(command, rng.choice(apps))) for _ in range(count)]
     pid = bot.process.pid
+    api_before = bot.api_requests()
     cpu_before = procstat.snapshot(pid)
-    start = time.monotonic() + 0.5
-    wall_offset = time.time() - time.monotonic()
-    sent: list[Sent] = []
-    tasks = []
-
-    async def one(item: Sent, request: slack_requests.SignedRequest) -> None:
-        item.sent = time.monotonic()
-        try:
-            async with session.post(url, data=request.body, headers=request.headers) as response:
-                await response.read()
-                item.status = response.status
-        except (aiohttp.ClientError, TimeoutError):
-            item.status = 0
-        item.answered = time.monotonic()
-
-    for index, (response_url, request) in enumerate(requests):
-        due = start + index / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        item = Sent(due, due + wall_offset, response_url)
-        sent.append(item)
-        tasks.append(asyncio.create_task(one(item, request)))
-    await asyncio.gather(*tasks)
+    bodies = [(request.body, request.headers) for _, request in requests]
+    timings = await asyncio.get_running_loop().run_in_executor(
+        sender, _send_open_loop, url, bodies, rate
+    )
     cpu_after = procstat.snapshot(pid)
+    # CLOCK_MONOTONIC is the machine's: the sender's times compare with this process's
+    wall_offset = time.time() - time.monotonic()
+    sent = [
+        Sent(due, due + wall_offset, response_url, sent_at, answered, status)
+        for (response_url, _), (due, sent_at, answered, status) in zip(
+            requests, timings, strict=True
+        )
+    ]
     # Answers through the response URL come after the ack and may queue behind each
     # other; wait for the backlog to drain (bounded), so the next case starts quiet.
     urls = {item.response_url for item in sent}
@@ -438,6 +486,8 @@ async def _case(
             break
         await asyncio.sleep(0.2)
     cpu_drained = procstat.snapshot(pid)
+    api_after = bot.api_requests()
+    api = {k: v - api_before.get(k, 0.0) for k, v in api_after.items()}
     first_post: dict[str, float] = {}
     for post in fake.response_url_posts():
         if post.url in urls and post.url not in first_post:
@@ -473,8 +523,66 @@ async def _case(
             1000 * (cpu_drained.cpu_seconds - cpu_before.cpu_seconds) / max(len(sent), 1), 2
         ),
         "bot_cpu_percent": round(procstat.usage(cpu_before, cpu_after).cpu_percent, 1),
+        # until the answers were out, engine included (50 rollouts' steps: a few per s)
+        "api_requests": {k: int(v) for k, v in sorted(api.items()) if v},
+        "api_requests_per_command": round(sum(api.values()) / max(len(sent), 1), 2)
+        if api_after
+        else None,
+        "release_reads_per_command": round(
+            sum(v for k, v in api.items() if k.startswith("GET canaryreleases"))
+            / max(len(sent), 1),
+            3,
+        )
+        if api_after
+        else None,
         "sample_answer": _sample_answer(fake, sent),
     }
+
+
+def _sender_ready() -> bool:
+    """Run once in the sender process so that it has imported this module."""
+    return True
+
+
+def _send_open_loop(
+    url: str, bodies: list[tuple[bytes, dict[str, str]]], rate: int
+) -> list[tuple[float, float, float, int]]:
+    """In the sender process: POST each body at its time, whatever became of the earlier
+    ones; (due, sent, answered, HTTP status or 0) per request, in monotonic seconds."""
+    return asyncio.run(_send_all(url, bodies, rate))
+
+
+async def _send_all(
+    url: str, bodies: list[tuple[bytes, dict[str, str]]], rate: int
+) -> list[tuple[float, float, float, int]]:
+    # no connection limit: Slack opens as many connections as it needs
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+    timings: list[list[float]] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(timing: list[float], body: bytes, headers: dict[str, str]) -> None:
+            timing[1] = time.monotonic()
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    timing[3] = response.status
+            except (aiohttp.ClientError, TimeoutError):
+                timing[3] = 0
+            timing[2] = time.monotonic()
+
+        start = time.monotonic() + 0.5
+        tasks = []
+        for index, (body, headers) in enumerate(bodies):
+            due = start + index / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            timing = [due, 0.0, 0.0, 0]
+            timings.append(timing)
+            tasks.append(asyncio.create_task(one(timing, body, headers)))
+        await asyncio.gather(*tasks)
+    return [(t[0], t[1], t[2], int(t[3])) for t in timings]
 
 
 def _counts(values: list[int]) -> dict[str, int]:

@@ -245,15 +245,13 @@ def is_active(release: CanaryRelease) -> bool:
 async def releases_of(
     store: ReleaseStore, namespace: str | None, target: str | None = None
 ) -> list[CanaryRelease]:
-    """Releases (of one Deployment, when given), oldest first."""
-    releases = await store.list_objects(namespace)
-    if target is None:
-        return releases
-    return [
-        r
-        for r in releases
-        if r.metadata.labels.get(TARGET_LABEL) == target or r.spec.target_ref.name == target
-    ]
+    """Releases (of one Deployment, when given), oldest first.
+
+    A release belongs to the Deployment its ``spec.targetRef`` names (the
+    ``canarybot.io/target`` label a start sets says the same); only those are read and
+    validated.
+    """
+    return await store.list_objects(namespace, target)
 
 
 async def resolve(store: ReleaseStore, namespace: str, name: str) -> CanaryRelease | None:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.kube import (
+    CANARIES,
     DEPLOYMENTS,
     GRPCROUTES,
     HTTPROUTES,
@@ -37,6 +38,7 @@ from rollout.kube import (
     Kube,
     KubeError,
     Resource,
+    matching,
 )
 
 log = logging.getLogger("canary_bot.cache")
@@ -150,8 +152,12 @@ class Informer:
         # copied outside the lock: stored objects are replaced, never changed in place
         return True, _clone(obj) if obj is not None else None
 
-    def select(self, namespace: str | None) -> list[JsonObject] | None:
-        """Copies of every cached object (of one namespace, or all), None when not served."""
+    def select(
+        self, namespace: str | None, fields: Mapping[str, str] | None = None
+    ) -> list[JsonObject] | None:
+        """Copies of the cached objects (of one namespace, or all; with ``fields``, only
+        those whose dotted paths hold these values), None when not served. Only the chosen
+        objects are copied: a lookup of one Deployment's releases costs those releases."""
         with self._lock:
             if not self._synced.is_set():
                 return None
@@ -160,7 +166,7 @@ class Informer:
                 for (ns, _), obj in self._objects.items()
                 if namespace is None or ns == namespace
             ]
-        return [_clone(obj) for obj in chosen]
+        return [_clone(obj) for obj in matching(chosen, fields)]
 
     def covers(self, namespace: str | None) -> bool:
         """Whether this informer's scope holds every object of ``namespace``."""
@@ -385,13 +391,17 @@ class WatchCache:
         return informer.lookup(namespace, name)
 
     def select(
-        self, resource: Resource, namespace: str | None, label_selector: str
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str,
+        fields: Mapping[str, str] | None = None,
     ) -> list[JsonObject] | None:
         """See ``ReadCache.select`` (selectors other than the informer's go to the server)."""
         informer = self.informer(resource)
         if informer is None or label_selector or not informer.covers(namespace):
             return None
-        return informer.select(namespace)
+        return informer.select(namespace, fields)
 
     def written(self, resource: Resource, obj: JsonObject) -> None:
         """See ``ReadCache.written``."""
@@ -437,3 +447,81 @@ def engine_cache(
         Informer(kube, GRPCROUTES, namespace, kind="GRPCRoute", watch_seconds=120),
     ]
     return EngineCache(releases, others if workloads else ())
+
+
+class FrontCache(WatchCache):
+    """The command front's reads: its own informers, and for the kinds it has none of,
+    the engine's of the same process (``share``). Those serve only while that engine
+    leads; otherwise, as for any cache that cannot answer, reads go to the server."""
+
+    def __init__(self, informers: Iterable[Informer] = ()) -> None:
+        super().__init__(informers)
+        self._shared: WatchCache | None = None
+
+    def share(self, other: WatchCache) -> None:
+        """Answer the kinds this cache has no informer of from ``other`` (whose informers
+        stay ``other``'s to start and stop)."""
+        self._shared = other
+
+    def _owner(self, resource: Resource) -> WatchCache | None:
+        """The other cache that answers for ``resource``, None when it is this one's."""
+        return self._shared if self.informer(resource) is None else None
+
+    def lookup(
+        self, resource: Resource, namespace: str, name: str
+    ) -> tuple[bool, JsonObject | None]:
+        """See ``ReadCache.lookup``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            return owner.lookup(resource, namespace, name)
+        return super().lookup(resource, namespace, name)
+
+    def select(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str,
+        fields: Mapping[str, str] | None = None,
+    ) -> list[JsonObject] | None:
+        """See ``ReadCache.select``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            return owner.select(resource, namespace, label_selector, fields)
+        return super().select(resource, namespace, label_selector, fields)
+
+    def written(self, resource: Resource, obj: JsonObject) -> None:
+        """See ``ReadCache.written``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            owner.written(resource, obj)
+        else:
+            super().written(resource, obj)
+
+    def invalidate(self, resource: Resource, namespace: str, name: str) -> None:
+        """See ``ReadCache.invalidate``."""
+        owner = self._owner(resource)
+        if owner is not None:
+            owner.invalidate(resource, namespace, name)
+        else:
+            super().invalidate(resource, namespace, name)
+
+
+def front_cache(kube: Kube, namespace: str | None) -> FrontCache:
+    """The command front's reads: every CanaryRelease of its scope, whatever its shard,
+    and the Canaries.
+
+    ``status``, ``list``, ``history``, a start's checks and the clicks read releases from
+    here instead of a LIST or GET decoded per command. It is the front's own informer,
+    not the engine's: an engine's holds only its shard's releases (and only while it
+    leads), where the front answers for all of them. The front's writes go through the
+    same ``Kube.cached`` view, so a read after a write sees at least what was written.
+    Deployments, Ingresses and routes come from the engine's informers where the engine
+    runs in the same process (``FrontCache.share``).
+    """
+    return FrontCache(
+        [
+            Informer(kube, RELEASES, namespace, kind="CanaryRelease", watch_seconds=30),
+            # a start asks whether a Canary protects its Deployment
+            Informer(kube, CANARIES, namespace, kind="Canary", watch_seconds=120),
+        ]
+    )

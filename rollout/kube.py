@@ -338,9 +338,9 @@ class Kube:
         declares the fields selectable (the CRDs do, Kubernetes 1.32+), so only those
         objects cross the wire; elsewhere they are filtered here."""
         if self._cache is not None:
-            cached = self._cache.select(resource, namespace, label_selector)
+            cached = self._cache.select(resource, namespace, label_selector, fields)
             if cached is not None:
-                return matching(cached, fields)
+                return cached
         query = [("labelSelector", label_selector)] if label_selector else []
         selector = field_selector(fields)
         if selector and resource.path(None) not in self._unselectable:

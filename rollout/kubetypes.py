@@ -7,7 +7,7 @@ only names resources or catches API errors does not need the client at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -102,9 +102,14 @@ class ReadCache(Protocol):
         """(served, object): served is False when the cache cannot answer for this object."""
 
     def select(
-        self, resource: Resource, namespace: str | None, label_selector: str
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str,
+        fields: Mapping[str, str] | None = None,
     ) -> list[JsonObject] | None:
-        """Every cached object of a list, or None when the cache cannot answer."""
+        """The cached objects of a list (with ``fields``: only those whose dotted paths
+        hold these values), or None when the cache cannot answer."""
 
     def written(self, resource: Resource, obj: JsonObject) -> None:
         """An object as a write returned it (kept when newer than the cached one)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,11 +100,43 @@ def parse_release(raw: JsonObject) -> CanaryRelease:
         ) from None
 
 
-class ReleaseStore:
-    """CanaryRelease CRUD over the Kubernetes API."""
+class ParsedReleases:
+    """Validated releases by uid and resourceVersion, so a read of an unchanged object
+    (the command front reads the same releases from its watch over and over) skips
+    validation. Sound because the API server changes the resourceVersion with every
+    write, and a ``CanaryRelease`` is immutable. Bounded: the oldest entries go first."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._parsed: OrderedDict[tuple[str, str], CanaryRelease] = OrderedDict()
+
+    def parse(self, raw: JsonObject) -> CanaryRelease:
+        """``parse_release(raw)``, from memory when this version was parsed before."""
+        meta = _meta(raw)
+        key = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+        if not all(key):
+            return parse_release(raw)
+        found = self._parsed.get(key)
+        if found is not None:
+            self._parsed.move_to_end(key)
+            return found
+        release = parse_release(raw)  # an InvalidRelease is not kept: it is rare
+        self._parsed[key] = release
+        if len(self._parsed) > self._size:
+            self._parsed.popitem(last=False)
+        return release
+
+
+class ReleaseStore:
+    """CanaryRelease CRUD over the Kubernetes API.
+
+    ``parsed`` keeps validated releases by version for readers that read the same
+    objects often (the command front); without it every read validates.
+    """
+
+    def __init__(self, kube: Kube, parsed: ParsedReleases | None = None) -> None:
         self.kube = kube
+        self._parse = parsed.parse if parsed is not None else parse_release
 
     async def create(
         self,
@@ -130,18 +163,27 @@ class ReleaseStore:
     async def get(self, namespace: str, name: str) -> CanaryRelease | None:
         """The release, or None."""
         raw = await self.get_raw(namespace, name)
-        return parse_release(raw) if raw is not None else None
+        return self._parse(raw) if raw is not None else None
 
-    async def list_objects(self, namespace: str | None = None) -> list[CanaryRelease]:
-        """All valid releases (in a namespace or everywhere), oldest first."""
-        return (await self.list_all(namespace)).releases
+    async def list_objects(
+        self, namespace: str | None = None, target: str | None = None
+    ) -> list[CanaryRelease]:
+        """All valid releases (in a namespace or everywhere; of one Deployment, when
+        ``target`` is given), oldest first."""
+        return (await self.list_all(namespace, target)).releases
 
-    async def list_all(self, namespace: str | None = None) -> Listing:
-        """Valid releases oldest first, and the objects that cannot be read, by name."""
+    async def list_all(self, namespace: str | None = None, target: str | None = None) -> Listing:
+        """Valid releases oldest first, and the objects that cannot be read, by name.
+
+        ``target`` selects the releases whose ``spec.targetRef.name`` is that Deployment
+        before any is validated: the API server or the watch cache does the choosing, so
+        a lookup of one Deployment costs its releases, not the namespace's.
+        """
+        fields = {"spec.targetRef.name": target} if target is not None else None
         releases, invalid = [], []
-        for raw in await self.kube.list_objects(RELEASES, namespace):
+        for raw in await self.kube.list_objects(RELEASES, namespace, fields=fields):
             try:
-                releases.append(parse_release(raw))
+                releases.append(self._parse(raw))
             except InvalidRelease as exc:
                 invalid.append(exc)
         releases.sort(key=lambda r: (r.metadata.creation_timestamp or 0, r.key))

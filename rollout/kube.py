@@ -222,10 +222,8 @@ class Kube:
 
         ``errors_of`` names the resource a failure is counted against (None: not counted).
         """
-        # The client's REST layer directly, with the headers and credentials its
-        # ``call_api`` would add: ``call_api`` would first walk every body through
-        # ``sanitize_for_serialization`` (a recursive copy for its generated models; the
-        # bodies here are plain JSON already, which the REST layer serialises as is).
+        # The client's REST layer, with the headers and credentials ``call_api`` adds but
+        # not its walk of every body (for its models; ours are plain JSON already).
         api = self._api
         headers = {**headers, **api.default_headers}
         if api.cookie:
@@ -391,10 +389,8 @@ class Kube:
     ) -> JsonObject:
         """PUT with the body's resourceVersion: fails with ``Conflict`` if it changed.
 
-        Without ``answer`` the caller gets only the stored object's identity and new
-        ``resourceVersion`` (``metadata`` alone), and the cache keeps the server's answer
-        without copying it.
-        """
+        Without ``answer`` the caller gets only ``metadata`` (identity, new version),
+        and the cache keeps the server's answer without copying it."""
         try:
             replaced = await self.request(
                 "PUT", resource.path(namespace, name, sub), body, request_timeout=request_timeout

@@ -97,7 +97,6 @@ class _Recorder:
                 "advances": self.advances,
                 "requests": {f"{verb} {plural}": n for (verb, plural), n in counts.items()},
                 "errors": {f"{plural} {status}": n for (plural, status), n in errors.items()},
-                "controller_errors": self.controller.errors,
                 "leading": self.controller.is_leader,
             }
             tmp = self.directory / "requests.json.tmp"

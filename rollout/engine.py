@@ -67,7 +67,7 @@ from rollout.preflight import check_start, protected_refusal
 from rollout.revisions import stable_images_of, template_is_revision
 from rollout.router import Router
 from rollout.routers.select import ReleaseRouter
-from rollout.store import InvalidRelease, ReleaseStore, parse_release
+from rollout.store import InvalidRelease, ReleaseStore
 from rollout.webhooks import WebhookPayload, WebhookResult, WebhookRunner, payload
 from rollout.workloads import CanaryWorkloads, container_images, readiness
 
@@ -140,7 +140,7 @@ class Engine:
             await self._refuse_invalid(raw, refusal, "ProtectedNamespace")
             return None
         try:
-            release = parse_release(raw)
+            release = self.store.parse(raw)
         except InvalidRelease as exc:
             await self._refuse_invalid(raw, f"invalid spec: {exc}")
             return None

@@ -149,9 +149,9 @@ class Kube:
         view._cache = cache
         return view
 
-    def _remember(self, resource: Resource, result: JsonObject) -> JsonObject:
+    def _remember(self, resource: Resource, result: JsonObject, owned: bool = False) -> JsonObject:
         if self._cache is not None and isinstance(result.get("metadata"), dict):
-            self._cache.written(resource, result)
+            self._cache.written(resource, result, owned=owned)
         return result
 
     def _stale(self, resource: Resource, namespace: str, name: str) -> None:
@@ -222,16 +222,22 @@ class Kube:
 
         ``errors_of`` names the resource a failure is counted against (None: not counted).
         """
+        # The client's REST layer, with the headers and credentials ``call_api`` adds but
+        # not its walk of every body (for its models; ours are plain JSON already).
+        api = self._api
+        headers = {**headers, **api.default_headers}
+        if api.cookie:
+            headers["Cookie"] = api.cookie
+        query = list(query)
         try:
-            return self._api.call_api(
-                path,
+            api.update_params_for_auth(headers, query, ["BearerToken"])
+            return api.rest_client.request(
                 method,
+                api.configuration.host + path,
                 query_params=query,
-                header_params=headers,
+                headers=headers,
                 body=body,
-                auth_settings=["BearerToken"],
                 _preload_content=False,
-                _return_http_data_only=True,
                 _request_timeout=timeout,
             )
         except ApiException as exc:
@@ -378,8 +384,13 @@ class Kube:
         body: JsonObject,
         sub: str = "",
         request_timeout: float = DEFAULT_TIMEOUT,
+        *,
+        answer: bool = True,
     ) -> JsonObject:
-        """PUT with the body's resourceVersion: fails with ``Conflict`` if it changed."""
+        """PUT with the body's resourceVersion: fails with ``Conflict`` if it changed.
+
+        Without ``answer`` the caller gets only ``metadata`` (identity, new version),
+        and the cache keeps the server's answer without copying it."""
         try:
             replaced = await self.request(
                 "PUT", resource.path(namespace, name, sub), body, request_timeout=request_timeout
@@ -387,6 +398,12 @@ class Kube:
         except (Conflict, NotFound):
             self._stale(resource, namespace, name)  # read it from the server next time
             raise
+        if not answer:
+            meta = replaced.get("metadata")
+            meta = meta if isinstance(meta, dict) else {}
+            ident = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta}
+            self._remember(resource, replaced, owned=True)
+            return {"metadata": ident}
         return self._remember(resource, replaced)
 
     async def merge_patch(

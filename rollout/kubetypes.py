@@ -111,8 +111,9 @@ class ReadCache(Protocol):
         """The cached objects of a list (with ``fields``: only those whose dotted paths
         hold these values), or None when the cache cannot answer."""
 
-    def written(self, resource: Resource, obj: JsonObject) -> None:
-        """An object as a write returned it (kept when newer than the cached one)."""
+    def written(self, resource: Resource, obj: JsonObject, *, owned: bool = False) -> None:
+        """An object as a write returned it (kept when newer than the cached one);
+        ``owned``: nobody else holds ``obj``, so it may be kept without a copy."""
 
     def invalidate(self, resource: Resource, namespace: str, name: str) -> None:
         """The cached copy is known to be stale (a write conflicted or it was deleted)."""

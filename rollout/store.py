@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rollout.kube import RELEASES, Conflict, JsonObject, Kube, NotFound
+from rollout.kube import RELEASES, Conflict, JsonObject, Kube, KubeError, NotFound
 from rollout.limits import MAX_CONTROL_REQUESTS, fit_status
 from rollout.models import (
     CanaryRelease,
@@ -32,6 +32,9 @@ log = logging.getLogger("canary_bot.store")
 MAX_REASON_CHARS = 1000
 # status writes that clear postRolloutDue before a conflict is left to the next advance
 CLEAR_ATTEMPTS = 3
+# releases whose last write this store remembers (see ReleaseStore.parse); one per
+# active release is enough, so it stays within RSS the cache holds for them anyway
+REMEMBERED_WRITES = 2048
 
 
 class ReleaseExists(Exception):
@@ -100,6 +103,23 @@ def parse_release(raw: JsonObject) -> CanaryRelease:
         ) from None
 
 
+def _as_stored(
+    release: CanaryRelease, status: CanaryReleaseStatus, raw: JsonObject
+) -> CanaryRelease:
+    """``release`` with the status just written, at the version the server gave it.
+
+    A status write changes only the status and the resourceVersion, and it was accepted
+    for exactly the version ``release`` was read at; so the stored object is what the
+    engine sent, and validating the server's copy again (two of the four validations of
+    a step, with the delivery record) is not needed.
+    """
+    version = _meta(raw).get("resourceVersion")
+    if not isinstance(version, str) or not version:  # never from a real API server
+        raise KubeError(0, "Invalid", "the status write was answered without a resourceVersion")
+    meta = release.metadata.model_copy(update={"resource_version": version})
+    return release.model_copy(update={"metadata": meta, "status": status})
+
+
 class ParsedReleases:
     """Validated releases by uid and resourceVersion, so a read of an unchanged object
     (the command front reads the same releases from its watch over and over) skips
@@ -137,6 +157,26 @@ class ReleaseStore:
     def __init__(self, kube: Kube, parsed: ParsedReleases | None = None) -> None:
         self.kube = kube
         self._parse = parsed.parse if parsed is not None else parse_release
+        self._written: OrderedDict[tuple[str, str], CanaryRelease] = OrderedDict()
+
+    def parse(self, raw: JsonObject) -> CanaryRelease:
+        """``parse_release`` (through ``parsed`` when given), except for the version this
+        store wrote last: that object is the release it built, already valid. The next
+        step reads what the step before wrote, so most reads skip the validation."""
+        meta = _meta(raw)
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        known = self._written.get(key)
+        if known is not None and known.metadata.resource_version == meta.get("resourceVersion"):
+            return known
+        return self._parse(raw)
+
+    def _remember(self, release: CanaryRelease) -> CanaryRelease:
+        key = (release.metadata.namespace, release.metadata.name)
+        self._written[key] = release
+        self._written.move_to_end(key)
+        if len(self._written) > REMEMBERED_WRITES:
+            self._written.popitem(last=False)
+        return release
 
     async def create(
         self,
@@ -163,7 +203,7 @@ class ReleaseStore:
     async def get(self, namespace: str, name: str) -> CanaryRelease | None:
         """The release, or None."""
         raw = await self.get_raw(namespace, name)
-        return self._parse(raw) if raw is not None else None
+        return self.parse(raw) if raw is not None else None
 
     async def list_objects(
         self, namespace: str | None = None, target: str | None = None
@@ -183,7 +223,7 @@ class ReleaseStore:
         releases, invalid = [], []
         for raw in await self.kube.list_objects(RELEASES, namespace, fields=fields):
             try:
-                releases.append(self._parse(raw))
+                releases.append(self.parse(raw))
             except InvalidRelease as exc:
                 invalid.append(exc)
         releases.sort(key=lambda r: (r.metadata.creation_timestamp or 0, r.key))
@@ -220,17 +260,20 @@ class ReleaseStore:
     async def write_status(
         self, release: CanaryRelease, status: CanaryReleaseStatus
     ) -> CanaryRelease:
-        """Replace the status if the object is unchanged since it was read."""
+        """Replace the status if the object is unchanged since it was read; the release
+        as stored."""
         meta = release.metadata
+        fitted = fit_status(status)
         raw = await self._replace_status(
             "canarybot.io/v1alpha1",
             "CanaryRelease",
             meta.namespace,
             meta.name,
             meta.resource_version,
-            status,
+            fitted,
+            answer=False,
         )
-        return parse_release(raw)
+        return self._remember(_as_stored(release, fitted, raw))
 
     async def clear_post_rollout_due(self, release: CanaryRelease) -> CanaryRelease:
         """Record that the post-rollout hooks were called (a status PUT, as every status
@@ -257,7 +300,7 @@ class ReleaseStore:
             meta["namespace"],
             meta["name"],
             meta["resourceVersion"],
-            status,
+            fit_status(status),
         )
 
     async def _replace_status(
@@ -268,7 +311,11 @@ class ReleaseStore:
         name: str,
         resource_version: str | None,
         status: CanaryReleaseStatus,
+        *,
+        answer: bool = True,
     ) -> JsonObject:
+        """PUT ``status`` (already fitted to its bounds) on the object's status; without
+        ``answer`` only the stored object's metadata comes back (``Kube.replace``)."""
         # The resourceVersion makes the write conditional: a changed object is a Conflict.
         body = {
             "apiVersion": api_version,
@@ -278,9 +325,11 @@ class ReleaseStore:
                 "namespace": namespace,
                 "resourceVersion": resource_version,
             },
-            "status": fit_status(status).model_dump(mode="json", by_alias=True, exclude_none=True),
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
-        return await self.kube.replace(RELEASES, namespace, name, body, sub="status")
+        return await self.kube.replace(
+            RELEASES, namespace, name, body, sub="status", answer=answer
+        )
 
     async def write_notification(
         self, release: CanaryRelease, state: NotificationState

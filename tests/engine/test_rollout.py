@@ -443,10 +443,14 @@ async def test_invalid_requests_are_refused_and_change_nothing(
     release = await wait_phase(store, namespace, {Phase.FAILED, Phase.SUCCEEDED}, 30)
     assert release.status.phase == Phase.FAILED
     assert expected in release.status.message, release.status.message
-    assert any(
-        m.startswith("Refused podinfo.") or expected in m
-        for m in events(kube_api_client, namespace)
-    )
+
+    async def refusal_told() -> bool:  # Events are written after the status
+        return any(
+            m.startswith("Refused podinfo.") or expected in m
+            for m in events(kube_api_client, namespace)
+        )
+
+    await async_wait_for(refusal_told, 10, "an Event telling the refusal")
     await canary_deleted(kube_api_client, namespace)
     assert target_image(kube_api_client, namespace) == OLD
 

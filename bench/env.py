@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -47,6 +48,9 @@ from sandbox.sample_app import podinfo_manifests
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_PATH = REPO / "manifests" / "crds" / "crd.yaml"
+# installed too, as in a real install: without it the engine's Canary informer is not
+# served and the revision loop reads Canaries from the server every 2 s
+CANARY_CRD_PATH = REPO / "manifests" / "crds" / "canaries.yaml"
 TRAFFIC_JOB = "ingress-nginx"
 
 Log = Callable[[str], None]
@@ -113,12 +117,13 @@ class Cluster:
     # lifecycle
 
     def start(self) -> Cluster:
-        """Start the control plane and install the CanaryRelease CRD."""
+        """Start the control plane and install canary-bot's CRDs."""
         self.log("starting the control plane (kube-apiserver, etcd, kcm, scheduler, kwok)")
         started = time.monotonic()
         self.cp.start()
         self.api = k8s_config.new_client_from_config(config_file=str(self.cp.kubeconfig))
         self.install_crds(CRD_PATH)
+        self.install_crds(CANARY_CRD_PATH)
         self.log(f"control plane ready in {time.monotonic() - started:.0f}s at {self.cp.server}")
         return self
 
@@ -169,6 +174,20 @@ class Cluster:
             return True
 
         wait_until(established, 60, f"CRDs {names} to be Established")
+        served = [_served_version(body) for body in yaml.safe_load_all(path.read_text()) if body]
+        objects = k8s.CustomObjectsApi(self.client)
+
+        def listable() -> bool:
+            # Established comes before the storage answers (a list is 404, then 429 for a
+            # moment): an engine started then would read those kinds by name for a while
+            for group, version, plural in (entry for entry in served if entry is not None):
+                try:
+                    objects.list_cluster_custom_object(group, version, plural, limit=1)
+                except ApiException:
+                    return False
+            return True
+
+        wait_until(listable, 60, f"CRDs {names} to answer a list")
         return names
 
     def create_namespace(self, name: str) -> None:
@@ -550,3 +569,12 @@ def scratch(options_workdir: Path | None, name: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix=f"canary-bot-bench-{name}-") as tmp:
         yield Path(tmp)
+
+
+def _served_version(body: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(group, a served version, plural) of a CRD body; None for anything else."""
+    if body.get("kind") != "CustomResourceDefinition":
+        return None
+    spec = body["spec"]
+    version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+    return spec["group"], version, spec["names"]["plural"]

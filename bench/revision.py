@@ -43,7 +43,6 @@ NAMESPACE = "bench-rev"
 CHANNEL = "C0DEPLOYS"
 USER = slack_requests.DEFAULT_USER_ID
 SECRET = "bench-signing-secret"
-CANARY_CRD = REPO / "manifests" / "crds" / "canaries.yaml"
 
 CONFIG = textwrap.dedent(
     f"""\
@@ -128,7 +127,6 @@ def _rows(result: Result, measured: list[Run], runs: int) -> None:
 def _run(workdir: Path, runs: int, progress: Progress) -> list[Run]:
     apps = [f"rev{i:02d}" for i in range(runs)]
     with Cluster(workdir, progress) as cluster, SlackFake() as fake:
-        cluster.install_crds(CANARY_CRD)
         cluster.create_namespace(NAMESPACE)
         prometheus = Prometheus(workdir, progress).start()
         for app in apps:

@@ -63,6 +63,10 @@ async def test_set_image_runs_a_release_and_promotion_rolls_the_deployment(
     before_promotion: set[str] = set()
 
     await asyncio.to_thread(cluster.kubectl, "set", "image", "deployment/podinfo", f"podinfod={NEW}")
+    # one look while the change is surely not promoted yet (the audit below cannot pass
+    # having seen nothing; the release may promote within seconds)
+    for images in cluster.pod_images().values():
+        before_promotion.update(images)
 
     (release,) = await cluster.wait(cluster.releases, "a release for the new revision")
     assert release["spec"]["images"] == {"podinfod": NEW}
@@ -83,7 +87,7 @@ async def test_set_image_runs_a_release_and_promotion_rolls_the_deployment(
                     before_promotion.update(images)
         return cluster.phase(current) if cluster.phase(current) in ("Succeeded", "Failed") else ""
 
-    finished()  # one look while the release is surely before its promotion
+    finished()
 
     assert await cluster.wait(finished, "the release to end", timeout=120) == "Succeeded"
     # Until promotion, no pod of the user's Deployment ran the new image.

@@ -9,6 +9,7 @@ The releases name a Deployment that does not exist, so each one's first step ref
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -112,9 +113,18 @@ async def test_each_shard_engine_advances_only_its_own_releases(
     for release in await store.list_objects(namespace):
         assert "Deployment missing not found" in release.status.message, release.status
 
-    events = k8s.CoreV1Api(kube_api_client).list_namespaced_event(namespace).items
-    refused = {e.involved_object.name for e in events if e.involved_object.kind == "CanaryRelease"}
-    assert refused == {release_name(s, i) for s in SHARDS for i in range(3)}
+    # each refusal's Event is written after its status: waited for, not read once
+    wanted = {release_name(s, i) for s in SHARDS for i in range(3)}
+
+    def refused() -> set[str]:
+        events = k8s.CoreV1Api(kube_api_client).list_namespaced_event(namespace).items
+        return {e.involved_object.name for e in events if e.involved_object.kind == "CanaryRelease"}
+
+    async def all_recorded() -> bool:
+        return await asyncio.to_thread(refused) == wanted
+
+    await async_wait_for(all_recorded, 30, f"a refusal Event for each of {sorted(wanted)}")
+    assert refused() == wanted
 
     leases = k8s.CoordinationV1Api(kube_api_client).list_namespaced_lease(namespace).items
     holders = {lease.metadata.name: lease.spec.holder_identity for lease in leases}

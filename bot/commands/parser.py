@@ -136,13 +136,21 @@ def _interval(text: str) -> str:
     return text
 
 
-def _cluster(text: str) -> str:
-    if not is_dns_label(text):
-        raise ParseError(
-            f"{_show(text)} is not a cluster name; cluster names are lowercase letters, "
-            "digits and '-', e.g. `--cluster prod-eu`"
-        )
-    return text
+def _dns_label(what: str, plural: str, example: str) -> Callable[[str], str]:
+    """A checker for a value that must be a DNS label (a namespace, a cluster name)."""
+
+    def check(text: str) -> str:
+        if not is_dns_label(text):
+            raise ParseError(
+                f"{_show(text)} is not a {what}; {plural} are lowercase letters, "
+                f"digits and '-', e.g. `{example}`"
+            )
+        return text
+
+    return check
+
+
+_cluster = _dns_label("cluster name", "cluster names", "--cluster prod-eu")
 
 
 _CLUSTER_FLAGS = ("-c", "--cluster")
@@ -173,13 +181,7 @@ def _take_cluster(tokens: list[str]) -> tuple[list[str], str | None]:
     return rest, cluster
 
 
-def _namespace(text: str) -> str:
-    if not is_dns_label(text):
-        raise ParseError(
-            f"{_show(text)} is not a namespace name; namespaces are lowercase letters, "
-            "digits and '-', e.g. `-n test`"
-        )
-    return text
+_namespace = _dns_label("namespace name", "namespaces", "-n test")
 
 
 def _object_name(what: str) -> Callable[[str], str]:
